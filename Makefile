@@ -1,0 +1,83 @@
+# The two commands of the README, and the pieces they are made of.
+#   make study   set everything up, then run the main job
+#   make test    set everything up, then run every check CI runs (CI calls exactly this)
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+LIB := vaecausal_nb
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: setup browser study test check-export check-clean check-readme nbtest pytest docs readme export clean help
+help:
+	@echo "make study   set up .venv and run the main job"
+	@echo "make test    set up .venv and run every check (export sync, clean notebooks, README sync, notebook tests, docs site, pytest)"
+	@echo "make docs    build the HTML docs site offline into _site/"
+	@echo "make readme  regenerate README.md from nbs/index.ipynb"
+
+# -- set-up ------------------------------------------------------------------------------------------------
+$(STAMP): setup.py settings.ini
+	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed: set PY=python3.1x")'
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip "setuptools<82" wheel
+	$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH)"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP) browser
+
+# Browser tests use Debian's chromium (never a downloaded browser build).
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null && command -v apt-get >/dev/null; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "note: no chromium and no way to install it: the browser tests will be skipped (CI=true fails them)"; fi
+
+# -- the main job ------------------------------------------------------------------------------------------
+study: setup
+	$(BIN)/python -m $(LIB).quickstart
+
+# -- the checks --------------------------------------------------------------------------------------------
+test: setup
+	@$(MAKE) --no-print-directory check-export check-clean check-readme nbtest docs pytest
+
+# nbdev_export must reproduce the committed library exactly (new, changed or deleted files all count).
+check-export:
+	@snap() { find $(LIB) -name '*.py' -print0 | sort -z | xargs -0 sha1sum; }; before=$$(snap); \
+	$(BIN)/nbdev_export; \
+	if [ "$$before" != "$$(snap)" ]; then git status --short $(LIB); \
+	  echo "FAIL: nbdev_export changed the library: edit the notebooks, export, and commit both"; exit 1; fi; \
+	echo "export: the library matches the notebooks"
+
+check-clean:
+	@snap() { find nbs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -print0 | sort -z | xargs -0 sha1sum; }; before=$$(snap); \
+	$(BIN)/nbdev_clean; \
+	if [ "$$before" != "$$(snap)" ]; then git status --short nbs; \
+	  echo "FAIL: nbdev_clean changed notebooks: they carried noisy metadata; commit the cleaned notebooks"; exit 1; fi; \
+	echo "clean: notebooks carry no noisy metadata"
+
+check-readme:
+	@$(BIN)/python tools/nbdocs.py readme --check
+
+nbtest:
+	cd nbs && ../$(BIN)/nbdev_test --n_workers 2 --timing
+
+docs: setup
+	$(BIN)/python tools/nbdocs.py site
+
+readme: setup
+	$(BIN)/python tools/nbdocs.py readme
+
+export: setup
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
+
+pytest:
+	$(BIN)/python -m pytest tests
+
+clean:
+	rm -rf _proc _sphinx _site _docs .pytest_cache

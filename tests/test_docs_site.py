@@ -1,0 +1,77 @@
+"""The offline docs site: every notebook has a page in the sidebar, every page loads with its title, no image is broken."""
+import functools, json, re, subprocess, sys, threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+SITE = ROOT / '_site'
+pytestmark = pytest.mark.browser
+
+
+def _notebook_titles():
+    "Title of every notebook in nbs/ (first markdown heading), index excluded."
+    out = {}
+    for p in sorted((ROOT / 'nbs').rglob('*.ipynb')):
+        if p.name == 'index.ipynb' or '.ipynb_checkpoints' in p.parts: continue
+        nb = json.loads(p.read_text())
+        md = next(''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'markdown')
+        out[p] = re.match(r'#\s+(.+)', md.strip()).group(1).strip()
+    return out
+
+
+@pytest.fixture(scope='module')
+def site():
+    if not (SITE / 'index.html').exists():
+        subprocess.run([sys.executable, 'tools/nbdocs.py', 'site'], cwd=ROOT, check=True)
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *a): pass
+    handler = functools.partial(Quiet, directory=str(SITE))
+    srv = ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f'http://127.0.0.1:{srv.server_address[1]}/'
+    srv.shutdown()
+
+
+def _broken_images(page):
+    return page.evaluate("""() => Array.from(document.images)
+        .filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src'))""")
+
+
+def test_every_sidebar_page_loads_with_title_and_images(site, browser):
+    page = browser.new_page()
+    page.goto(site + 'index.html')
+    assert 'vaecausal_nb' in page.title()
+    assert page.locator('h1').first.inner_text().strip().startswith('vaecausal_nb')
+    assert page.locator('article img').count() >= 1, 'the home page should show a figure'
+    assert _broken_images(page) == []
+    links = page.eval_on_selector_all('.sidebar-tree a.reference',
+                                      'els => els.map(e => [e.getAttribute("href"), e.innerText.trim()])')
+    titles = [t for _, t in links]
+    for nb, title in _notebook_titles().items():
+        assert title in titles, f'{nb.name} (title {title!r}) is missing from the sidebar {titles}'
+    assert 'API reference' in titles
+    for href, title in links:
+        resp = page.goto(site + href)
+        assert resp is not None and resp.ok, f'{href} did not load'
+        h1 = page.locator('article h1').first.inner_text().strip().rstrip('#').strip()
+        assert h1 == title, f'{href}: heading {h1!r} != sidebar title {title!r}'
+        assert page.title().startswith(title)
+        assert _broken_images(page) == [], f'{href} has broken images'
+    page.close()
+
+
+def test_api_reference_lists_the_public_functions(site, browser):
+    sys.path.insert(0, str(ROOT))
+    from vaecausal_nb._modidx import d
+    page = browser.new_page()
+    page.goto(site + 'api.html')
+    ids = set(page.eval_on_selector_all('[id]', 'els => els.map(e => e.id)'))
+    public = [s for m in d['syms'].values() for s in m if not s.rsplit('.', 1)[-1].startswith('_')]
+    assert public, 'no exported symbols found'
+    missing = [s for s in public if s not in ids and '.' not in s.split('.', 2)[-1]]
+    assert missing == [], f'API reference lacks {missing}'
+    page.close()
