@@ -24,5 +24,13 @@ autodoc_typehints = 'description'
 autodoc_member_order = 'bysource'
 html_theme = 'furo'
 html_title = project
-html_static_path = []
-# MathJax is loaded from a CDN by default; offline readers still get the TeX source, which is readable.
+# MathJax from the jupyter-server-mathjax wheel (MathJax 2), copied into _static/, so formulas render offline.
+import jupyter_server_mathjax
+html_static_path = [str(Path(jupyter_server_mathjax.__file__).parent / 'static')]
+mathjax_path = 'MathJax.js?config=TeX-AMS-MML_HTMLorMML-full'
+# myst-nb marks pages `mathjax_ignore` and formulas `math`: tell MathJax 2 to typeset exactly those.
+mathjax2_config = {'tex2jax': {'inlineMath': [['\\(', '\\)']], 'displayMath': [['\\[', '\\]']],
+                               'processEscapes': True, 'processClass': 'math|output_area',
+                               'ignoreClass': 'tex2jax_ignore|mathjax_ignore|document'},
+                    # the wheel carries the STIX-Web fonts only
+                    'HTML-CSS': {'availableFonts': ['STIX-Web'], 'preferredFont': 'STIX-Web', 'webFont': 'STIX-Web', 'imageFont': None}}

@@ -54,6 +54,7 @@ def test_every_sidebar_page_loads_with_title_and_images(site, browser):
     for nb, title in _notebook_titles().items():
         assert title in titles, f'{nb.name} (title {title!r}) is missing from the sidebar {titles}'
     assert 'API reference' in titles
+    math_pages = []
     for href, title in links:
         resp = page.goto(site + href)
         assert resp is not None and resp.ok, f'{href} did not load'
@@ -61,6 +62,10 @@ def test_every_sidebar_page_loads_with_title_and_images(site, browser):
         assert h1 == title, f'{href}: heading {h1!r} != sidebar title {title!r}'
         assert page.title().startswith(title)
         assert _broken_images(page) == [], f'{href} has broken images'
+        if page.locator('span.math, div.math').count():   # formulas are typeset offline by the bundled MathJax
+            page.wait_for_function("document.querySelectorAll('.MathJax, .MathJax_Display').length > 0", timeout=20000)
+            math_pages.append(href)
+    assert 'data.html' in math_pages
     page.close()
 
 
