@@ -40,7 +40,7 @@ browser:
 
 # -- the main job ------------------------------------------------------------------------------------------
 study: setup
-	$(BIN)/python -m $(LIB).quickstart
+	$(BIN)/vaecausal study --preset quick --out study_runs/quick
 
 # -- the checks --------------------------------------------------------------------------------------------
 test: setup
