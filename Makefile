@@ -80,4 +80,4 @@ pytest:
 	$(BIN)/python -m pytest tests
 
 clean:
-	rm -rf _proc _sphinx _site _docs .pytest_cache
+	rm -rf _proc _sphinx _site _docs jupyter_execute .pytest_cache
