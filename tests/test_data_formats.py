@@ -1,7 +1,6 @@
 """Every real-format loader, on tiny files written here in the exact published formats, plus their bad inputs
 and the download path (served from 127.0.0.1)."""
-import functools, hashlib, http.server, threading, zipfile
-from pathlib import Path
+import functools, hashlib, http.server, threading
 
 import h5py
 import numpy as np
@@ -10,7 +9,7 @@ import torch
 from PIL import Image
 
 from vaecausal_nb.core import VaeCausalError
-from vaecausal_nb.data import (ProceduralDSprites, download, fetch_file, load_dataset, load_mpi3d_file)
+from vaecausal_nb.data import ProceduralDSprites, download, fetch_file, load_dataset
 
 
 def grid(sizes):

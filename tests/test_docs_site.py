@@ -1,7 +1,6 @@
 """The offline docs site: every notebook has a page in the sidebar, every page loads with its title, no image is broken."""
 import functools, json, re, subprocess, sys, threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 

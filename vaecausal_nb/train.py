@@ -8,15 +8,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import math
 import os
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -71,17 +68,6 @@ class TrainConfig:
 _RESUMABLE = {'steps', 'out_dir', 'progress', 'checkpoint_every', 'log_every', 'device', 'compile'}
 
 # %% ../nbs/04_train.ipynb #120d707d
-def _flat_state(sd:dict, prefix='') -> dict:
-    "Optimiser state dict -> flat {name: tensor} (numbers become 0-d tensors) for weights_only storage."
-    out = {}
-    for k, v in sd.items():
-        name = f'{prefix}{k}'
-        if isinstance(v, dict): out.update(_flat_state(v, name + '/'))
-        elif isinstance(v, (list, tuple)) and name.endswith('param_groups'): out[name] = json.dumps(v)
-        elif isinstance(v, torch.Tensor): out[name] = v
-        else: out[name] = v
-    return out
-
 def _rng_state() -> dict:
     s = {'torch': torch.get_rng_state()}
     if torch.cuda.is_available(): s['cuda'] = torch.cuda.get_rng_state_all()
