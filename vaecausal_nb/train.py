@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
+import json
 import math
 import os
 import shutil
@@ -22,7 +24,8 @@ from .data import BatchIterator, load_dataset, to_float
 from .models import ARCHS, MODELS, build_model
 
 # %% auto #0
-__all__ = ['TrainConfig', 'save_checkpoint', 'load_state', 'Run', 'train', 'load_run', 'traversal_figure']
+__all__ = ['ZOO_ENV', 'TrainConfig', 'save_checkpoint', 'load_state', 'Run', 'train', 'load_run', 'traversal_figure', 'zoo_root',
+           'pretrained']
 
 # %% ../nbs/04_train.ipynb #c283728b
 @dataclass
@@ -269,3 +272,26 @@ def traversal_figure(model, x:torch.Tensor, values=(-2, -1, 0, 1, 2), latents=No
             if r == 0: ax.set_title(f'{values[c]:+g}', fontsize=8)
     plt.subplots_adjust(wspace=0.04, hspace=0.04)
     return fig
+
+# %% ../nbs/04_train.ipynb #7c0d4643
+ZOO_ENV = 'VAECAUSAL_ZOO'
+
+def zoo_root(root:str|Path|None=None) -> Path:
+    "Directory of the trained-model cache: `root`, else `$VAECAUSAL_ZOO`, else `~/.cache/vaecausal/zoo`."
+    return Path(root or os.environ.get(ZOO_ENV) or Path.home() / '.cache' / 'vaecausal' / 'zoo').expanduser()
+
+def pretrained(arch:str='beta_vae', # one of models.ARCHS
+               steps:int=3000, # training steps (more steps than cached = continue training)
+               root:str|Path|None=None, # cache directory (see `zoo_root`)
+               **config, # other `TrainConfig` fields, e.g. hparams={'beta': 4}, seed=1, lr=5e-4
+              ) -> Run:
+    "Train `arch` into the model cache, or load it from there if that run has already finished."
+    config = {'dataset_kwargs': {'procedural': True}, 'lr': 5e-4, 'progress': False, **config}
+    cfg = TrainConfig(arch=arch, steps=steps, **config).validate()
+    key = {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE}
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    cfg.out_dir = str(zoo_root(root) / f'{arch}-{cfg.dataset}-s{cfg.seed}-{digest}')
+    out = Path(cfg.out_dir)
+    if (out / 'model.safetensors').exists() and load_json(out / 'config.json')['steps'] == steps:
+        return load_run(out, cfg.device)
+    return train(cfg)
