@@ -217,7 +217,7 @@ def circuit_modularity(model:nn.Module, # a trained model with hook points in it
     idx = [int(i) for i in np.flatnonzero(act)]
     M = np.zeros((len(act), 0))
     for i in idx:
-        m = sum(mediation(model, agg['codes'], i, float(v), site)['nie_norm'] for v in grid[i])
+        m = sum(mediation(model, agg['codes'], i, float(v), site, nde=False)['nie_norm'] for v in grid[i])
         if M.shape[1] == 0: M = np.zeros((len(act), len(m)))
         M[i] = m
     out = {'mediators': M, 'active': act, 'passive': [int(i) for i in np.flatnonzero(~act)], 'site': site}
