@@ -96,7 +96,7 @@ def ces(model:nn.Module, # a trained model with encode/decode/representation
 
 # %% ../nbs/07_causal_metrics.ipynb #c5831e9d
 def pixel_specificity(effect:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "For effects `[..., P]` (absolute pixel changes): 1 − H(p)/log P with p the normalised effect, and the total effect Σ|Δ| (the weight)."
+    "For effects `[..., P]` (absolute pixel changes): 1 − H(p)/log P with p the normalised effect, and the total absolute effect (the weight)."
     d = effect.abs()
     w = d.sum(-1)
     p = d / w.unsqueeze(-1).clamp_min(1e-30)
@@ -205,7 +205,7 @@ def circuit_modularity(model:nn.Module, # a trained model with hook points in it
                        ks:Sequence[float]=(-2, 2), # treatments do(z_i = mean + k·std)
                        active=None, # boolean mask of active latents (default: active_latents)
                       ) -> dict:
-    "1 − mean_{i<j} cos(m_i, m_j) over active latents, m_i = |NIE| of do(z_i) through each unit of `site`: 1 = disjoint circuits."
+    "1 − mean_{i<j} cos(m_i, m_j) over active latents, m_i = NIE magnitudes of do(z_i) through each unit of `site`: 1 = disjoint circuits."
     model.eval(); x = _images(model, x)
     if site is None:
         check('decoder.hooks.0' in hook_points(model), f'{type(model).__name__} has no decoder.hooks.0; pass site= one of '

@@ -288,7 +288,7 @@ def factor_effects(model:nn.Module, # a model with representation(x)
                    normalise:bool=True, # divide each latent's effect by its aggregate-posterior std (passive latents: ≈ 1)
                    device=None, # where the model runs (default: its parameters' device)
                   ):
-    "Input manipulation: `[K, L]` DataFrame of E|z_l(x') − z_l(x)| over pairs (x, x') that differ only in factor k (in aggregate-posterior std)."
+    "Input manipulation: `[K, L]` DataFrame of the mean absolute change of z_l over pairs (x, x') that differ only in factor k (in aggregate-posterior std)."
     import pandas as pd
     check(isinstance(n, int) and n >= 2, f'n must be an integer >= 2, got {n!r}')
     dev = device or next(model.parameters()).device
@@ -359,7 +359,7 @@ def mediation(model:nn.Module, # a model with decode(z) and hook points in the d
               output:str|Callable='probs', # what the effect is measured on
               nde:bool=True, # also compute the natural direct effects (one more batched pass)
              ) -> dict:
-    "Causal mediation of do(z_i = v) through each unit of a decoder site: TE, and per-unit NDE, NIE (projected on the TE direction) and |NIE|."
+    "Causal mediation of do(z_i = v) through each unit of a decoder site: TE, and per-unit NDE, NIE (projected on the TE direction) and the NIE magnitude."
     L = z.shape[1]
     check(0 <= int(latent) < L, f'latent index {latent} is out of range 0..{L - 1}')
     check(math.isfinite(float(value)), f'the treatment value must be finite, got {value}')

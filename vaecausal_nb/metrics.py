@@ -63,7 +63,7 @@ def _same_width(a, b, what):
 
 # %% ../nbs/05_metrics.ipynb #9959b430
 def dci_importance(mus_train, ys_train, mus_test, ys_test, n_jobs:int=1, seed:int=0):
-    "Importance matrix `R [L, K]` (|feature_importances_| of one GradientBoostingClassifier per factor), mean train and test accuracy."
+    "Importance matrix `R [L, K]` (absolute `feature_importances_` of one GradientBoostingClassifier per factor), mean train and test accuracy."
     xtr, ytr = _pair(mus_train, ys_train, 'dci train')
     xte, yte = _pair(mus_test, ys_test, 'dci test', min_points=1)
     _same_width(xtr, xte, 'dci codes'); _same_width(ytr, yte, 'dci factors')
@@ -300,7 +300,7 @@ def beta_vae_score(representation_fn, # model or function images -> codes
                    progress:bool=False, # tqdm bars
                    sampler:FactorSampler|None=None, # reuse a sampler (and its code table)
                   ) -> dict:
-    "BetaVAE score (Higgins et al. 2017): accuracy of a linear classifier that names the shared factor from mean |z1 − z2|."
+    "BetaVAE score (Higgins et al. 2017): accuracy of a linear classifier that names the shared factor from the mean absolute difference of paired codes."
     for k, v in {'batch_size': batch_size, 'num_train': num_train, 'num_eval': num_eval}.items():
         check(isinstance(v, int) and v >= 2, f'{k} must be an integer >= 2, got {v!r}')
     s = sampler or FactorSampler(dataset, representation_fn, seed)

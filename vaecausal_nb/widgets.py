@@ -158,7 +158,7 @@ def _side_by_side(*imgs, gap:int=2) -> np.ndarray:
     return np.concatenate(parts[:-1], axis=1)
 
 def _heat(d:np.ndarray) -> np.ndarray:
-    "|difference| map [H, W] in [0, 1] as an RGB uint8 image (magma colour map)."
+    "Absolute-difference map [H, W] in [0, 1] as an RGB uint8 image (magma colour map)."
     import matplotlib
     return (matplotlib.colormaps['magma'](np.clip(d, 0, 1))[..., :3] * 255).astype(np.uint8)
 
