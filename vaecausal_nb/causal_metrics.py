@@ -23,17 +23,22 @@ from .models import kl_normal
 from .train import zoo_root
 
 # %% auto #0
-__all__ = ['active_latents', 'ces', 'pixel_specificity', 'intervention_specificity', 'FactorProbe', 'train_probe', 'factor_probe',
-           'circuit_modularity']
+__all__ = ['model_images', 'active_latents', 'ces', 'pixel_specificity', 'intervention_specificity', 'FactorProbe', 'train_probe',
+           'factor_probe', 'circuit_modularity']
 
 # %% ../nbs/07_causal_metrics.ipynb #9650da52
-def _images(model, x) -> torch.Tensor:
-    check(torch.is_tensor(x) and x.ndim >= 2 and len(x) >= 2, f'x must be a batch of at least 2 images, got '
-          f'{type(x).__name__ if not torch.is_tensor(x) else list(x.shape)}')
+def model_images(model:nn.Module, # the model the images are for (its `image_shape` is checked when it has one)
+                 x:torch.Tensor, # images [N, C, H, W] or one image [C, H, W], uint8 or float in [0, 1]
+                 min_images:int=2, # how many images the caller needs
+                ) -> torch.Tensor:
+    "Images as a float batch on the model's device: uint8 scaled to [0, 1], a single image made a batch, shape checked."
+    check(torch.is_tensor(x), f'x must be a tensor of images, got {type(x).__name__}')
     if x.dtype == torch.uint8: x = to_float(x)
     shape = getattr(model, 'image_shape', None)
-    check(shape is None or tuple(x.shape[1:]) == tuple(shape), f'the model takes images of shape {tuple(shape)}, got '
-          f'{tuple(x.shape[1:])}')
+    if shape is not None and x.ndim == len(shape): x = x[None]
+    check(x.ndim >= 2 and len(x) >= min_images, f'x must be a batch of at least {min_images} images, got {list(x.shape)}')
+    check(shape is None or tuple(x.shape[1:]) == tuple(shape), f'the model takes images of shape {tuple(shape)}, but x has '
+          f'images of shape {tuple(x.shape[1:])}')
     return x.to(next(model.parameters()).device)
 
 @torch.no_grad()
@@ -43,7 +48,7 @@ def active_latents(model:nn.Module, # a trained model
                    var_threshold:float=1e-4, # a latent whose posterior mean barely varies is passive
                   ) -> dict:
     "Seed 001's active-latent test: {'active' [L] bool, 'kl' [L] (None for deterministic codes), 'variance' [L], 'passive' list}."
-    model.eval(); x = _images(model, x)
+    model.eval(); x = model_images(model, x)
     z = model.representation(x)
     var = z.var(0)
     active = var > var_threshold
@@ -82,14 +87,14 @@ def ces(model:nn.Module, # a trained model with encode/decode/representation
         active=None, # boolean mask of active latents (default: `active_latents`)
        ) -> dict:
     "Causal effect strength: CES_i = E_x E_v ‖D(z_i ← v) − D(z)‖₂ / √P; model CES = mean over active latents; also CES per unit of reconstruction RMSE."
-    model.eval(); x = _images(model, x)
+    model.eval(); x = model_images(model, x)
     act = _active(model, x, active)
     L = model.representation(x[:2]).shape[1]
     check(len(act) == L, f'active has {len(act)} entries but the model has {L} latents')
     per = np.zeros(L)
     for i, y0, sw in _sweeps(model, x, ks, range(L)):
         per[i] = float((sw - y0).flatten(2).norm(dim=-1).mean() / math.sqrt(y0[0].numel()))
-        rmse = float((y0 - x).pow(2).mean().sqrt())
+    rmse = float((y0 - x).pow(2).mean().sqrt())                       # y0: the reconstructions (same for every latent)
     c = _summary(per, act)
     return {'per_latent': per, 'ces': c, 'recon_rmse': rmse, 'ces_per_recon': c / max(rmse, 1e-12),
             'active': act, 'passive': [int(i) for i in np.flatnonzero(~act)]}
@@ -115,7 +120,7 @@ def intervention_specificity(model:nn.Module, # a trained model
     check(level in ('pixel', 'factor'), f"level must be 'pixel' or 'factor', got {level!r}")
     check(level == 'pixel' or callable(probe), "level='factor' needs a probe (images -> factor predictions), e.g. "
           'factor_probe(dataset)')
-    model.eval(); x = _images(model, x)
+    model.eval(); x = model_images(model, x)
     act = _active(model, x, active)
     L = len(act)
     per, dF = np.full(L, np.nan), None
@@ -206,7 +211,7 @@ def circuit_modularity(model:nn.Module, # a trained model with hook points in it
                        active=None, # boolean mask of active latents (default: active_latents)
                       ) -> dict:
     "1 − mean_{i<j} cos(m_i, m_j) over active latents, m_i = NIE magnitudes of do(z_i) through each unit of `site`: 1 = disjoint circuits."
-    model.eval(); x = _images(model, x)
+    model.eval(); x = model_images(model, x)
     if site is None:
         check('decoder.hooks.0' in hook_points(model), f'{type(model).__name__} has no decoder.hooks.0; pass site= one of '
               f'{", ".join(hook_points(model))}')

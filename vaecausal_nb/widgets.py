@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .causal_metrics import active_latents, model_images
 from .core import VaeCausalError, check
 from .data import FactorDataset, to_float
 from .interventions import (SIGMA_GRID, aggregate_posterior, has_gaussian_posterior, latent_sweep, mediation,
@@ -23,15 +24,6 @@ from .interventions import (SIGMA_GRID, aggregate_posterior, has_gaussian_poster
 __all__ = ['to_image', 'render_latents', 'png_bytes', 'traversal_grid', 'LatentSliders', 'bar_image', 'InterventionExplorer']
 
 # %% ../nbs/09_widgets.ipynb #165cb27a
-def _image_batch(model, x) -> torch.Tensor:
-    check(torch.is_tensor(x), f'x must be a tensor of images, got {type(x).__name__}')
-    if x.dtype == torch.uint8: x = to_float(x)
-    if x.ndim == len(getattr(model, 'image_shape', x.shape[1:])): x = x[None]
-    shape = getattr(model, 'image_shape', None)
-    check(shape is None or tuple(x.shape[1:]) == tuple(shape),
-          f'the model takes images of shape {tuple(shape)}, but x has images of shape {tuple(x.shape[1:])}')
-    return x.to(next(model.parameters()).device)
-
 def to_image(probs:torch.Tensor) -> np.ndarray:
     "An image `[C, H, W]` of probabilities in [0, 1] as a uint8 array `[H, W]` (grey) or `[H, W, 3]`."
     p = probs.detach().float().clamp(0, 1).cpu()
@@ -64,8 +56,8 @@ def traversal_grid(model:nn.Module, # a trained model
                    title:str|None=None, # figure title
                   ):
     "Static figure: rows = latents, columns = do(z_i = μ̄_i + kσ̄_i) from the code of `x` — for pages where widgets cannot run."
-    x = _image_batch(model, x)
-    ref = x if ref is None else _image_batch(model, ref)
+    x = model_images(model, x, 1)
+    ref = x if ref is None else model_images(model, ref, 1)
     check(len(ref) >= 2, 'the aggregate posterior needs at least 2 reference images (pass ref=)')
     agg = aggregate_posterior(model, ref)
     if latents is None: latents = agg['codes'].var(0).argsort(descending=True).tolist()
@@ -86,12 +78,11 @@ class LatentSliders:
                  scale:int=4, # display enlargement
                 ):
         import ipywidgets as W
-        from vaecausal_nb.causal_metrics import active_latents
         self.model, self.scale, self.last_ms, self._quiet = model.eval(), scale, float('nan'), False
         self.error, self.image, self.timing = W.HTML(), W.Image(format='png'), W.HTML()
         try:
-            self.x = _image_batch(model, x)
-            ref = self.x if ref is None else _image_batch(model, ref)
+            self.x = model_images(model, x, 1)
+            ref = self.x if ref is None else model_images(model, ref, 1)
             check(len(ref) >= 2, 'the slider ranges need at least 2 reference images (pass ref=)')
             agg = aggregate_posterior(model, ref)
             mean, std = agg['mean'].cpu().numpy(), agg['std'].cpu().numpy()
@@ -183,7 +174,6 @@ class InterventionExplorer:
                  scale:int=3, # display enlargement
                 ):
         import ipywidgets as W
-        from vaecausal_nb.causal_metrics import active_latents
         from vaecausal_nb.hooks import hook_points
         self.model, self.ds, self.probe, self.scale, self.last_ms = model.eval(), dataset, probe, scale, float('nan')
         self.error, self.image, self.factors, self.nie_image = W.HTML(), W.Image(format='png'), W.HTML(), W.Image(format='png')
@@ -191,7 +181,7 @@ class InterventionExplorer:
         try:
             check(isinstance(dataset, FactorDataset), f'dataset must be a FactorDataset, got {type(dataset).__name__}')
             g = torch.Generator().manual_seed(seed)
-            self.x = _image_batch(model, dataset.images(torch.randint(len(dataset), (n,), generator=g)))
+            self.x = model_images(model, dataset.images(torch.randint(len(dataset), (n,), generator=g)))
             agg = aggregate_posterior(model, self.x)
             self.mean, self.std = agg['mean'], agg['std']
             check(torch.isfinite(self.mean).all() and torch.isfinite(self.std).all(), 'the latent range contains NaN or '
