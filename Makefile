@@ -23,7 +23,7 @@ $(STAMP): setup.py settings.ini
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip "setuptools<82" wheel
 	$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH)"
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,ray]"
 	@touch $(STAMP)
 
 setup: $(STAMP) browser
@@ -65,7 +65,7 @@ check-readme:
 	@$(BIN)/python tools/nbdocs.py readme --check
 
 nbtest:
-	cd nbs && ../$(BIN)/nbdev_test --n_workers 2 --timing
+	cd nbs && OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ../$(BIN)/nbdev_test --n_workers 2 --timing
 
 docs: setup
 	$(BIN)/python tools/nbdocs.py site

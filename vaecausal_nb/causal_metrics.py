@@ -195,9 +195,9 @@ def factor_probe(dataset:FactorDataset, # dataset (its name and grid key the cac
         return probe.eval()
     probe, acc = train_probe(dataset, steps, seed=seed, progress=progress)
     d.mkdir(parents=True, exist_ok=True)
+    save_json({'accuracy': acc, 'steps': steps, 'seed': seed}, d / 'probe.json')   # first: the weights mark it finished
     save_file({k: v.contiguous() for k, v in probe.state_dict().items()}, str(d / '.probe.tmp'))
     (d / '.probe.tmp').replace(d / 'probe.safetensors')
-    save_json({'accuracy': acc, 'steps': steps, 'seed': seed}, d / 'probe.json')
     probe.accuracy = acc
     logger.info(f'trained the {dataset.name} factor probe: held-out accuracy {acc}')
     return probe

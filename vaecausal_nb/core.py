@@ -123,9 +123,12 @@ def atomic_write(path:str|Path, # destination file
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try: os.unlink(tmp)
         except FileNotFoundError: pass
+        if isinstance(e, OSError):                  # disk full, quota, I/O error: say which file, and that nothing changed
+            raise VaeCausalError(f'writing {path} failed ({e.strerror or e}); nothing was written there and any earlier '
+                                 'version is intact: free some space (or choose another location) and run again') from e
         raise
 
 def save_json(obj, path:str|Path, **kw):
