@@ -460,7 +460,8 @@ def compare_architectures(df:'pandas.DataFrame', # one row per run
     out['p_holm_sidak'] = np.nan
     out['significant'] = False
     if ok.any():
-        rej, padj, _, _ = multipletests(out.loc[ok, 'p'].to_numpy(), alpha=alpha, method='holm-sidak')
+        with np.errstate(divide='ignore'):           # a raw p of exactly 1 makes statsmodels take log(0); its result is right
+            rej, padj, _, _ = multipletests(out.loc[ok, 'p'].to_numpy(), alpha=alpha, method='holm-sidak')
         out.loc[ok, 'p_holm_sidak'] = padj; out.loc[ok, 'significant'] = rej
     return out
 
@@ -526,7 +527,8 @@ def write_report(root:str|Path, # a study root
           f'`runs/<name>/` holds each run.', '']
     st = study_status(root)
     if st['unfinished']: md += [f'> {len(st["unfinished"])} runs are not finished; run the study again to complete them.', '']
-    md += ['## Results (mean over seeds)', '', f'Seeds per cell: {int(n_seeds.min())}–{int(n_seeds.max())}.', '',
+    seeds = f'{int(n_seeds.min())}' if n_seeds.min() == n_seeds.max() else f'{int(n_seeds.min())}–{int(n_seeds.max())}'
+    md += ['## Results (mean over seeds)', '', f'Seeds per cell: {seeds}.', '',
            _md(table), '']
     # correlations
     if core.groupby('dataset').size().min() >= 4:
