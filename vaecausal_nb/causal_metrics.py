@@ -23,8 +23,8 @@ from .models import kl_normal
 from .train import zoo_root
 
 # %% auto #0
-__all__ = ['model_images', 'active_latents', 'ces', 'pixel_specificity', 'intervention_specificity', 'FactorProbe', 'train_probe',
-           'factor_probe', 'circuit_modularity']
+__all__ = ['model_images', 'active_latents', 'ces', 'pixel_specificity', 'intervention_specificity', 'causal_profile',
+           'FactorProbe', 'train_probe', 'factor_probe', 'circuit_modularity']
 
 # %% ../nbs/07_causal_metrics.ipynb #9650da52
 def model_images(model:nn.Module, # the model the images are for (its `image_shape` is checked when it has one)
@@ -81,23 +81,47 @@ def _sweeps(model, x, ks, latents, chunk_rows=8192):
     for i in latents: yield i, y0, latent_sweep(model, z, grid, latents=[i], chunk_rows=chunk_rows)[0]
 
 @torch.no_grad()
+def _effects(model, x, ks, active, ces=False, pixel=False, probe=None) -> dict:
+    "One sweep over every latent, reduced to the per-latent numbers each metric needs (shared by `ces`, `intervention_specificity` and `causal_profile`)."
+    model.eval(); x = model_images(model, x)
+    act = _active(model, x, active)
+    L = model.representation(x[:2]).shape[1]
+    check(len(act) == L, f'active has {len(act)} entries but the model has {L} latents')
+    out = {'active': act}
+    if ces: out['ces'] = np.zeros(L)
+    if pixel: out['pixel'] = np.full(L, np.nan)
+    if probe is not None: out['factor'], out['factor_effects'] = np.full(L, np.nan), None
+    f0 = None
+    for i, y0, sw in _sweeps(model, x, ks, range(L)):
+        d = (sw - y0).flatten(2)                                            # [V, N, P] effects of do(z_i = v)
+        if ces: out['ces'][i] = float(d.norm(dim=-1).mean() / math.sqrt(d.shape[-1]))
+        if pixel:
+            s, w = pixel_specificity(d)
+            if w.sum() > 0: out['pixel'][i] = float((s * w).sum() / w.sum())   # weighted by the size of each change
+        if probe is not None:
+            if f0 is None: f0 = probe(y0)
+            f1 = probe(sw.flatten(0, 1)).view(sw.shape[0], len(y0), -1)
+            df = (f1 - f0).abs().mean((0, 1)).cpu().numpy()
+            if out['factor_effects'] is None: out['factor_effects'] = np.zeros((L, len(df)))
+            out['factor_effects'][i] = df
+            if df.sum() > 0: out['factor'][i] = float(df.max() / df.sum())
+    out['recon_rmse'] = float((y0 - x).pow(2).mean().sqrt())               # y0: the reconstructions
+    return out
+
+def _passive(act): return [int(i) for i in np.flatnonzero(~act)]
+
+def _ces_result(e:dict) -> dict:
+    c = _summary(e['ces'], e['active'])
+    return {'per_latent': e['ces'], 'ces': c, 'recon_rmse': e['recon_rmse'], 'ces_per_recon': c / max(e['recon_rmse'], 1e-12),
+            'active': e['active'], 'passive': _passive(e['active'])}
+
 def ces(model:nn.Module, # a trained model with encode/decode/representation
         x:torch.Tensor, # images [N, C, H, W]
         ks:Sequence[float]=SIGMA_GRID, # intervention values: mean + k·std of the aggregate posterior
         active=None, # boolean mask of active latents (default: `active_latents`)
        ) -> dict:
     "Causal effect strength: CES_i = E_x E_v ‖D(z_i ← v) − D(z)‖₂ / √P; model CES = mean over active latents; also CES per unit of reconstruction RMSE."
-    model.eval(); x = model_images(model, x)
-    act = _active(model, x, active)
-    L = model.representation(x[:2]).shape[1]
-    check(len(act) == L, f'active has {len(act)} entries but the model has {L} latents')
-    per = np.zeros(L)
-    for i, y0, sw in _sweeps(model, x, ks, range(L)):
-        per[i] = float((sw - y0).flatten(2).norm(dim=-1).mean() / math.sqrt(y0[0].numel()))
-    rmse = float((y0 - x).pow(2).mean().sqrt())                       # y0: the reconstructions (same for every latent)
-    c = _summary(per, act)
-    return {'per_latent': per, 'ces': c, 'recon_rmse': rmse, 'ces_per_recon': c / max(rmse, 1e-12),
-            'active': act, 'passive': [int(i) for i in np.flatnonzero(~act)]}
+    return _ces_result(_effects(model, x, ks, active, ces=True))
 
 # %% ../nbs/07_causal_metrics.ipynb #c5831e9d
 def pixel_specificity(effect:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,7 +132,10 @@ def pixel_specificity(effect:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     H = -(p * p.clamp_min(1e-30).log()).sum(-1)
     return 1 - H / math.log(d.shape[-1]), w
 
-@torch.no_grad()
+def _specificity_result(per, act, factor_effects=None) -> dict:
+    return {'per_latent': per, 'specificity': float(np.nanmean(per[act])) if np.isfinite(per[act]).any() else float('nan'),
+            'factor_effects': factor_effects, 'active': act, 'passive': _passive(act)}
+
 def intervention_specificity(model:nn.Module, # a trained model
                              x:torch.Tensor, # images [N, C, H, W]
                              level:str='pixel', # 'pixel' or 'factor'
@@ -120,23 +147,23 @@ def intervention_specificity(model:nn.Module, # a trained model
     check(level in ('pixel', 'factor'), f"level must be 'pixel' or 'factor', got {level!r}")
     check(level == 'pixel' or callable(probe), "level='factor' needs a probe (images -> factor predictions), e.g. "
           'factor_probe(dataset)')
-    model.eval(); x = model_images(model, x)
-    act = _active(model, x, active)
-    L = len(act)
-    per, dF = np.full(L, np.nan), None
-    for i, y0, sw in _sweeps(model, x, ks, range(L)):
-        if level == 'pixel':
-            s, w = pixel_specificity((sw - y0).flatten(2))
-            if w.sum() > 0: per[i] = float((s * w).sum() / w.sum())      # weighted by the size of each change
-        else:
-            f0 = probe(y0)
-            f1 = probe(sw.flatten(0, 1)).view(sw.shape[0], len(y0), -1)
-            df = (f1 - f0).abs().mean((0, 1)).cpu().numpy()
-            if dF is None: dF = np.zeros((L, len(df)))
-            dF[i] = df
-            if df.sum() > 0: per[i] = float(df.max() / df.sum())
-    return {'per_latent': per, 'specificity': float(np.nanmean(per[act])) if np.isfinite(per[act]).any() else float('nan'),
-            'factor_effects': dF, 'active': act, 'passive': [int(i) for i in np.flatnonzero(~act)]}
+    if level == 'pixel':
+        e = _effects(model, x, ks, active, pixel=True)
+        return _specificity_result(e['pixel'], e['active'])
+    e = _effects(model, x, ks, active, probe=probe)
+    return _specificity_result(e['factor'], e['active'], e['factor_effects'])
+
+# %% ../nbs/07_causal_metrics.ipynb #d14f6cc8
+def causal_profile(model:nn.Module, # a trained model
+                   x:torch.Tensor, # images [N, C, H, W]
+                   probe:Callable|None=None, # factor probe for the factor level (None: skip that level)
+                   ks:Sequence[float]=SIGMA_GRID, # intervention values (mean + k·std)
+                   active=None, # boolean mask of active latents (default: active_latents)
+                  ) -> dict:
+    "`ces`, pixel-level and (with a probe) factor-level `intervention_specificity` from one shared latent sweep."
+    e = _effects(model, x, ks, active, ces=True, pixel=True, probe=probe)
+    return {'ces': _ces_result(e), 'specificity_pixel': _specificity_result(e['pixel'], e['active']),
+            'specificity_factor': None if probe is None else _specificity_result(e['factor'], e['active'], e['factor_effects'])}
 
 # %% ../nbs/07_causal_metrics.ipynb #66f15ff5
 class FactorProbe(nn.Module):

@@ -27,7 +27,7 @@ from .data import DATASETS, PROCEDURAL, load_dataset, random_batch, to_float
 from .models import ARCHS, MODELS
 from .train import TrainConfig, load_run, train
 from .metrics import METRICS, evaluate
-from .causal_metrics import active_latents, ces, circuit_modularity, factor_probe, intervention_specificity
+from .causal_metrics import active_latents, causal_profile, circuit_modularity, factor_probe
 
 # %% auto #0
 __all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'QUICK_SIZES', 'CPU_HPARAMS', 'PRESETS', 'MAIN_METRICS', 'DISENTANGLEMENT', 'StudySpec',
@@ -180,12 +180,12 @@ def measure(model, ds, ev:dict, seed:int, probe=None) -> dict:
     g = torch.Generator().manual_seed(20_000 + seed)
     x = to_float(random_batch(ds, ev['causal_images'], g)[0])
     act = active_latents(model, x)
-    c = ces(model, x, active=act['active'])
+    cp = causal_profile(model, x, probe=probe, active=act['active'])             # one latent sweep for all three
+    c = cp['ces']
     out.update({'n_latents': len(act['active']), 'n_active': int(act['active'].sum()), 'ces': c['ces'],
                 'ces_per_recon': c['ces_per_recon'], 'recon_rmse': c['recon_rmse']})
-    out['specificity_pixel'] = intervention_specificity(model, x, 'pixel', active=act['active'])['specificity']
-    if probe is not None:
-        out['specificity_factor'] = intervention_specificity(model, x, 'factor', probe=probe, active=act['active'])['specificity']
+    out['specificity_pixel'] = cp['specificity_pixel']['specificity']
+    if probe is not None: out['specificity_factor'] = cp['specificity_factor']['specificity']
     t1 = time.perf_counter()
     out['modularity'] = circuit_modularity(model, x[:ev['modularity_images']], active=act['active'])['modularity']
     out['seconds_modularity'] = time.perf_counter() - t1
