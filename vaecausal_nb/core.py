@@ -5,10 +5,12 @@
 # %% ../nbs/00_core.ipynb #acdd82ba
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
 import random
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,8 +19,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['logger', 'DEVICE_ENV', 'VaeCausalError', 'check', 'log_once', 'get_device', 'seed_everything', 'atomic_write',
-           'save_json', 'load_json']
+__all__ = ['logger', 'DEVICE_ENV', 'RETAIN_MEMORY_ENV', 'VaeCausalError', 'check', 'log_once', 'get_device', 'seed_everything',
+           'retain_freed_memory', 'atomic_write', 'save_json', 'load_json']
 
 # %% ../nbs/00_core.ipynb #4881d329
 class VaeCausalError(Exception):
@@ -98,6 +100,22 @@ def seed_everything(seed:int, # an integer in [0, 2**32)
         torch.backends.cudnn.benchmark = False
         torch.use_deterministic_algorithms(True, warn_only=True)
     return seed
+
+# %% ../nbs/00_core.ipynb #f2e88258
+RETAIN_MEMORY_ENV = 'VAECAUSAL_RETAIN_MEMORY'
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3          # glibc's mallopt parameter numbers (malloc.h)
+
+def retain_freed_memory(mmap_threshold:int=32 << 20, # blocks smaller than this come from the heap, not from mmap
+                        trim_threshold:int=1 << 30, # the heap shrinks only when this much is free at its top
+                       ) -> bool:
+    "Ask glibc's malloc to keep freed memory for reuse (process-wide, for the process's life); True if it was applied."
+    if os.environ.get(RETAIN_MEMORY_ENV, '1').strip().lower() in ('0', 'false', 'no', 'off'): return False
+    if not sys.platform.startswith('linux'): return False
+    try: mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError): return False
+    ok = mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) == 1 and mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)) == 1
+    if ok: log_once(f'malloc keeps freed memory for reuse (no page faults per training step); {RETAIN_MEMORY_ENV}=0 turns this off', level=logging.DEBUG)
+    return ok
 
 # %% ../nbs/00_core.ipynb #bd135907
 @contextmanager

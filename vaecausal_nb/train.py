@@ -19,13 +19,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .core import VaeCausalError, atomic_write, check, get_device, load_json, logger, save_json, seed_everything
+from .core import (VaeCausalError, atomic_write, check, get_device, load_json, logger, retain_freed_memory, save_json,
+                               seed_everything)
 from .data import BatchIterator, load_dataset, to_float
 from .models import ARCHS, MODELS, build_model
 
 # %% auto #0
-__all__ = ['ZOO_ENV', 'TrainConfig', 'save_checkpoint', 'load_state', 'Run', 'train', 'load_run', 'traversal_figure', 'zoo_root',
-           'pretrained']
+__all__ = ['ZOO_ENV', 'TrainConfig', 'save_checkpoint', 'load_state', 'Run', 'build_optimizer', 'default_channels_last', 'train',
+           'load_run', 'traversal_figure', 'zoo_root', 'pretrained']
 
 # %% ../nbs/04_train.ipynb #c283728b
 @dataclass
@@ -42,7 +43,7 @@ class TrainConfig:
     seed: int = 0
     device: str|None = None           # None: $VAECAUSAL_DEVICE, then cuda > mps > cpu
     precision: str = 'fp32'           # 'fp32' or 'bf16' (autocast; CUDA)
-    channels_last: bool|None = None   # None: on for CUDA
+    channels_last: bool|None = None   # None: on for CPU and CUDA (see `default_channels_last`)
     compile: bool = False             # torch.compile the model (CUDA)
     out_dir: str|None = None          # run directory; None: nothing is written
     checkpoint_every: int = 500
@@ -141,25 +142,34 @@ def _history_frame(history):
     import pandas as pd
     return pd.DataFrame(history)
 
-def _optimizer(model, cfg):
+def build_optimizer(model:torch.nn.Module, # a model from `build_model`, already on its device
+                    lr:float, # learning rate
+                   ) -> torch.optim.Optimizer:
+    "The model's optimiser (Adam, or AdamW where its objective asks for weight decay); fused kernels on CPU and CUDA."
     oc = model.optim_config()
     params = model.main_parameters() if hasattr(model, 'main_parameters') else list(model.parameters())
     cls = torch.optim.AdamW if oc['optimizer'] == 'adamw' else torch.optim.Adam
-    return cls(params, lr=cfg.lr, weight_decay=oc['weight_decay'])
+    fused = all(p.device.type in ('cpu', 'cuda') and p.dtype.is_floating_point for p in params)   # one kernel, not one per tensor
+    return cls(params, lr=lr, weight_decay=oc['weight_decay'], fused=fused or None)
+
+def default_channels_last(device) -> bool:
+    "Train in channels-last (NHWC) layout? Yes on CPU (oneDNN) and CUDA (cuDNN); no elsewhere (MPS)."
+    return torch.device(device).type in ('cpu', 'cuda')
 
 def train(cfg:TrainConfig) -> Run:
     "Train (or resume) the run described by `cfg`; returns a `Run`."
     from tqdm.auto import tqdm
     cfg.validate()
     device = get_device(cfg.device)
+    if device.type == 'cpu': retain_freed_memory()        # no page faults on every step's activations (core)
     run_dir = Path(cfg.out_dir) if cfg.out_dir else None
     seed_everything(cfg.seed)
     ds = load_dataset(cfg.dataset, **cfg.dataset_kwargs)
     model = build_model(cfg.arch, cfg.latent_dim, ds.image_shape, **cfg.hparams).to(device)
     it = BatchIterator(ds, cfg.batch_size, device=device, seed=cfg.seed)
-    opt = _optimizer(model, cfg)
+    opt = build_optimizer(model, cfg.lr)
     aux_opt = model.aux_optimizer() if hasattr(model, 'aux_optimizer') else None
-    cl = cfg.channels_last if cfg.channels_last is not None else device.type == 'cuda'
+    cl = cfg.channels_last if cfg.channels_last is not None else default_channels_last(device)
     if cl: model = model.to(memory_format=torch.channels_last)
     step, history = 0, []
     if run_dir is not None: step, history = _resume(run_dir, cfg, model, opt, aux_opt, it)
@@ -197,7 +207,7 @@ def train(cfg:TrainConfig) -> Run:
                 save_checkpoint(run_dir, step, model, opt, aux_opt, it, history)
     finally:
         bar.close()
-    model.eval()
+    model = model.eval().to(memory_format=torch.contiguous_format)   # hand back the layout `load_run` gives
     if run_dir is not None: _finish(run_dir, model, ds, history)
     return Run(model, _history_frame(history), run_dir, cfg)
 
