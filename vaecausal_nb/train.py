@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .core import (VaeCausalError, atomic_write, check, get_device, load_json, logger, retain_freed_memory, save_json,
-                               seed_everything)
+from .core import (
+    VaeCausalError, atomic_write, check, get_device, load_json, logger, retain_freed_memory, save_json, seed_everything)
 from .data import BatchIterator, load_dataset, to_float
 from .models import ARCHS, MODELS, build_model
 
@@ -44,7 +44,7 @@ class TrainConfig:
     device: str|None = None           # None: $VAECAUSAL_DEVICE, then cuda > mps > cpu
     precision: str = 'fp32'           # 'fp32' or 'bf16' (autocast; CUDA)
     channels_last: bool|None = None   # None: on for CPU and CUDA (see `default_channels_last`)
-    compile: bool = False             # torch.compile the model (CUDA)
+    compile: bool = False             # torch.compile the model (CPU or CUDA; compiles when training starts)
     out_dir: str|None = None          # run directory; None: nothing is written
     checkpoint_every: int = 500
     log_every: int = 10
