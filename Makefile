@@ -10,10 +10,10 @@ LIB := vaecausal_nb
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser study test check-export check-clean check-readme nbtest pytest docs readme export clean help
+.PHONY: setup browser study test check-export check-clean check-readme lint nbtest pytest docs readme export clean help
 help:
 	@echo "make study   set up .venv and run the main job"
-	@echo "make test    set up .venv and run every check (export sync, clean notebooks, README sync, notebook tests, docs site, pytest)"
+	@echo "make test    set up .venv and run every check (export sync, clean notebooks, README sync, ruff, notebook tests, docs site, pytest)"
 	@echo "make docs    build the HTML docs site offline into _site/"
 	@echo "make readme  regenerate README.md from nbs/index.ipynb"
 
@@ -44,7 +44,7 @@ study: setup
 
 # -- the checks --------------------------------------------------------------------------------------------
 test: setup
-	@$(MAKE) --no-print-directory check-export check-clean check-readme nbtest docs pytest
+	@$(MAKE) --no-print-directory check-export check-clean check-readme lint nbtest docs pytest
 
 # nbdev_export must reproduce the committed library exactly (new, changed or deleted files all count).
 check-export:
@@ -63,6 +63,10 @@ check-clean:
 
 check-readme:
 	@$(BIN)/python tools/nbdocs.py readme --check
+
+# ruff on the exported library (configured in pyproject.toml); fix findings in the notebooks, then export.
+lint:
+	$(BIN)/ruff check $(LIB) && echo "lint: ruff finds nothing in $(LIB)"
 
 nbtest:
 	cd nbs && OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ../$(BIN)/nbdev_test --n_workers 2 --timing

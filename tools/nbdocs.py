@@ -39,6 +39,18 @@ def processed_notebooks() -> Path:
     return Path(proc_nbs(n_workers=1))
 
 
+def processed_notebook(name: str) -> dict:
+    "One notebook of nbs/ through nbdev's processors (the same as `processed_notebooks`, without processing the rest)."
+    from execnb.nbio import nb2str, read_nb
+    from nbdev.processors import FilterDefaults
+    os.environ['IN_TEST'] = '1'                      # as nbdev.serve_drv does while processing
+    try:
+        nb = read_nb(ROOT / CFG['nbs_path'] / name)
+        FilterDefaults()(nb)
+    finally: del os.environ['IN_TEST']
+    return json.loads(nb2str(nb))
+
+
 def _frontmatter(cell) -> dict:
     src = ''.join(cell['source']) if isinstance(cell['source'], list) else cell['source']
     m = re.match(r'\s*---\n(.*?)\n---', src, re.S)
@@ -160,8 +172,7 @@ def build_site() -> Path:
 def build_readme(check: bool = False) -> None:
     "README.md from nbs/index.ipynb (processed, translated, rendered to markdown by nbconvert)."
     from nbconvert import MarkdownExporter
-    proc = processed_notebooks()
-    nb, _ = translate(json.loads((proc / 'index.ipynb').read_text(encoding='utf-8')), for_readme=True)
+    nb, _ = translate(processed_notebook(CFG['readme_nb']), for_readme=True)   # only the README's notebook
     for c in nb['cells']:
         if 'remove-input' in c.get('metadata', {}).get('tags', []): c['source'] = ''
     import nbformat

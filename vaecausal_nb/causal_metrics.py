@@ -6,48 +6,62 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
-from .core import atomic_write, check, load_json, logger, save_json, seed_everything
-from .data import FactorDataset, random_batch, to_float
+from .core import check
+from .data import model_images
 from .hooks import hook_points
-from .interventions import SIGMA_GRID, aggregate_posterior, has_gaussian_posterior, latent_sweep, mediation, value_grid
-from .models import kl_normal
-from .train import zoo_root
+from .interventions import (
+    SIGMA_GRID, aggregate_posterior, has_gaussian_posterior, latent_sweep, mediation, value_grid)
+from .models import DECODER_SITE, kl_normal
 
 # %% auto #0
-__all__ = ['model_images', 'active_latents', 'ces', 'pixel_specificity', 'intervention_specificity', 'causal_profile',
-           'FactorProbe', 'train_probe', 'factor_probe', 'circuit_modularity']
+__all__ = ['MetricResult', 'active_latents', 'ces', 'pixel_specificity', 'intervention_specificity', 'causal_profile',
+           'circuit_modularity']
+
+# %% ../nbs/07_causal_metrics.ipynb #ec90f8b4
+@dataclass
+class MetricResult:
+    "One causal metric of one model: per latent (NaN where passive), the model-level value, the active mask, extras."
+    name: str                                    # the metric (the study's column for `value`), e.g. 'ces'
+    per_latent: np.ndarray                       # [L] floats, one per latent or code slot; NaN for passive latents
+    value: float                                 # the model-level summary over the active latents
+    active: np.ndarray                           # [L] bool
+    extras: dict = field(default_factory=dict)   # metric-specific numbers and arrays
+    passive: list = field(init=False)            # indices of the passive latents
+
+    def __post_init__(self):
+        self.active = np.asarray(self.active, dtype=bool)
+        per = np.asarray(self.per_latent, dtype=float)
+        check(per.shape == self.active.shape, f'per_latent has shape {per.shape} but active has {self.active.shape}')
+        self.per_latent, self.value = np.where(self.active, per, np.nan), float(self.value)
+        self.passive = [int(i) for i in np.flatnonzero(~self.active)]
+
+    def __getitem__(self, key:str):
+        "The value (by `name`, its stem — 'specificity' for 'specificity_pixel' — or 'value'), a field, or an `extras` entry."
+        if key in (self.name, 'value', self.name.split('_')[0]): return self.value
+        if key in ('per_latent', 'active', 'passive', 'name'): return getattr(self, key)
+        if key in self.extras: return self.extras[key]
+        raise KeyError(f'{self.name} has no {key!r}; it has value, per_latent, active, passive and {", ".join(self.extras)}')
+
+    def summary(self) -> dict:
+        "The model-level numbers: {name: value} and every scalar of `extras` (what a study stores per run)."
+        scalars = {k: float(v) for k, v in self.extras.items() if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
+        return {self.name: self.value, **scalars}
 
 # %% ../nbs/07_causal_metrics.ipynb #9650da52
-def model_images(model:nn.Module, # the model the images are for (its `image_shape` is checked when it has one)
-                 x:torch.Tensor, # images [N, C, H, W] or one image [C, H, W], uint8 or float in [0, 1]
-                 min_images:int=2, # how many images the caller needs
-                ) -> torch.Tensor:
-    "Images as a float batch on the model's device: uint8 scaled to [0, 1], a single image made a batch, shape checked."
-    check(torch.is_tensor(x), f'x must be a tensor of images, got {type(x).__name__}')
-    if x.dtype == torch.uint8: x = to_float(x)
-    shape = getattr(model, 'image_shape', None)
-    if shape is not None and x.ndim == len(shape): x = x[None]
-    check(x.ndim >= 2 and len(x) >= min_images, f'x must be a batch of at least {min_images} images, got {list(x.shape)}')
-    check(shape is None or tuple(x.shape[1:]) == tuple(shape), f'the model takes images of shape {tuple(shape)}, but x has '
-          f'images of shape {tuple(x.shape[1:])}')
-    return x.to(next(model.parameters()).device)
-
 @torch.no_grad()
 def active_latents(model:nn.Module, # a trained model
                    x:torch.Tensor, # images [N, C, H, W] (uint8 or float)
                    kl_threshold:float=0.01, # nats: a latent whose mean KL to the prior is below this is passive
                    var_threshold:float=1e-4, # a latent whose posterior mean barely varies is passive
-                  ) -> dict:
-    "Seed 001's active-latent test: {'active' [L] bool, 'kl' [L] (None for deterministic codes), 'variance' [L], 'passive' list}."
+                  ) -> MetricResult:
+    "Seed 001's active-latent test: value = number of active latents; per_latent = mean KL (variance for deterministic codes); extras kl, variance."
     model.eval(); x = model_images(model, x)
     z = model.representation(x)
     var = z.var(0)
@@ -58,11 +72,11 @@ def active_latents(model:nn.Module, # a trained model
         kl = kl_normal(mu, logvar).mean(0)
         active &= kl >= kl_threshold
         kl = kl.cpu().numpy()
-    active = active.cpu().numpy()
-    return {'active': active, 'kl': kl, 'variance': var.cpu().numpy(), 'passive': [int(i) for i in np.flatnonzero(~active)]}
+    active, var = active.cpu().numpy(), var.cpu().numpy()
+    return MetricResult('n_active', kl if kl is not None else var, active.sum(), active, {'kl': kl, 'variance': var})
 
 def _active(model, x, active):
-    if active is None: return active_latents(model, x)['active']
+    if active is None: return active_latents(model, x).active
     a = np.asarray(active, dtype=bool)
     check(a.ndim == 1, f'active must be a boolean mask [L], got shape {list(a.shape)}')
     return a
@@ -108,18 +122,16 @@ def _effects(model, x, ks, active, ces=False, pixel=False, probe=None) -> dict:
     out['recon_rmse'] = float((y0 - x).pow(2).mean().sqrt())               # y0: the reconstructions
     return out
 
-def _passive(act): return [int(i) for i in np.flatnonzero(~act)]
-
-def _ces_result(e:dict) -> dict:
+def _ces_result(e:dict) -> MetricResult:
     c = _summary(e['ces'], e['active'])
-    return {'per_latent': e['ces'], 'ces': c, 'recon_rmse': e['recon_rmse'], 'ces_per_recon': c / max(e['recon_rmse'], 1e-12),
-            'active': e['active'], 'passive': _passive(e['active'])}
+    return MetricResult('ces', e['ces'], c, e['active'], {'recon_rmse': e['recon_rmse'], 'all_latents': e['ces'],
+                                                           'ces_per_recon': c / max(e['recon_rmse'], 1e-12)})
 
 def ces(model:nn.Module, # a trained model with encode/decode/representation
         x:torch.Tensor, # images [N, C, H, W]
         ks:Sequence[float]=SIGMA_GRID, # intervention values: mean + k·std of the aggregate posterior
         active=None, # boolean mask of active latents (default: `active_latents`)
-       ) -> dict:
+       ) -> MetricResult:
     "Causal effect strength: CES_i = E_x E_v ‖D(z_i ← v) − D(z)‖₂ / √P; model CES = mean over active latents; also CES per unit of reconstruction RMSE."
     return _ces_result(_effects(model, x, ks, active, ces=True))
 
@@ -132,9 +144,11 @@ def pixel_specificity(effect:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     H = -(p * p.clamp_min(1e-30).log()).sum(-1)
     return 1 - H / math.log(d.shape[-1]), w
 
-def _specificity_result(per, act, factor_effects=None) -> dict:
-    return {'per_latent': per, 'specificity': float(np.nanmean(per[act])) if np.isfinite(per[act]).any() else float('nan'),
-            'factor_effects': factor_effects, 'active': act, 'passive': _passive(act)}
+def _specificity_result(per, act, factor_effects=None) -> MetricResult:
+    value = float(np.nanmean(per[act])) if np.isfinite(per[act]).any() else float('nan')
+    name = 'specificity_pixel' if factor_effects is None else 'specificity_factor'
+    extras = {'all_latents': per} if factor_effects is None else {'all_latents': per, 'factor_effects': factor_effects}
+    return MetricResult(name, per, value, act, extras)
 
 def intervention_specificity(model:nn.Module, # a trained model
                              x:torch.Tensor, # images [N, C, H, W]
@@ -142,7 +156,7 @@ def intervention_specificity(model:nn.Module, # a trained model
                              probe:Callable|None=None, # for level='factor': images -> [N, K] factor predictions (see factor_probe)
                              ks:Sequence[float]=SIGMA_GRID, # intervention values (mean + k·std)
                              active=None, # boolean mask of active latents (default: active_latents)
-                            ) -> dict:
+                            ) -> MetricResult:
     "How local each latent's effect is: pixel level 1 − H(p_i)/log P; factor level max_k Δf_ik / Σ_k Δf_ik through a factor probe."
     check(level in ('pixel', 'factor'), f"level must be 'pixel' or 'factor', got {level!r}")
     check(level == 'pixel' or callable(probe), "level='factor' needs a probe (images -> factor predictions), e.g. "
@@ -165,70 +179,6 @@ def causal_profile(model:nn.Module, # a trained model
     return {'ces': _ces_result(e), 'specificity_pixel': _specificity_result(e['pixel'], e['active']),
             'specificity_factor': None if probe is None else _specificity_result(e['factor'], e['active'], e['factor_effects'])}
 
-# %% ../nbs/07_causal_metrics.ipynb #66f15ff5
-class FactorProbe(nn.Module):
-    "A small CNN that reads every ground-truth factor from an image; outputs the expected class / (size − 1) in [0, 1] per factor."
-    def __init__(self, image_shape:tuple, factor_sizes:Sequence[int]):
-        super().__init__()
-        self.image_shape, self.factor_sizes = tuple(image_shape), tuple(int(s) for s in factor_sizes)
-        c = image_shape[0]
-        check(min(image_shape[1:]) >= 16, f'the factor probe needs images of at least 16×16 pixels, got {tuple(image_shape)}')
-        self.body = nn.Sequential(nn.Conv2d(c, 32, 4, 2, 1), nn.ReLU(), nn.Conv2d(32, 32, 4, 2, 1), nn.ReLU(),
-                                  nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(), nn.Conv2d(64, 64, 4, 2, 1), nn.ReLU(),
-                                  nn.Flatten(), nn.LazyLinear(256), nn.ReLU())
-        self.head = nn.Linear(256, sum(self.factor_sizes))
-        self.body(torch.zeros(1, *self.image_shape))                    # materialise the lazy layer
-        self.register_buffer('scale', torch.tensor([max(s - 1, 1) for s in self.factor_sizes], dtype=torch.float32))
-    def logits(self, x) -> list[torch.Tensor]:
-        "One logit tensor `[N, size_k]` per factor."
-        return list(self.head(self.body(x)).split(self.factor_sizes, dim=1))
-    def forward(self, x) -> torch.Tensor:
-        return torch.stack([(l.softmax(1) * torch.arange(l.shape[1], device=l.device)).sum(1) for l in self.logits(x)], 1) / self.scale
-
-def train_probe(dataset:FactorDataset, # the dataset whose ground truth the probe learns
-                steps:int=2000, # training steps
-                batch_size:int=128, # images per step
-                lr:float=1e-3, # Adam learning rate
-                seed:int=0, # initialisation and batches
-                progress:bool=True, # tqdm bar
-               ) -> tuple[FactorProbe, dict]:
-    "Train a FactorProbe on random images; returns it (eval mode) and its held-out accuracy per factor."
-    from tqdm.auto import tqdm
-    seed_everything(seed)
-    g = torch.Generator().manual_seed(seed)
-    probe = FactorProbe(dataset.image_shape, dataset.factor_sizes)
-    opt = torch.optim.Adam(probe.parameters(), lr=lr)
-    for _ in tqdm(range(steps), desc=f'factor probe for {dataset.name}', disable=not progress, leave=False):
-        x, f = random_batch(dataset, batch_size, g)
-        loss = sum(F.cross_entropy(l, f[:, k].to(l.device)) for k, l in enumerate(probe.logits(to_float(x))))
-        opt.zero_grad(); loss.backward(); opt.step()
-    probe.eval()
-    x, f = random_batch(dataset, 2000, torch.Generator().manual_seed(seed + 1))
-    with torch.no_grad(): acc = [(l.argmax(1) == f[:, k]).float().mean().item() for k, l in enumerate(probe.logits(to_float(x)))]
-    return probe, dict(zip(dataset.factor_names, acc))
-
-def factor_probe(dataset:FactorDataset, # dataset (its name and grid key the cache)
-                 steps:int=2000, # training steps if not cached
-                 root:str|Path|None=None, # cache directory (default: the model cache, train.zoo_root)
-                 seed:int=0, # training seed
-                 progress:bool=True, # tqdm bar while training
-                ) -> FactorProbe:
-    "The factor probe for `dataset`, trained once and cached (safetensors + held-out accuracies in probe.json)."
-    d = zoo_root(root) / f'probe-{dataset.name}-{"x".join(map(str, dataset.factor_sizes))}-{steps}-s{seed}'
-    probe = FactorProbe(dataset.image_shape, dataset.factor_sizes)
-    if (d / 'probe.safetensors').exists():
-        probe.load_state_dict(load_file(str(d / 'probe.safetensors')))
-        probe.accuracy = load_json(d / 'probe.json')['accuracy']
-        return probe.eval()
-    probe, acc = train_probe(dataset, steps, seed=seed, progress=progress)
-    d.mkdir(parents=True, exist_ok=True)
-    save_json({'accuracy': acc, 'steps': steps, 'seed': seed}, d / 'probe.json')   # first: the weights mark it finished
-    save_file({k: v.contiguous() for k, v in probe.state_dict().items()}, str(d / '.probe.tmp'))
-    (d / '.probe.tmp').replace(d / 'probe.safetensors')
-    probe.accuracy = acc
-    logger.info(f'trained the {dataset.name} factor probe: held-out accuracy {acc}')
-    return probe
-
 # %% ../nbs/07_causal_metrics.ipynb #e4c64f46
 @torch.no_grad()
 def circuit_modularity(model:nn.Module, # a trained model with hook points in its decoder
@@ -236,13 +186,13 @@ def circuit_modularity(model:nn.Module, # a trained model with hook points in it
                        site:str|None=None, # mediator layer (default 'decoder.hooks.0')
                        ks:Sequence[float]=(-2, 2), # treatments do(z_i = mean + k·std)
                        active=None, # boolean mask of active latents (default: active_latents)
-                      ) -> dict:
-    "1 − mean_{i<j} cos(m_i, m_j) over active latents, m_i = NIE magnitudes of do(z_i) through each unit of `site`: 1 = disjoint circuits."
+                      ) -> MetricResult:
+    "1 − mean_{i<j} cos(m_i, m_j) over active latents, m_i = NIE magnitudes of do(z_i) through each unit of `site`: 1 = disjoint circuits; per latent 1 − mean_j cos(m_i, m_j)."
     model.eval(); x = model_images(model, x)
     if site is None:
-        check('decoder.hooks.0' in hook_points(model), f'{type(model).__name__} has no decoder.hooks.0; pass site= one of '
+        check(DECODER_SITE in hook_points(model), f'{type(model).__name__} has no {DECODER_SITE}; pass site= one of '
               f'{", ".join(hook_points(model))}')
-        site = 'decoder.hooks.0'
+        site = DECODER_SITE
     act = _active(model, x, active)
     agg = aggregate_posterior(model, x)
     grid = value_grid(agg['mean'], agg['std'], ks)
@@ -252,8 +202,10 @@ def circuit_modularity(model:nn.Module, # a trained model with hook points in it
         m = sum(mediation(model, agg['codes'], i, float(v), site, nde=False)['nie_norm'] for v in grid[i])
         if M.shape[1] == 0: M = np.zeros((len(act), len(m)))
         M[i] = m
-    out = {'mediators': M, 'active': act, 'passive': [int(i) for i in np.flatnonzero(~act)], 'site': site}
-    if len(idx) < 2: return {**out, 'modularity': float('nan'), 'cosine': np.full((len(idx), len(idx)), np.nan)}
+    per = np.full(len(act), np.nan)
+    if len(idx) < 2:
+        return MetricResult('modularity', per, float('nan'), act, {'mediators': M, 'site': site, 'cosine': np.full((len(idx),) * 2, np.nan)})
     U = M[idx] / np.linalg.norm(M[idx], axis=1, keepdims=True).clip(1e-30)
     C = U @ U.T
-    return {**out, 'modularity': float(1 - C[np.triu_indices(len(idx), 1)].mean()), 'cosine': C}
+    per[idx] = 1 - (C.sum(1) - np.diag(C)) / (len(idx) - 1)
+    return MetricResult('modularity', per, 1 - C[np.triu_indices(len(idx), 1)].mean(), act, {'mediators': M, 'site': site, 'cosine': C})

@@ -10,16 +10,15 @@ import json
 import sys
 from pathlib import Path
 
-from .core import VaeCausalError, check, load_json, save_json
-from .data import load_dataset
-from .models import ARCHS
-from .train import TrainConfig, load_run, train
-from .causal_metrics import factor_probe
+from .core import VaeCausalError, check, load_json
 from .metrics import SIZES
-from .study import PRESETS, QUICK_SIZES, StudySpec, measure, preset, run_study, write_report
+from .models import ARCHS
+from .report import write_report
+from .study import PRESETS, StudySpec, evaluate_run, preset, run_study
+from .train import TrainConfig, train
 
 # %% auto #0
-__all__ = ['study_spec', 'build_parser', 'evaluate_run', 'main']
+__all__ = ['study_spec', 'build_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #c2335381
 def _parse_hparams(items:list[str]) -> dict:
@@ -98,29 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--probe-steps', type=int, default=600, help='factor-probe training steps (cached)')
     e.add_argument('--no-progress', action='store_true')
     return ap
-
-def evaluate_run(path:str|Path, # a run directory
-                 sizes:str|dict='quick', # 'quick', 'fast', 'standard', a dict of metric sizes, or that dict as JSON text
-                 causal_images:int=64, # images for CES, specificity and active latents
-                 modularity_images:int=16, # images for circuit modularity
-                 probe_steps:int=600, # factor-probe training steps (cached in the model cache)
-                 progress:bool=True, # tqdm bars
-                ) -> dict:
-    "Every metric of the run in `path`; written to `path/evaluation-<sizes>.json` ('custom' for a dict) and returned."
-    name = sizes if isinstance(sizes, str) and not sizes.lstrip().startswith('{') else 'custom'
-    check(isinstance(sizes, (str, dict)), f'sizes must be a name or a dict, got {type(sizes).__name__}')
-    if isinstance(sizes, str) and sizes.lstrip().startswith('{'):
-        try: sizes = json.loads(sizes)
-        except json.JSONDecodeError as e: raise VaeCausalError(f'--sizes is not valid JSON ({e})') from None
-    check(not isinstance(sizes, str) or sizes in ('quick', *SIZES), f'unknown sizes {sizes!r}; choose one of '
-          f'{", ".join(("quick", *SIZES))} or give a JSON object')
-    run = load_run(path)
-    ds = load_dataset(run.config.dataset, **run.config.dataset_kwargs)
-    ev = {'metric_sizes': QUICK_SIZES if sizes == 'quick' else sizes, 'causal_images': causal_images,
-          'modularity_images': modularity_images, 'probe_steps': probe_steps}
-    m = measure(run.model, ds, ev, run.config.seed, factor_probe(ds, steps=probe_steps, progress=progress))
-    save_json(m, Path(path) / f'evaluation-{name}.json')
-    return m
 
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `vaecausal` console script."

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['logger', 'DEVICE_ENV', 'RETAIN_MEMORY_ENV', 'VaeCausalError', 'check', 'log_once', 'get_device', 'seed_everything',
-           'retain_freed_memory', 'atomic_write', 'save_json', 'load_json']
+__all__ = ['logger', 'DEVICE_ENV', 'RETAIN_MEMORY_ENV', 'CACHE_ENV', 'VaeCausalError', 'check', 'log_once', 'get_device',
+           'seed_everything', 'retain_freed_memory', 'atomic_write', 'save_json', 'load_json', 'cache_root',
+           'save_weights', 'load_weights']
 
 # %% ../nbs/00_core.ipynb #4881d329
 class VaeCausalError(Exception):
@@ -140,6 +141,7 @@ def atomic_write(path:str|Path, # destination file
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(path))
         os.replace(tmp, path)
     except BaseException as e:
         try: os.unlink(tmp)
@@ -148,6 +150,13 @@ def atomic_write(path:str|Path, # destination file
             raise VaeCausalError(f'writing {path} failed ({e.strerror or e}); nothing was written there and any earlier '
                                  'version is intact: free some space (or choose another location) and run again') from e
         raise
+
+def _file_mode(path:Path) -> int:
+    "An existing file's permissions, else what a plain open() would give (0o666 less the umask; mkstemp's is 0o600)."
+    try: return path.stat().st_mode & 0o7777
+    except OSError: pass
+    mask = os.umask(0); os.umask(mask)
+    return 0o666 & ~mask
 
 def save_json(obj, path:str|Path, **kw):
     "Write `obj` as indented JSON to `path` atomically."
@@ -167,3 +176,49 @@ def _json_default(o):
     if isinstance(o, torch.Tensor): return o.tolist()
     if isinstance(o, Path): return str(o)
     raise TypeError(f'{type(o).__name__} is not JSON serialisable')
+
+# %% ../nbs/00_core.ipynb #690ca413
+CACHE_ENV = 'VAECAUSAL_CACHE'
+
+def cache_root(part:str='', # a sub-folder: 'data', 'zoo', or '' for the root itself
+               env:str|None=None, # an environment variable that overrides this part (e.g. 'VAECAUSAL_DATA')
+               root:str|Path|None=None, # an explicit folder, which overrides everything
+              ) -> Path:
+    "The package's cache folder: `root`, else `$env`, else `$VAECAUSAL_CACHE/part`, else `~/.cache/vaecausal_nb/part`."
+    if root: return Path(root).expanduser()
+    if env and os.environ.get(env): return Path(os.environ[env]).expanduser()
+    base = Path(os.environ.get(CACHE_ENV) or Path.home() / '.cache' / 'vaecausal_nb').expanduser()
+    return base / part if part else base
+
+# %% ../nbs/00_core.ipynb #84899805
+def save_weights(weights:dict|torch.nn.Module, # tensors by name, or a module (its state_dict)
+                 path:str|Path, # destination .safetensors file
+                 metadata:dict|None=None, # string key/values stored in the file's header
+                ) -> Path:
+    "Write tensors as a safetensors file atomically (nothing half-written; a failed write names the file and the cause)."
+    from safetensors.torch import save
+    sd = weights.state_dict() if isinstance(weights, torch.nn.Module) else weights
+    blob = save({k: v.detach().contiguous().cpu() for k, v in sd.items()}, metadata=metadata)
+    with atomic_write(path) as f: f.write(blob)
+    return Path(path)
+
+# %% ../nbs/00_core.ipynb #9aae684c
+def load_weights(path:str|Path, # a .safetensors file
+                 module:torch.nn.Module|None=None, # load into this module (names and shapes must match exactly)
+                 rebuild:str='delete it and run again to rebuild it', # what the user should do if the file is bad
+                ) -> dict:
+    "Read a safetensors file without executing code; bad or mismatched files get one error naming the file and `rebuild`."
+    from safetensors.torch import load_file
+    path = Path(path)
+    check(path.is_file(), f'{path} does not exist; {rebuild}')
+    try: sd = load_file(str(path))
+    except Exception as e:
+        raise VaeCausalError(f'{path} is not a readable safetensors file ({type(e).__name__}: {e}); {rebuild}') from None
+    if module is not None:
+        own = module.state_dict()
+        missing, extra = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
+        wrong = [k for k in own if k in sd and own[k].shape != sd[k].shape]
+        check(not (missing or extra or wrong), f'{path} does not fit this {type(module).__name__}: missing {missing[:3]}, '
+              f'unexpected {extra[:3]}, wrong shapes {wrong[:3]}; {rebuild}')
+        module.load_state_dict(sd)
+    return sd

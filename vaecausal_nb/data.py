@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import VaeCausalError, atomic_write, check, log_once, logger
+from .core import VaeCausalError, atomic_write, cache_root, check, log_once, logger
 
 # %% auto #0
 __all__ = ['DATA_ENV', 'DSPRITES_FILES', 'SHAPES3D_FILES', 'MPI3D_FILES', 'MPI3D_GRID', 'NORB_SPLITS', 'DATASETS', 'SOURCES',
@@ -27,7 +27,7 @@ __all__ = ['DATA_ENV', 'DSPRITES_FILES', 'SHAPES3D_FILES', 'MPI3D_FILES', 'MPI3D
            'show_traversals', 'traversal_factors', 'hsv_to_rgb', 'ProceduralShapes3D', 'ProceduralMPI3D', 'data_root',
            'ArrayDataset', 'load_dsprites_file', 'load_shapes3d_file', 'load_mpi3d_file', 'read_norb_matrix',
            'SmallNORB', 'load_smallnorb', 'CelebA', 'load_celeba', 'load_dataset', 'fetch_file', 'download',
-           'random_batch', 'fixed_factor_batch', 'counterfactual_pairs', 'BatchIterator']
+           'random_batch', 'fixed_factor_batch', 'counterfactual_pairs', 'BatchIterator', 'model_images']
 
 # %% ../nbs/01_data.ipynb #5fd3f140
 def to_float(x:torch.Tensor) -> torch.Tensor:
@@ -73,7 +73,10 @@ class FactorDataset:
         return int(factor)
 
     def _as_idx(self, idx) -> torch.Tensor:
-        idx = torch.as_tensor(idx, dtype=torch.int64).reshape(-1)
+        t = torch.as_tensor(idx)
+        check(not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool, f'image indices must be integers, '
+              f'got {t.dtype}' + (' (for a boolean mask, pass mask.nonzero())' if t.dtype == torch.bool else ''))
+        idx = t.to(torch.int64).reshape(-1)
         if idx.numel():
             lo, hi = int(idx.min()), int(idx.max())
             check(lo >= 0 and hi < len(self), f'image index out of range: got {lo if lo < 0 else hi}, '
@@ -383,7 +386,7 @@ DATA_ENV = 'VAECAUSAL_DATA'
 
 def data_root(root:str|Path|None=None) -> Path:
     "Where datasets are looked for: `root`, else `$VAECAUSAL_DATA`, else `~/.cache/vaecausal_nb/data`."
-    return Path(root or os.environ.get(DATA_ENV) or Path.home() / '.cache' / 'vaecausal_nb' / 'data').expanduser()
+    return cache_root('data', DATA_ENV, root)
 
 def _find(root:Path, name:str, candidates:list[str]) -> Path|None:
     for d in (root, root / name):
@@ -414,7 +417,7 @@ class ArrayDataset(FactorDataset):
         if self.scale != 1: x = x * self.scale
         return x.to(torch.uint8).to(self.device)
 
-    def load_to(self, device) -> 'ArrayDataset':
+    def load_to(self, device) -> ArrayDataset:
         "Read every image once into a uint8 tensor on `device` (later batches are pure indexing)."
         self.to(device)
         chunks = [self._render(None, torch.arange(i, min(i + 8192, len(self)))) for i in range(0, len(self), 8192)]
@@ -442,6 +445,15 @@ def _npz_array(z, key, path, shape=None, dtype=None):
     if shape is not None and tuple(a.shape) != tuple(shape): raise _bad_file(path, f'{key!r} has shape {a.shape}, expected {shape}')
     if dtype is not None and a.dtype != dtype: raise _bad_file(path, f'{key!r} has dtype {a.dtype}, expected {dtype}')
     return a
+
+def _check_pixels(a, path, key:str, max_value:int=255):
+    "Refuse images that are not uint8 or exceed `max_value` (checked on up to 2,048 rows spread over the file)."
+    if a.dtype != np.uint8: raise _bad_file(path, f'{key!r} holds {a.dtype} images, expected uint8 (the published format)')
+    rows = np.unique(np.linspace(0, len(a) - 1, min(len(a), 2048)).astype(np.int64)) if len(a) else np.zeros(0, np.int64)
+    top = int(np.max(a[rows])) if len(rows) else 0      # h5py reads increasing indices; np.unique sorts them
+    if top > max_value:
+        raise _bad_file(path, f'{key!r} has pixel values up to {top}, expected 0..{max_value} (the published format)',
+                        'use the published file unchanged (dSprites pixels are 0/1)' if max_value == 1 else 'download it again')
 
 def _grid_from_classes(classes:np.ndarray, path, what='labels') -> tuple:
     "Factor sizes implied by per-image class labels, after checking they enumerate the grid row-major."
@@ -479,6 +491,7 @@ def load_dsprites_file(path:str|Path) -> ArrayDataset:
     if classes.ndim != 2 or classes.shape[1] != 6: raise _bad_file(path, f'latents_classes has shape {classes.shape}, expected [N, 6]')
     sizes = _grid_from_classes(classes, path, 'latents_classes')
     if tuple(imgs.shape) != (len(classes), 64, 64): raise _bad_file(path, f'imgs has shape {imgs.shape}, expected {(len(classes), 64, 64)}')
+    _check_pixels(imgs, path, 'imgs', max_value=1)
     _note_grid('dsprites', sizes, (1, 3, 6, 40, 32, 32))
     vals = ([np.unique(values[:, k]) for k in range(1, 6)] if values is not None else None)
     ds = ArrayDataset('dsprites', imgs, ['shape', 'scale', 'orientation', 'posX', 'posY'], sizes[1:], vals,
@@ -496,6 +509,7 @@ def load_shapes3d_file(path:str|Path) -> ArrayDataset:
     classes, uniq = _value_classes(labels)
     sizes = _grid_from_classes(classes, path)
     if tuple(imgs.shape) != (len(labels), 64, 64, 3): raise _bad_file(path, f'images has shape {imgs.shape}, expected {(len(labels), 64, 64, 3)}')
+    _check_pixels(imgs, path, 'images')
     _note_grid('shapes3d', sizes, (10, 10, 10, 8, 4, 15))
     ds = ArrayDataset('shapes3d', imgs, ['floor_hue', 'wall_hue', 'object_hue', 'scale', 'shape', 'orientation'], sizes, uniq)
     ds.path = path
@@ -592,7 +606,7 @@ class CelebA(FactorDataset):
         except Exception as e: raise _bad_file(attr_file, f'cannot be read ({e})') from None
         try:
             n, names = int(lines[0].strip()), lines[1].split()
-            rows = [l.split() for l in lines[2:2 + n] if l.strip()]
+            rows = [ln.split() for ln in lines[2:2 + n] if ln.strip()]
             attrs = np.array([[int(v) for v in r[1:]] for r in rows])
         except (ValueError, IndexError) as e:
             raise _bad_file(attr_file, f'is not in the list_attr_celeba.txt format ({e})') from None
@@ -785,3 +799,19 @@ class BatchIterator:
     def state_dict(self) -> dict: return {'gen': self.gen.get_state(), 'step': torch.tensor(self.step)}
     def load_state_dict(self, sd:dict):
         self.gen.set_state(sd['gen']); self.step = int(sd['step'])
+
+# %% ../nbs/01_data.ipynb #5560e048
+def model_images(model:torch.nn.Module, # the model the images are for (its `image_shape` is checked when it has one)
+                 x:torch.Tensor, # images [N, C, H, W] or one image [C, H, W], uint8 or float in [0, 1]
+                 min_images:int=2, # how many images the caller needs
+                ) -> torch.Tensor:
+    "Images as a float batch on the model's device: uint8 scaled to [0, 1], a single image made a batch, shape checked."
+    check(torch.is_tensor(x), f'x must be a tensor of images, got {type(x).__name__}')
+    if x.dtype == torch.uint8: x = to_float(x)
+    shape = getattr(model, 'image_shape', None)
+    if shape is not None and x.ndim == len(shape): x = x[None]
+    check(x.ndim >= 2 and len(x) >= min_images, f'x must be a batch of at least {min_images} images, got {list(x.shape)}')
+    check(shape is None or tuple(x.shape[1:]) == tuple(shape), f'the model takes images of shape {tuple(shape)}, but x has '
+          f'images of shape {tuple(x.shape[1:])}')
+    return x.to(next(model.parameters()).device)
+

@@ -6,9 +6,8 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
-from typing import Callable
 
 import torch
 from torch import nn
@@ -64,7 +63,7 @@ def hooks(model:nn.Module, fwd_hooks:list[tuple[Site, Callable]]):
     handles = []
     try:
         for site, fn in fwd_hooks:
-            for name, mod in resolve_sites(model, site):
+            for _name, mod in resolve_sites(model, site):
                 def _h(m, inp, out, fn=fn): return fn(out, m)
                 handles.append(mod.register_forward_hook(_h))
         yield model

@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from .core import VaeCausalError, check
+from .core import check
 from .data import FactorDataset, counterfactual_pairs, to_float
 from .hooks import get_module, hook_points, hooks, run_with_cache
 
 # %% auto #0
-__all__ = ['KINDS', 'INPUT', 'SIGMA_GRID', 'EXTREME_GRID', 'Intervention', 'to_output', 'run_interventions', 'ToyVAE',
+__all__ = ['KINDS', 'INPUT', 'SIGMA_GRID', 'EXTREME_GRID', 'Intervention', 'to_output', 'run_interventions',
            'has_gaussian_posterior', 'aggregate_posterior', 'value_grid', 'latent_sweep', 'show_sweep',
            'factor_effects', 'plot_effects', 'restored_share', 'patching_effects', 'mediation',
            'subspace_patch_diagnostic']
@@ -41,7 +41,10 @@ class Intervention:
         check(isinstance(self.site, str) and self.site, f'site must be a non-empty string, got {self.site!r}')
         check(self.kind in KINDS, f'unknown intervention kind {self.kind!r}; choose one of {", ".join(KINDS)}')
         if self.dims is not None:
-            dims = (self.dims,) if isinstance(self.dims, (int, np.integer)) else tuple(int(d) for d in self.dims)
+            raw = (self.dims,) if isinstance(self.dims, (int, np.integer, float, np.floating)) else self.dims
+            check(isinstance(raw, (tuple, list, range, np.ndarray)) and all(isinstance(d, (int, np.integer)) and
+                  not isinstance(d, bool) for d in raw), f'dims must be unit indices (integers), got {self.dims!r}')
+            dims = tuple(int(d) for d in raw)
             check(len(dims) > 0 and all(d >= 0 for d in dims), f'dims must be non-negative unit indices, got {self.dims!r}')
             object.__setattr__(self, 'dims', dims)
         if self.kind in ('set', 'add'):
@@ -167,57 +170,10 @@ def run_interventions(model:nn.Module, # any model; sites are HookPoint names or
         outs.append(y.reshape(len(block), n, *y.shape[1:]))
     return torch.cat(outs)
 
-# %% ../nbs/06_interventions.ipynb #8949c26f
-class ToyVAE(nn.Module):
-    "A model with known causal structure: latent i draws only its own block of pixels (`entangled=False`) or all latents draw everywhere."
-    def __init__(self, latent_dim:int=4, # latents (one pixel block each)
-                 block:int=16, # pixels per block
-                 hidden:int=3, # decoder hidden units per latent
-                 entangled:bool=False, # dense weights instead of block-diagonal ones
-                 dead:Sequence[int]=(), # latents the encoder never sets and the decoder never reads
-                 linear:bool=False, # no nonlinearity in the decoder (then NDE + NIE = TE exactly)
-                 seed:int=0, # weight draw
-                ):
-        super().__init__()
-        from vaecausal_nb.hooks import HookPoint, name_hook_points
-        g = torch.Generator().manual_seed(seed)
-        L, P, H = latent_dim, latent_dim * block, latent_dim * hidden
-        self.latent_dim, self.image_shape, self.linear = L, (1, 1, P), linear
-        m1 = torch.block_diag(*[torch.ones(hidden, 1)] * L) if not entangled else torch.ones(H, L)
-        m2 = torch.block_diag(*[torch.ones(block, hidden)] * L) if not entangled else torch.ones(P, H)
-        self.fc1, self.fc2 = nn.Linear(L, H), nn.Linear(H, P)
-        with torch.no_grad():
-            # weights in ±[0.5, 1.5] scaled by 1/sqrt(fan-in), so pre-activations stay O(1) in both layouts
-            sign = lambda *s: torch.where(torch.rand(*s, generator=g) < 0.5, -1., 1.) if entangled else 1.
-            self.fc1.weight.copy_((0.5 + torch.rand(H, L, generator=g)) * sign(H, L) * m1 / m1.sum(1, keepdim=True).sqrt())
-            self.fc2.weight.copy_((0.5 + torch.rand(P, H, generator=g)) * sign(P, H) * m2 / m2.sum(1, keepdim=True).sqrt())
-            self.fc1.bias.zero_(); self.fc2.bias.fill_(-1.)
-            for i in dead: self.fc1.weight[:, i] = 0
-        mask = torch.ones(L); mask[list(dead)] = 0
-        self.register_buffer('mask', mask)
-        self.hook_mu, self.hook_logvar, self.hook_z = HookPoint(), HookPoint(), HookPoint()
-        self.hook_h, self.hook_out = HookPoint(), HookPoint()
-        name_hook_points(self)
-    def encode(self, x):
-        "A fixed linear read-out of the pixel blocks (dead latents read 0), unit posterior variance."
-        b = x.flatten(1).reshape(len(x), self.latent_dim, -1).mean(-1) * 4 - 2
-        mu = self.hook_mu(b * self.mask)
-        return mu, self.hook_logvar(torch.zeros_like(mu))
-    def decode(self, z):
-        "Logits `[N, 1, 1, P]`."
-        h = self.fc1(z)
-        h = self.hook_h(h if self.linear else torch.tanh(h))
-        return self.hook_out(self.fc2(h)).view(len(z), *self.image_shape)
-    def forward(self, x):
-        mu, logvar = self.encode(x)
-        z = self.hook_z(mu)
-        return {'mu': mu, 'logvar': logvar, 'z': z, 'logits': self.decode(z)}
-    def representation(self, x): return self.encode(x)[0]
-
 # %% ../nbs/06_interventions.ipynb #5b50d9ec
 def has_gaussian_posterior(model) -> bool:
     "Whether `model.encode` returns `(mu, logvar)` (the VAE family) rather than a deterministic code (VQ-VAE, QLAE)."
-    return not hasattr(model, 'quantize')
+    return bool(getattr(model, 'gaussian_posterior', not hasattr(model, 'quantize')))
 
 @torch.no_grad()
 def aggregate_posterior(model:nn.Module, x:torch.Tensor) -> dict:
@@ -305,7 +261,8 @@ def factor_effects(model:nn.Module, # a model with representation(x)
 
 def plot_effects(effects, ax=None, title:str='factor → latent effect', **kw):
     "Heatmap of a factor × latent effect matrix (a DataFrame from `factor_effects`)."
-    import matplotlib.pyplot as plt, seaborn as sns
+    import matplotlib.pyplot as plt
+    import seaborn as sns
     ax = ax or plt.subplots(figsize=(0.55 * effects.shape[1] + 2, 0.45 * effects.shape[0] + 1))[1]
     sns.heatmap(effects, annot=True, fmt='.2f', cmap='viridis', cbar=False, ax=ax, annot_kws={'size': 7}, **kw)
     ax.set_title(title); ax.set_xlabel('latent'); ax.set_ylabel('changed factor')

@@ -15,9 +15,10 @@ from .core import check
 from .hooks import HookPoint, name_hook_points
 
 # %% auto #0
-__all__ = ['MODELS', 'ARCHS', 'SWEEPS', 'Conv64Encoder', 'Conv64Decoder', 'kl_normal', 'recon_bernoulli', 'GaussianVAE',
-           'BetaVAE', 'gaussian_log_density', 'total_correlation_mws', 'BetaTCVAE', 'dip_covariance', 'DIPVAEII',
-           'permute_dims', 'mlp_discriminator', 'FactorVAE', 'QuantisedAE', 'VQVAE', 'QLAE', 'build_model']
+__all__ = ['DECODER_SITE', 'MODELS', 'ARCHS', 'SWEEPS', 'HPARAM_RANGES', 'Conv64Encoder', 'Conv64Decoder', 'kl_normal',
+           'recon_bernoulli', 'Conv64AE', 'GaussianVAE', 'BetaVAE', 'gaussian_log_density', 'total_correlation_mws',
+           'BetaTCVAE', 'dip_covariance', 'DIPVAEII', 'permute_dims', 'mlp_discriminator', 'FactorVAE', 'QuantisedAE',
+           'VQVAE', 'QLAE', 'check_hparams', 'build_model']
 
 # %% ../nbs/03_models.ipynb #c3836084
 class Conv64Encoder(nn.Module):
@@ -48,7 +49,10 @@ class Conv64Decoder(nn.Module):
         for deconv, hook in zip(self.deconvs[:-1], self.hooks): h = hook(F.relu(deconv(h)))
         return self.hook_out(self.deconvs[-1](h))
 
-# %% ../nbs/03_models.ipynb #6c2ef932
+# %% ../nbs/03_models.ipynb #ce723af7
+DECODER_SITE = 'decoder.hooks.0'   # the decoder's first hook point (64 channels after its first transposed conv): the default mediator site
+
+# %% ../nbs/03_models.ipynb #82a84ee6
 def kl_normal(mu:torch.Tensor, logvar:torch.Tensor) -> torch.Tensor:
     "Per-dimension KL(N(mu, exp(logvar)) || N(0, 1)), same shape as `mu`."
     return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1)
@@ -57,31 +61,66 @@ def recon_bernoulli(logits:torch.Tensor, x:torch.Tensor) -> torch.Tensor:
     "Bernoulli negative log-likelihood of `x` in [0, 1] under `logits`, summed over pixels, mean over the batch."
     return F.binary_cross_entropy_with_logits(logits, x, reduction='sum') / len(x)
 
-class GaussianVAE(nn.Module):
-    "The VAE: conv64 encoder to (μ, log σ²), reparameterised z, conv64 decoder to logits."
-    arch, defaults = 'vae', {}
-    def __init__(self, latent_dim:int=10, image_shape:tuple=(1, 64, 64), **hparams):
+
+# %% ../nbs/03_models.ipynb #a82fd907
+class Conv64AE(nn.Module):
+    "The frame every model shares: conv64 encoder → code → conv64 decoder with hook points; loss = recon + regularisers."
+    arch, defaults = None, {}
+    gaussian_posterior = True        # encode(x) returns (mu, logvar); False: a deterministic (quantised) code
+    def __init__(self, latent_dim:int=10, # latents (VQ-VAE: slots)
+                 image_shape:tuple=(1, 64, 64), # (C, H, W) of the inputs
+                 **hparams): # the architecture's hyperparameters (see `defaults`)
         super().__init__()
         self.latent_dim, self.image_shape = latent_dim, tuple(image_shape)
         self.hparams = {**self.defaults, **hparams}
         self.encoder = Conv64Encoder(image_shape[0], self.enc_out_dim())
-        self.hook_mu, self.hook_logvar, self.hook_z = HookPoint(), HookPoint(), HookPoint()
+        self.add_code_hooks()
+        self.hook_z = HookPoint()
         self.decoder = Conv64Decoder(self.dec_in_dim(), image_shape[0])
         self.build()
         name_hook_points(self)
 
-    def enc_out_dim(self): return 2 * self.latent_dim
+    def check_input(self, x:torch.Tensor) -> torch.Tensor:
+        "Refuse what the model cannot take, with one clear error (NaN is checked outside training only: it costs a sync)."
+        check(torch.is_tensor(x), f'{type(self).__name__} takes a tensor of images, got {type(x).__name__}')
+        check(x.is_floating_point(), f'{type(self).__name__} takes float images in [0, 1], got {x.dtype} '
+              '(convert uint8 images with data.to_float)')
+        check(x.ndim == 4 and tuple(x.shape[1:]) == self.image_shape, f'{type(self).__name__} takes images [N, '
+              f'{", ".join(map(str, self.image_shape))}], got {list(x.shape)}')
+        check(self.training or bool(torch.isfinite(x).all()), 'the images contain NaN or infinite values')
+        return x
+    def add_code_hooks(self): pass
+    def enc_out_dim(self): return self.latent_dim
     def dec_in_dim(self): return self.latent_dim
     def build(self): pass
     def optim_config(self) -> dict: return {'optimizer': 'adam', 'weight_decay': 0.0}
+    def main_parameters(self) -> list:
+        "What the main optimiser trains: everything, unless an auxiliary network has an optimiser of its own."
+        return list(self.parameters())
+    def aux_optimizer(self): return None   # FactorVAE: its discriminator's optimiser
 
-    def encode(self, x):
-        "Posterior parameters `(mu, logvar)`."
-        mu, logvar = self.encoder(x).chunk(2, 1)
-        return self.hook_mu(mu), self.hook_logvar(logvar)
     def decode(self, z):
         "Bernoulli logits of the image for code `z`."
         return self.decoder(z)
+    def regularisers(self, x, out) -> dict: return {}
+    def combine(self, terms) -> torch.Tensor: return terms['recon'].new_zeros(())
+    def loss(self, x, out) -> dict:
+        "All loss terms; `loss` is what the optimiser minimises."
+        terms = {'recon': recon_bernoulli(out['logits'], x), **self.regularisers(x, out)}
+        return {'loss': terms['recon'] + self.combine(terms), **terms}
+
+
+# %% ../nbs/03_models.ipynb #a3bc958b
+class GaussianVAE(Conv64AE):
+    "The VAE: conv64 encoder to (μ, log σ²), reparameterised z, conv64 decoder to logits."
+    arch, defaults = 'vae', {}
+    def add_code_hooks(self): self.hook_mu, self.hook_logvar = HookPoint(), HookPoint()
+    def enc_out_dim(self): return 2 * self.latent_dim
+
+    def encode(self, x):
+        "Posterior parameters `(mu, logvar)`."
+        mu, logvar = self.encoder(self.check_input(x)).chunk(2, 1)
+        return self.hook_mu(mu), self.hook_logvar(logvar)
     def forward(self, x) -> dict:
         mu, logvar = self.encode(x)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
@@ -91,10 +130,7 @@ class GaussianVAE(nn.Module):
 
     def regularisers(self, x, out) -> dict: return {'kl': kl_normal(out['mu'], out['logvar']).sum(1).mean()}
     def combine(self, terms) -> torch.Tensor: return terms['kl']
-    def loss(self, x, out) -> dict:
-        "All loss terms; `loss` is what the optimiser minimises."
-        terms = {'recon': recon_bernoulli(out['logits'], x), **self.regularisers(x, out)}
-        return {'loss': terms['recon'] + self.combine(terms), **terms}
+
 
 # %% ../nbs/03_models.ipynb #6dcbc9e1
 class BetaVAE(GaussianVAE):
@@ -186,9 +222,11 @@ class FactorVAE(GaussianVAE):
         return F.cross_entropy(logits, target)
 
 # %% ../nbs/03_models.ipynb #7bdee18e
-class QuantisedAE(GaussianVAE):
+class QuantisedAE(Conv64AE):
     "Shared forward pass of the deterministic, quantised autoencoders (subclasses define `quantize`)."
-    def encode(self, x): return self.hook_ze(self.encoder(x)), None
+    gaussian_posterior = False
+    def add_code_hooks(self): self.hook_ze = HookPoint()
+    def encode(self, x): return self.hook_ze(self.encoder(self.check_input(x))), None
     def on_quantize(self, ze, idx): pass
     def forward(self, x):
         ze, _ = self.encode(x)
@@ -205,7 +243,6 @@ class VQVAE(QuantisedAE):
     def dec_in_dim(self): return self.latent_dim * self.hparams['code_dim']
     def build(self):
         k, d = self.hparams['num_codes'], self.hparams['code_dim']
-        self.hook_ze = HookPoint()
         self.register_buffer('codebook', torch.randn(k, d))
         self.register_buffer('ema_count', torch.ones(k))
         self.register_buffer('ema_sum', self.codebook.clone())
@@ -241,7 +278,6 @@ class QLAE(QuantisedAE):
     arch, defaults = 'qlae', {'n_values': 10, 'quantize_weight': 0.01, 'commit_weight': 0.01, 'weight_decay': 0.1}
     def enc_out_dim(self): return self.latent_dim
     def build(self):
-        self.hook_ze = HookPoint()
         self.values = nn.Parameter(torch.linspace(-1, 1, self.hparams['n_values']).repeat(self.latent_dim, 1))
     def optim_config(self): return {'optimizer': 'adamw', 'weight_decay': self.hparams['weight_decay']}
     def quantize(self, ze):
@@ -253,21 +289,43 @@ class QLAE(QuantisedAE):
                 'commit': (out['ze'] - out['zq'].detach()).pow(2).sum(1).mean()}
     def combine(self, t): return self.hparams['quantize_weight'] * t['quantize'] + self.hparams['commit_weight'] * t['commit']
 
-# %% ../nbs/03_models.ipynb #205a3914
+# %% ../nbs/03_models.ipynb #ef78e251
 MODELS = {c.arch: c for c in (GaussianVAE, BetaVAE, FactorVAE, BetaTCVAE, DIPVAEII, VQVAE, QLAE)}
 ARCHS = tuple(MODELS)
 SWEEPS = {'beta_vae': {'beta': [1, 2, 4, 6, 8, 16]}, 'factor_vae': {'gamma': [10, 20, 30, 40, 50, 100]},
           'beta_tc_vae': {'beta': [1, 2, 4, 6, 8, 10]}, 'dip_vae_ii': {'lambda_od': [1, 2, 5, 10, 20, 50]}}
 
+
+# %% ../nbs/03_models.ipynb #c632e1be
+HPARAM_RANGES = {'decay': (0.0, 1.0), 'disc_lr': (1e-12, math.inf), 'n_values': (2, math.inf)}   # [low, high)
+
+def check_hparams(arch:str, # one of ARCHS
+                  hparams:dict, # name -> value (numbers; JSON-parsed strings from the CLI are refused if not numbers)
+                 ) -> dict:
+    "The hyperparameters, checked against the architecture's names, types and ranges (one clear error otherwise)."
+    check(arch in MODELS, f'unknown architecture {arch!r}; choose one of {", ".join(ARCHS)}')
+    check(isinstance(hparams, dict), f'hparams must be a dict of name -> value, got {type(hparams).__name__}')
+    defaults = MODELS[arch].defaults
+    bad = sorted(set(hparams) - set(defaults))
+    check(not bad, f'{arch} has no hyperparameter(s) {", ".join(bad)}; valid: {", ".join(defaults) or "none"}')
+    for k, v in hparams.items():
+        if v is None and defaults[k] is None: continue
+        want_int = isinstance(defaults[k], int)
+        ok = isinstance(v, int) if want_int else isinstance(v, (int, float)) and math.isfinite(v)
+        check(ok and not isinstance(v, bool), f'{arch} hyperparameter {k} must be {"an integer" if want_int else "a finite number"}, '
+              f'got {v!r}')
+        lo, hi = HPARAM_RANGES.get(k, (1 if want_int else 0.0, math.inf))
+        check(lo <= v < hi, f'{arch} hyperparameter {k} must be in [{lo}, {hi}), got {v!r}')
+    return dict(hparams)
+
+# %% ../nbs/03_models.ipynb #1a9b3314
 def build_model(arch:str, # one of ARCHS
                 latent_dim:int=10, # number of latent dimensions (VQ-VAE: number of slots)
                 image_shape:tuple=(1, 64, 64), # (C, H, W) of the inputs: C in {1, 3}, 64×64
                 **hparams) -> nn.Module:
     "A model of the VAE family by name, hyperparameters checked against the architecture's defaults."
-    check(arch in MODELS, f'unknown architecture {arch!r}; choose one of {", ".join(ARCHS)}')
+    hparams = check_hparams(arch, hparams)
     cls = MODELS[arch]
-    bad = sorted(set(hparams) - set(cls.defaults))
-    check(not bad, f'{arch} has no hyperparameter(s) {", ".join(bad)}; valid: {", ".join(cls.defaults) or "none"}')
     shape = tuple(image_shape)
     check(len(shape) == 3 and shape[0] in (1, 3) and shape[1:] == (64, 64),
           f'the conv64 networks take images of shape (1 or 3, 64, 64), got {shape}; resize the data to 64×64')

@@ -6,19 +6,16 @@
 from __future__ import annotations
 
 import copy
-import json
-import math
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
-from .core import VaeCausalError, atomic_write, check, load_json, save_json
+from .core import check, load_json, load_weights, save_json, save_weights
 from .hooks import get_module
 
 # %% auto #0
@@ -95,13 +92,14 @@ def _sampled_loss(kind):
 
 def site_stats(model:nn.Module, # the network
                site:str, # name of the nn.Linear whose input units are scored
-               batches, # iterable of model inputs (tensors), or of (inputs, labels) tuples
+               batches, # a tensor batch, or an iterable of model inputs (tensors) or of (inputs, labels) tuples
                forward:Callable|None=None, # (model, x) -> output logits (default: model(x); a dict's 'logits')
                likelihood:str='categorical', # output distribution for the curvature: categorical | bernoulli | gaussian
                loss:Callable|None=None, # (output, labels) -> summed loss whose gradient is g (default: none, g = 0)
                seed:int=0, # label sampling
               ) -> SiteStats:
     "Activation moments, gradient g and sampled-Fisher curvature h of the units `site` reads (features, or conv channels over positions), in one pass."
+    if torch.is_tensor(batches): batches = [batches]       # one tensor is one batch, not an iterable of rows
     lin = _reader(model, site)
     fwd = _fwd(model, forward)
     sampled = _sampled_loss(likelihood)
@@ -253,8 +251,7 @@ def save_abstraction(model:nn.Module, path:str|Path):
     "Write a compiled abstraction: `model.safetensors` (weights) and `abstraction.json` (which layers shrank), atomically."
     check(hasattr(model, 'abstraction'), 'this model was not made by compile_abstraction/abstract (no .abstraction record)')
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / '.model.tmp'))
-    (path / '.model.tmp').replace(path / 'model.safetensors')
+    save_weights(model, path / 'model.safetensors')
     save_json(model.abstraction, path / 'abstraction.json')
 
 def load_abstraction(path:str|Path, base:nn.Module) -> nn.Module:
@@ -262,14 +259,15 @@ def load_abstraction(path:str|Path, base:nn.Module) -> nn.Module:
     path = Path(path)
     check((path / 'abstraction.json').exists(), f'{path} holds no abstraction.json; save with save_abstraction')
     meta = load_json(path / 'abstraction.json')
+    miss = [k for k in ('site', 'producer', 'kept') if not isinstance(meta, dict) or k not in meta]
+    check(not miss, f'{path / "abstraction.json"} lacks {", ".join(miss)}: it was not written by save_abstraction; save it again')
     out = copy.deepcopy(base)
     k = len(meta['kept'])
     site, prod = _linear(out, meta['site']), _linear(out, meta['producer'], 'producer')
     _set_module(out, meta['site'], nn.Linear(k, site.out_features))
     _set_module(out, meta['producer'], nn.Linear(prod.in_features, k))
-    try: out.load_state_dict(load_file(str(path / 'model.safetensors')))
-    except Exception as e: raise VaeCausalError(f'{path / "model.safetensors"} does not fit {type(base).__name__} with '
-                                                f'{meta["site"]} pruned to {k} units: {e}') from None
+    load_weights(path / 'model.safetensors', out, rebuild=f'it does not fit {type(base).__name__} with {meta["site"]} '
+                 f'pruned to {k} units: save the abstraction again with save_abstraction')
     out.abstraction = meta
     return out.eval()
 
@@ -318,8 +316,8 @@ def iia(full:nn.Module, # the original network
     for p in (0.0, *ps):
         check(0 <= p <= 1, f'interchange probabilities must be in [0, 1], got {p}')
         M = (torch.rand(len(base), len(kept), generator=g) < p).to(fs.device)
-        def f_full(a): a = a.clone(); a[:, kept] = torch.where(M, fs[:, kept], a[:, kept]); return a
-        def f_comp(a): return torch.where(M, cs, a)
+        def f_full(a, M=M): a = a.clone(); a[:, kept] = torch.where(M, fs[:, kept], a[:, kept]); return a
+        def f_comp(a, M=M): return torch.where(M, cs, a)
         h1, h2 = _pre_hook(_linear(full, site), f_full), _pre_hook(_linear(compiled, site), f_comp)
         try: yf, yc = _fwd(full, forward)(base), _fwd(compiled, forward)(base)
         finally: h1.remove(); h2.remove()

@@ -7,41 +7,35 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import io
 import json
-import math
 import os
 import sys
 import time
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 
-from .core import VaeCausalError, atomic_write, check, load_json, logger, save_json, seed_everything
+from .causal_metrics import active_latents, causal_profile, circuit_modularity
+from .core import VaeCausalError, check, load_json, logger, save_json
 from .data import DATASETS, PROCEDURAL, load_dataset, random_batch, to_float
-from .models import ARCHS, MODELS
+from .metrics import SIZES, evaluate, resolve_sizes
+from .models import ARCHS, check_hparams
+from .probes import factor_probe
 from .train import TrainConfig, load_run, train
-from .metrics import METRICS, evaluate
-from .causal_metrics import active_latents, causal_profile, circuit_modularity, factor_probe
+
+if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'QUICK_SIZES', 'CPU_HPARAMS', 'PRESETS', 'MAIN_METRICS', 'DISENTANGLEMENT', 'StudySpec',
-           'preset', 'run_key', 'jobs', 'measure', 'run_job', 'run_study', 'load_results', 'study_status',
-           'correlation', 'partial_correlation', 'hedges_g', 'compare_architectures', 'correlation_table',
-           'write_report']
+__all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'CPU_HPARAMS', 'PRESETS', 'SUMMARY_SEED', 'CAUSAL_SEED', 'StudySpec', 'preset',
+           'run_key', 'jobs', 'measure', 'run_job', 'run_study', 'load_results', 'study_status', 'evaluate_run']
 
 # %% ../nbs/10_study.ipynb #67bfffe0
 SPEC_VERSION = 1
 STUDY_ARCHS = ('vae', 'beta_vae', 'factor_vae', 'beta_tc_vae', 'dip_vae_ii', 'vq_vae')
 
-# Evaluation sizes of the CPU presets: disentanglement_lib's estimators on fewer points (see the table above).
-QUICK_SIZES = {'dci': (1000, 500), 'mig': 4000, 'sap': (2000, 1000), 'factor_vae': (100, 50, 1000),
-               'beta_vae': (60, 40), 'irs': 4000}
 # A lighter FactorVAE discriminator for the CPU presets (the paper preset keeps disentanglement_lib's 1000×6).
 CPU_HPARAMS = {'factor_vae': {'disc_hidden': 256, 'disc_layers': 3}}
 
@@ -58,7 +52,7 @@ class StudySpec:
     steps: int = 300                     # training steps per run
     batch_size: int = 64
     lr: float = 5e-4
-    metric_sizes: str|dict = field(default_factory=lambda: dict(QUICK_SIZES))  # metrics.evaluate sizes
+    metric_sizes: str|dict = field(default_factory=lambda: dict(SIZES['quick']))  # metrics.evaluate sizes
     causal_images: int = 64              # images for CES, specificity and active latents
     modularity_images: int = 8           # images for circuit modularity (2 × ~65 decodes per image, latent, value)
     probe_steps: int = 600               # factor-probe training steps (one probe per dataset, cached in the study root)
@@ -71,6 +65,11 @@ class StudySpec:
         self.extra_latent_dims = {a: tuple(int(L) for L in v) for a, v in self.extra_latent_dims.items()}
         if isinstance(self.metric_sizes, dict):
             self.metric_sizes = {m: tuple(v) if isinstance(v, (list, tuple)) else v for m, v in self.metric_sizes.items()}
+        resolve_sizes(self.metric_sizes)                 # a bad size fails here, not after hours of training
+        for k in ('seeds', 'latent_dims'):
+            lo = 0 if k == 'seeds' else 1
+            bad = [v for v in getattr(self, k) if not isinstance(v, int) or isinstance(v, bool) or v < lo]
+            check(not bad, f'{k} must be integers >= {lo}, got {", ".join(map(repr, bad))}')
         bad = [a for a in self.archs if a not in ARCHS]
         check(not bad, f'unknown architecture(s) {", ".join(map(repr, bad))}; choose from {", ".join(ARCHS)}')
         bad = [d for d in self.datasets if d not in DATASETS]
@@ -78,8 +77,7 @@ class StudySpec:
         check(self.archs and self.datasets and self.seeds, 'a study needs at least one architecture, dataset and seed')
         for a, hp in self.hparams.items():
             check(a in ARCHS, f'hparams names an unknown architecture {a!r}')
-            bad = sorted(set(hp) - set(MODELS[a].defaults))
-            check(not bad, f'{a} has no hyperparameter(s) {", ".join(bad)}; valid: {", ".join(MODELS[a].defaults) or "none"}')
+            check_hparams(a, hp)
         for a in self.extra_latent_dims: check(a in self.archs, f'extra_latent_dims names {a!r}, which is not in archs')
         for k in ('steps', 'batch_size', 'causal_images', 'modularity_images', 'probe_steps'):
             check(isinstance(getattr(self, k), int) and getattr(self, k) >= 1, f'{k} must be a positive integer, got {getattr(self, k)!r}')
@@ -113,8 +111,6 @@ def preset(name:str, **overrides) -> StudySpec:
     return StudySpec(**{**copy.deepcopy(PRESETS[name]), **overrides}).validate()
 
 # %% ../nbs/10_study.ipynb #9a1aa8ca
-_NOT_IN_KEY = {'out_dir', 'progress', 'checkpoint_every', 'log_every', 'device', 'compile'}
-
 def _resolve_dataset(name:str, procedural, allow:bool) -> dict:
     "The dataset kwargs for a job: {'procedural': True|False}, with the real-file check done now."
     if procedural: return {'procedural': True}
@@ -130,10 +126,8 @@ def _resolve_dataset(name:str, procedural, allow:bool) -> dict:
         raise VaeCausalError(f'{e}. Or {hint}') from None
 
 def run_key(job:dict) -> str:
-    "The 12-hex-digit hash of what defines a job's result."
-    cfg = {k: v for k, v in job['train'].items() if k not in _NOT_IN_KEY}
-    blob = json.dumps({'train': cfg, 'eval': job['eval'], 'version': job['version']}, sort_keys=True, default=list)
-    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+    "The 12-hex-digit hash of what defines a job's result: `TrainConfig.key` with the evaluation settings and spec version."
+    return TrainConfig.from_dict(job['train']).key(extra={'eval': job['eval'], 'version': job['version']})
 
 def jobs(spec:StudySpec) -> list[dict]:
     "One job per run of the grid: {'key', 'name', 'train' (TrainConfig dict), 'eval' (settings), 'version'}."
@@ -156,9 +150,13 @@ def jobs(spec:StudySpec) -> list[dict]:
     return out
 
 # %% ../nbs/10_study.ipynb #9df92745
+# Images drawn for measurement get seeds of their own, apart from the training seed (which draws the batches):
+SUMMARY_SEED = 10_000         # + run seed: the held-out images of the final loss terms
+CAUSAL_SEED = 20_000          # + run seed: the images of the causal metrics
+
 def _model_summary(model, ds, seed:int, n:int=512) -> dict:
     "Mean loss terms of the trained model on `n` random images (no gradient)."
-    x, _ = random_batch(ds, n, torch.Generator().manual_seed(10_000 + seed))
+    x, _ = random_batch(ds, n, torch.Generator().manual_seed(SUMMARY_SEED + seed))
     x = to_float(x).to(next(model.parameters()).device)
     model.eval()
     tot = {}
@@ -177,18 +175,16 @@ def measure(model, ds, ev:dict, seed:int, probe=None) -> dict:
     out = _model_summary(model, ds, seed)
     out.update({k: v for k, v in evaluate(model, ds, sizes=ev['metric_sizes'], seed=seed, progress=False).items()
                 if k != 'seconds_total'})
-    g = torch.Generator().manual_seed(20_000 + seed)
+    g = torch.Generator().manual_seed(CAUSAL_SEED + seed)
     x = to_float(random_batch(ds, ev['causal_images'], g)[0])
     act = active_latents(model, x)
-    cp = causal_profile(model, x, probe=probe, active=act['active'])             # one latent sweep for all three
-    c = cp['ces']
-    out.update({'n_latents': len(act['active']), 'n_active': int(act['active'].sum()), 'ces': c['ces'],
-                'ces_per_recon': c['ces_per_recon'], 'recon_rmse': c['recon_rmse']})
-    out['specificity_pixel'] = cp['specificity_pixel']['specificity']
-    if probe is not None: out['specificity_factor'] = cp['specificity_factor']['specificity']
+    results = [act, *causal_profile(model, x, probe=probe, active=act.active).values()]   # one latent sweep for three metrics
     t1 = time.perf_counter()
-    out['modularity'] = circuit_modularity(model, x[:ev['modularity_images']], active=act['active'])['modularity']
+    results.append(circuit_modularity(model, x[:ev['modularity_images']], active=act.active))
     out['seconds_modularity'] = time.perf_counter() - t1
+    for r in results:
+        if r is not None: out.update(r.summary())
+    out['n_latents'] = len(act.active)
     out['seconds_eval'] = time.perf_counter() - t0
     return {k: float(v) for k, v in out.items()}
 
@@ -216,7 +212,8 @@ def _run_lock(path:Path, run_dir:Path):
         except BlockingIOError:
             raise VaeCausalError(f'{run_dir} is being trained by another process (an earlier runner still alive?); '
                                  'wait for it or stop it, then run the study again') from None
-        yield
+        try: yield
+        finally: path.unlink(missing_ok=True)            # still ours while we hold the lock: remove it with the run
 
 def _train_and_measure(job, root, d, done) -> dict:
     cfg = TrainConfig.from_dict({**job['train'], 'out_dir': str(d), 'checkpoint_every': max(1, job['train']['steps'] // 4)})
@@ -248,6 +245,15 @@ def _check_root(root:Path, spec:StudySpec):
     if spec.to_dict() not in specs or not f.exists():
         save_json({'version': SPEC_VERSION, 'specs': specs + [spec.to_dict()] * (spec.to_dict() not in specs)}, f)
 
+def _die_with_parent(parent:int):
+    "Pool worker initializer: end this worker when the runner dies, even by SIGKILL (Linux: PR_SET_PDEATHSIG)."
+    if sys.platform.startswith('linux'):
+        import ctypes
+        import signal
+        try: ctypes.CDLL(None).prctl(1, signal.SIGKILL)     # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError): pass
+    if os.getppid() != parent: os._exit(1)                   # the runner died before the line above
+
 def _pool_run(args):
     job, root, threads = args
     try: return job['key'], run_job(job, root, threads), None
@@ -261,7 +267,7 @@ def run_study(spec:StudySpec|str, # a StudySpec or a preset name
               cpus_per_run:float=1, # ray: num_cpus of each task
               gpus_per_run:float=0, # ray: num_gpus of each task (fractions pack several runs on one GPU)
               progress:bool=True, # tqdm bar over runs
-             ) -> 'pandas.DataFrame':
+             ) -> pandas.DataFrame:
     "Run every unfinished job of `spec` under `root` (finished runs are skipped, interrupted ones resumed); returns `load_results(root)` for this spec."
     from tqdm.auto import tqdm
     if isinstance(spec, str): spec = preset(spec)
@@ -280,7 +286,7 @@ def run_study(spec:StudySpec|str, # a StudySpec or a preset name
             kw = next(j['train']['dataset_kwargs'] for j in todo if j['train']['dataset'] == d)
             _probe(root, load_dataset(d, **kw), spec.probe_steps)
     failed = {}
-    bar = tqdm(total=len(todo), desc=f'study {spec.name}', disable=not progress)
+    bar = tqdm(total=len(todo), desc=f'study {spec.name}', disable=not progress or not todo)   # no empty 0it bar
     if backend == 'ray': failed = _run_ray(todo, root, address, cpus_per_run, gpus_per_run, bar)
     elif workers == 1:
         for j in todo:
@@ -289,10 +295,16 @@ def run_study(spec:StudySpec|str, # a StudySpec or a preset name
             except VaeCausalError as e: failed[j['key']] = str(e)
             bar.update(1)
     else:
-        import concurrent.futures as cf, multiprocessing as mp
-        from vaecausal_nb.study import _pool_run     # by module path, so spawned workers can import it (also from a notebook)
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        from vaecausal_nb.study import (
+            _pool_run,  # by module path, so spawned workers can import it (also from a notebook)
+        )
         threads = max(1, (os.cpu_count() or 1) // workers)
-        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn')) as ex:
+        from vaecausal_nb.study import _die_with_parent
+        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_die_with_parent,
+                                    initargs=(os.getpid(),)) as ex:
             futs = [ex.submit(_pool_run, (j, str(root), threads)) for j in todo]
             for f in cf.as_completed(futs):
                 key, _, err = f.result()
@@ -311,7 +323,7 @@ def _run_ray(todo, root, address, cpus, gpus, bar) -> dict:
     started = not ray.is_initialized()
     if started: ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        from vaecausal_nb.study import _pool_run     # by module path: workers import the package, not this notebook
+        from vaecausal_nb.study import _pool_run  # by module path: workers import the package, not this notebook
         task = ray.remote(num_cpus=cpus, num_gpus=gpus)(_pool_run)
         threads = max(1, int(cpus))
         pending = [task.remote((j, str(root), threads)) for j in todo]
@@ -328,7 +340,7 @@ def _run_ray(todo, root, address, cpus, gpus, bar) -> dict:
 # %% ../nbs/10_study.ipynb #c4719ddc
 def load_results(root:str|Path, # a study root
                  keys:set|None=None, # only these run keys (default: every finished run)
-                ) -> 'pandas.DataFrame':
+                ) -> pandas.DataFrame:
     "One row per finished run under `root`, with every metric."
     import pandas as pd
     root = Path(root)
@@ -344,231 +356,31 @@ def study_status(root:str|Path) -> dict:
     open_ = [p.name for p in runs if not (p / 'metrics.json').exists()]
     return {'runs': len(runs), 'finished': len(runs) - len(open_), 'unfinished': open_}
 
-# %% ../nbs/10_study.ipynb #262f8e2c
-def _pearson(x, y, axis=-1):
-    xm = x - x.mean(axis, keepdims=True); ym = y - y.mean(axis, keepdims=True)
-    return (xm * ym).sum(axis) / np.sqrt((xm ** 2).sum(axis) * (ym ** 2).sum(axis))
+# %% ../nbs/10_study.ipynb #093d7fae
+def evaluate_run(path:str|Path, # a run directory
+                 sizes:str|dict='quick', # 'quick', 'fast', 'standard', a dict of metric sizes, or that dict as JSON text
+                 causal_images:int=64, # images for CES, specificity and active latents
+                 modularity_images:int=16, # images for circuit modularity
+                 probe_steps:int=600, # factor-probe training steps (cached in the model cache)
+                 progress:bool=True, # tqdm bars
+                ) -> dict:
+    "Every metric of the run in `path`; written to `path/evaluation-<sizes>.json` ('custom' for a dict) and returned."
+    name = sizes if isinstance(sizes, str) and not sizes.lstrip().startswith('{') else 'custom'
+    check(isinstance(sizes, (str, dict)), f'sizes must be a name or a dict, got {type(sizes).__name__}')
+    if isinstance(sizes, str) and sizes.lstrip().startswith('{'):
+        try: sizes = json.loads(sizes)
+        except json.JSONDecodeError as e: raise VaeCausalError(f'--sizes is not valid JSON ({e})') from None
+    check(not isinstance(sizes, str) or sizes in SIZES, f'unknown sizes {sizes!r}; choose one of '
+          f'{", ".join(SIZES)} or give a JSON object')
+    resolve_sizes(sizes)
+    for k, v in (('causal_images', causal_images), ('modularity_images', modularity_images), ('probe_steps', probe_steps)):
+        check(isinstance(v, int) and v >= (1 if k == 'probe_steps' else 2), f'{k} must be an integer >= '
+              f'{1 if k == "probe_steps" else 2}, got {v!r}')
+    run = load_run(path)
+    ds = load_dataset(run.config.dataset, **run.config.dataset_kwargs)
+    ev = {'metric_sizes': sizes, 'causal_images': causal_images,
+          'modularity_images': modularity_images, 'probe_steps': probe_steps}
+    m = measure(run.model, ds, ev, run.config.seed, factor_probe(ds, steps=probe_steps, progress=progress))
+    save_json(m, Path(path) / f'evaluation-{name}.json')
+    return m
 
-def _spearman(x, y, axis=-1):
-    from scipy.stats import rankdata
-    return _pearson(rankdata(x, axis=axis), rankdata(y, axis=axis), axis)
-
-def _ci(res) -> tuple[float, float]:
-    "A scipy bootstrap result's interval; resamples whose statistic is undefined (all one point) are left out."
-    lo, hi = res.confidence_interval
-    if np.isfinite(lo) and np.isfinite(hi): return (float(lo), float(hi))
-    d = np.asarray(res.bootstrap_distribution, float)
-    d = d[np.isfinite(d)]
-    if len(d) < 20: return (float('nan'), float('nan'))
-    return tuple(float(v) for v in np.percentile(d, [2.5, 97.5]))
-
-def _pairs(x, y):
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    check(x.shape == y.shape and x.ndim == 1, f'x and y must be 1-D and the same length, got {x.shape} and {y.shape}')
-    ok = np.isfinite(x) & np.isfinite(y)
-    return x[ok], y[ok]
-
-def correlation(x, # values, one per run
-                y, # values, one per run (NaN pairs are dropped)
-                n_boot:int=2000, # bootstrap resamples
-                seed:int=0, # bootstrap seed
-                level:float=0.95, # confidence level
-               ) -> dict:
-    "Pearson r and Spearman ρ with p-values and percentile-bootstrap CIs: {'n', 'pearson', 'pearson_p', 'pearson_ci', 'spearman', ...}."
-    from scipy import stats
-    x, y = _pairs(x, y)
-    n = len(x)
-    out = {'n': n}
-    if n < 4 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return {**out, **{f'{m}{s}': (float('nan'), float('nan')) if s == '_ci' else float('nan')
-                          for m in ('pearson', 'spearman') for s in ('', '_p', '_ci')}}
-    for name, f, test in (('pearson', _pearson, stats.pearsonr), ('spearman', _spearman, stats.spearmanr)):
-        r, p = test(x, y)
-        with np.errstate(invalid='ignore', divide='ignore'), warnings.catch_warnings():
-            warnings.simplefilter('ignore', stats.DegenerateDataWarning)   # handled by _ci
-            b = stats.bootstrap((x, y), f, paired=True, vectorized=True, n_resamples=n_boot, confidence_level=level,
-                                method='percentile', random_state=np.random.default_rng(seed))
-        out.update({name: float(r), f'{name}_p': float(p), f'{name}_ci': _ci(b)})
-    return out
-
-def partial_correlation(df:'pandas.DataFrame', # one row per run
-                        x:str, # column
-                        y:str, # column
-                        controls:list, # columns to control for (constant ones are dropped)
-                        method:str='pearson', # 'pearson' or 'spearman' (ranks every variable first)
-                        n_boot:int=2000, # bootstrap resamples for the CI
-                        seed:int=0, # bootstrap seed
-                        level:float=0.95, # confidence level
-                       ) -> dict:
-    "Correlation of `x` and `y` after regressing both on `controls`: {'r', 'p', 'ci', 'n', 'controls' (used)}."
-    from scipy import stats
-    check(method in ('pearson', 'spearman'), f"method must be 'pearson' or 'spearman', got {method!r}")
-    miss = [c for c in [x, y, *controls] if c not in df.columns]
-    check(not miss, f'no column(s) {", ".join(miss)}; the table has {", ".join(df.columns)}')
-    d = df[[x, y, *controls]].astype(float).replace([np.inf, -np.inf], np.nan).dropna()
-    used = [c for c in controls if d[c].nunique() > 1]
-    if method == 'spearman': d = d.rank()
-    n, k = len(d), len(used)
-    if n - 2 - k < 2: return {'r': float('nan'), 'p': float('nan'), 'ci': (float('nan'), float('nan')), 'n': n, 'controls': used}
-    X, Y, Z = d[x].to_numpy(), d[y].to_numpy(), np.column_stack([np.ones(n), d[used].to_numpy()])
-    def pr(idx):
-        Zi = Z[idx]
-        rx = X[idx] - Zi @ np.linalg.lstsq(Zi, X[idx], rcond=None)[0]
-        ry = Y[idx] - Zi @ np.linalg.lstsq(Zi, Y[idx], rcond=None)[0]
-        return _pearson(rx, ry)
-    r = float(pr(np.arange(n)))
-    df_t = n - 2 - k
-    p = float(2 * stats.t.sf(abs(r) * math.sqrt(df_t / max(1 - r * r, 1e-300)), df_t))
-    with np.errstate(invalid='ignore', divide='ignore'), warnings.catch_warnings():
-        warnings.simplefilter('ignore', stats.DegenerateDataWarning)       # handled by _ci
-        b = stats.bootstrap((np.arange(n),), pr, vectorized=False, n_resamples=n_boot, confidence_level=level,
-                            method='percentile', random_state=np.random.default_rng(seed))
-    return {'r': r, 'p': p, 'ci': _ci(b), 'n': n, 'controls': used}
-
-def hedges_g(a, b) -> float:
-    "Hedges' g: standardised mean difference of `a` minus `b` with the small-sample correction."
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    na, nb = len(a), len(b)
-    if na < 2 or nb < 2: return float('nan')
-    sp = math.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
-    if sp == 0: return float('nan') if a.mean() == b.mean() else math.copysign(math.inf, a.mean() - b.mean())
-    return float((a.mean() - b.mean()) / sp * (1 - 3 / (4 * (na + nb) - 9)))
-
-def compare_architectures(df:'pandas.DataFrame', # one row per run
-                          metric:str, # the column compared
-                          by:str='dataset', # comparisons within each value of this column
-                          alpha:float=0.05, # family-wise error rate
-                         ) -> 'pandas.DataFrame':
-    "Every pair of architectures within each `by` group: means, Welch t-test p, Holm–Šidák adjusted p, Hedges' g, significant."
-    import pandas as pd
-    from scipy import stats
-    from statsmodels.stats.multitest import multipletests
-    check(metric in df.columns, f'no column {metric!r}; the table has {", ".join(df.columns)}')
-    rows = []
-    for g, d in df.groupby(by):
-        archs = sorted(d['arch'].unique())
-        for i, a in enumerate(archs):
-            for b in archs[i + 1:]:
-                va, vb = d.loc[d.arch == a, metric].dropna().to_numpy(float), d.loc[d.arch == b, metric].dropna().to_numpy(float)
-                p = float(stats.ttest_ind(va, vb, equal_var=False).pvalue) if min(len(va), len(vb)) >= 2 else float('nan')
-                rows.append({by: g, 'a': a, 'b': b, 'mean_a': va.mean() if len(va) else np.nan,
-                             'mean_b': vb.mean() if len(vb) else np.nan, 'n_a': len(va), 'n_b': len(vb), 'p': p,
-                             'hedges_g': hedges_g(va, vb)})
-    out = pd.DataFrame(rows)
-    if not len(out): return out
-    ok = out['p'].notna().to_numpy()
-    out['p_holm_sidak'] = np.nan
-    out['significant'] = False
-    if ok.any():
-        with np.errstate(divide='ignore'):           # a raw p of exactly 1 makes statsmodels take log(0); its result is right
-            rej, padj, _, _ = multipletests(out.loc[ok, 'p'].to_numpy(), alpha=alpha, method='holm-sidak')
-        out.loc[ok, 'p_holm_sidak'] = padj; out.loc[ok, 'significant'] = rej
-    return out
-
-# %% ../nbs/10_study.ipynb #570cac9b
-MAIN_METRICS = ['final_recon', 'final_kl', 'dci_disentanglement', 'dci_completeness', 'dci_informativeness_test', 'mig', 'sap',
-                'factor_vae', 'beta_vae', 'irs', 'n_active', 'ces', 'ces_per_recon', 'specificity_pixel',
-                'specificity_factor', 'modularity']
-DISENTANGLEMENT = ['dci_disentanglement', 'mig', 'sap', 'factor_vae', 'beta_vae', 'irs']
-
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90, bbox_inches='tight'); plt.close(fig)
-    return buf.getvalue()
-
-def _md(df, digits:int=3) -> str:
-    "A DataFrame as a GitHub markdown table (index first)."
-    df = df.reset_index()
-    fmt = lambda v: (f'{v:.{digits}f}' if isinstance(v, (float, np.floating)) and np.isfinite(v) else
-                     ('–' if isinstance(v, (float, np.floating)) else str(v)))
-    lines = ['| ' + ' | '.join(map(str, df.columns)) + ' |', '|' + '---|' * len(df.columns)]
-    return '\n'.join(lines + ['| ' + ' | '.join(fmt(v) for v in row) + ' |' for row in df.itertuples(index=False)])
-
-def correlation_table(df:'pandas.DataFrame', # one row per run
-                      x:str='ces', # the column correlated with each of `ys`
-                      ys:list=DISENTANGLEMENT, # columns
-                      by:str='dataset', # within each group
-                      n_boot:int=2000, # bootstrap resamples
-                     ) -> 'pandas.DataFrame':
-    "Within-group Pearson and Spearman correlations of `x` with each column of `ys`, with p-values and bootstrap CIs."
-    import pandas as pd
-    rows = []
-    for g, d in df.groupby(by):
-        for y in ys:
-            c = correlation(d[x], d[y], n_boot=n_boot)
-            rows.append({by: g, 'y': y, 'n': c['n'], 'pearson': c['pearson'], 'p': c['pearson_p'],
-                         'ci_low': c['pearson_ci'][0], 'ci_high': c['pearson_ci'][1], 'spearman': c['spearman'],
-                         'spearman_p': c['spearman_p']})
-    return pd.DataFrame(rows)
-
-def write_report(root:str|Path, # a study root
-                 out:str|Path|None=None, # report folder (default: the root)
-                ) -> Path:
-    "Write `report.md`, `results.csv` and `figures/*.png` for the finished runs under `root`; returns the report path."
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    import seaborn as sns
-    root = Path(root); out = Path(out) if out else root
-    df = load_results(root)
-    check(len(df) > 0, f'{root} has no finished runs yet; run the study first (vaecausal study --out {root})')
-    figs = out / 'figures'; figs.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / 'results.csv', 'w') as f: df.to_csv(f, index=False)
-    core = df[df.latent_dim == df.latent_dim.mode()[0]]          # the architecture grid (capacity-sweep runs aside)
-    metrics = [m for m in MAIN_METRICS if m in df.columns]
-    table = core.groupby(['dataset', 'arch'])[metrics].mean()
-    n_seeds = core.groupby(['dataset', 'arch']).size()
-    specs = load_json(root / 'study.json')['specs'] if (root / 'study.json').exists() else []
-    hours = (df['seconds_train'].sum() + df['seconds_eval'].sum()) / 3600
-    steps = f'{int(df.steps.min())}' if df.steps.nunique() == 1 else f'{int(df.steps.min())}–{int(df.steps.max())}'
-    md = [f'# Study report: {", ".join(sorted({s["name"] for s in specs})) or root.name}', '',
-          f'{len(df)} finished runs ({", ".join(sorted(df.dataset.unique()))}; architectures {", ".join(sorted(df.arch.unique()))}; '
-          f'seeds {", ".join(map(str, sorted(df.seed.unique())))}; {steps} training steps). '
-          f'Compute: {hours:.2f} h of run time (training + measurement). `results.csv` holds every number; '
-          f'`runs/<name>/` holds each run.', '']
-    st = study_status(root)
-    if st['unfinished']: md += [f'> {len(st["unfinished"])} runs are not finished; run the study again to complete them.', '']
-    seeds = f'{int(n_seeds.min())}' if n_seeds.min() == n_seeds.max() else f'{int(n_seeds.min())}–{int(n_seeds.max())}'
-    md += ['## Results (mean over seeds)', '', f'Seeds per cell: {seeds}.', '',
-           _md(table), '']
-    # correlations
-    if core.groupby('dataset').size().min() >= 4:
-        ct = correlation_table(core, 'ces', [m for m in DISENTANGLEMENT if m in core.columns], n_boot=1000)
-        md += ['## CES and disentanglement within each dataset', '',
-               'Pearson r with a two-sided p-value and a 95 % percentile-bootstrap CI over runs; Spearman ρ beside it.', '',
-               _md(ct.set_index(['dataset', 'y'])), '']
-        ds_names = sorted(core.dataset.unique())
-        fig, axs = plt.subplots(1, len(ds_names), figsize=(3.6 * len(ds_names), 3.2), squeeze=False)
-        for ax, d in zip(axs[0], ds_names):
-            dd = core[core.dataset == d]
-            sns.scatterplot(data=dd, x='dci_disentanglement', y='ces', hue='arch', ax=ax, s=40, legend=ax is axs[0, -1])
-            c = correlation(dd['dci_disentanglement'], dd['ces'], n_boot=1000)
-            ax.set_title(f'{d}: r = {c["pearson"]:.2f} [{c["pearson_ci"][0]:.2f}, {c["pearson_ci"][1]:.2f}]', fontsize=9)
-            ax.set_xlabel('DCI disentanglement'); ax.set_ylabel('CES')
-        if axs[0, -1].get_legend(): sns.move_legend(axs[0, -1], 'upper left', bbox_to_anchor=(1, 1), fontsize=7)
-        with atomic_write(figs / 'ces_vs_dci.png') as f: f.write(_png(fig))
-        md += ['![CES vs DCI](figures/ces_vs_dci.png)', '']
-    # bars per architecture
-    bars = [m for m in ('dci_disentanglement', 'mig', 'ces', 'specificity_factor', 'modularity') if m in core.columns]
-    fig, axs = plt.subplots(1, len(bars), figsize=(3.3 * len(bars), 3.2), squeeze=False)
-    for ax, m in zip(axs[0], bars):
-        sns.barplot(data=core, x='arch', y=m, hue='dataset', ax=ax, errorbar='sd', legend=ax is axs[0, -1])
-        ax.set_title(m, fontsize=9); ax.set_xlabel(''); ax.set_ylabel(''); ax.tick_params(axis='x', rotation=60, labelsize=7)
-    if axs[0, -1].get_legend(): sns.move_legend(axs[0, -1], 'upper left', bbox_to_anchor=(1, 1), fontsize=7)
-    with atomic_write(figs / 'architectures.png') as f: f.write(_png(fig))
-    md += ['## Per architecture (mean ± sd over seeds)', '', '![architectures](figures/architectures.png)', '']
-    # capacity sweep
-    if df.latent_dim.nunique() > 1:
-        cap = df.groupby(['dataset', 'arch', 'latent_dim'])[['dci_disentanglement', 'mig', 'final_recon', 'n_active']].mean()
-        md += ['## Latent dimension sweep', '', _md(cap), '']
-    # traversals
-    md += ['## Latent traversals (rows: latents; columns: μ + v)', '']
-    first = sorted(core.dataset.unique())[0]
-    for a in sorted(core.arch.unique()):
-        r = core[(core.arch == a) & (core.dataset == first)].sort_values('seed').iloc[0]
-        src = root / 'runs' / r['name'] / 'traversal.png'
-        if src.exists():
-            with atomic_write(figs / f'traversal_{a}.png') as f: f.write(src.read_bytes())
-            md += [f'**{a}** ({first}, seed {r.seed})', '', f'![{a}](figures/traversal_{a}.png)', '']
-    report = out / 'report.md'
-    with atomic_write(report, 'w') as f: f.write('\n'.join(md) + '\n')
-    return report

@@ -12,21 +12,25 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from .core import (
-    VaeCausalError, atomic_write, check, get_device, load_json, logger, retain_freed_memory, save_json, seed_everything)
+    VaeCausalError, atomic_write, cache_root, check, get_device, load_json, load_weights, logger,
+    retain_freed_memory, save_json, save_weights, seed_everything)
 from .data import BatchIterator, load_dataset, to_float
-from .models import ARCHS, MODELS, build_model
+from .models import build_model, check_hparams
+
+if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['ZOO_ENV', 'TrainConfig', 'save_checkpoint', 'load_state', 'Run', 'build_optimizer', 'default_channels_last', 'train',
-           'load_run', 'traversal_figure', 'zoo_root', 'pretrained']
+__all__ = ['NOT_A_RESULT', 'ZOO_ENV', 'TrainConfig', 'save_checkpoint', 'load_state', 'Run', 'build_optimizer',
+           'default_channels_last', 'train', 'check_run_dir', 'load_run', 'traversal_figure', 'zoo_root', 'pretrained']
 
 # %% ../nbs/04_train.ipynb #c283728b
 @dataclass
@@ -51,9 +55,7 @@ class TrainConfig:
     progress: bool = True
 
     def validate(self):
-        check(self.arch in ARCHS, f'unknown architecture {self.arch!r}; choose one of {", ".join(ARCHS)}')
-        bad = sorted(set(self.hparams) - set(MODELS[self.arch].defaults))
-        check(not bad, f'{self.arch} has no hyperparameter(s) {", ".join(bad)}; valid: {", ".join(MODELS[self.arch].defaults) or "none"}')
+        self.hparams = check_hparams(self.arch, self.hparams)
         for k in ('steps', 'batch_size', 'latent_dim', 'checkpoint_every', 'log_every'):
             check(isinstance(getattr(self, k), int) and getattr(self, k) >= 1, f'{k} must be a positive integer, got {getattr(self, k)!r}')
         check(self.lr > 0 and math.isfinite(self.lr), f'lr must be a positive number, got {self.lr}')
@@ -61,6 +63,15 @@ class TrainConfig:
         return self
 
     def to_dict(self): return dataclasses.asdict(self)
+    def key(self, # the config
+            steps:bool=True, # include the number of steps (False: a longer run of the same config has the same key)
+            extra:dict|None=None, # more settings that define the result (e.g. a study's evaluation settings)
+            digits:int=12, # hex digits of the SHA-1
+           ) -> str:
+        "The hash of what defines this run's result: every field but paths, progress, checkpointing, device and compile."
+        cfg = {k: v for k, v in self.to_dict().items() if k not in NOT_A_RESULT and (steps or k != 'steps')}
+        blob = json.dumps({'train': cfg, **(extra or {})}, sort_keys=True, default=list)
+        return hashlib.sha1(blob.encode()).hexdigest()[:digits]
     @classmethod
     def from_dict(cls, d:dict):
         names = {f.name for f in dataclasses.fields(cls)}
@@ -68,8 +79,9 @@ class TrainConfig:
         check(not bad, f'unknown TrainConfig field(s) {", ".join(bad)}; valid: {", ".join(sorted(names))}')
         return cls(**d)
 
-# the fields that may differ when a run directory is continued
-_RESUMABLE = {'steps', 'out_dir', 'progress', 'checkpoint_every', 'log_every', 'device', 'compile'}
+# fields that do not change a run's result (so not in its key), and those that may differ when a run is continued
+NOT_A_RESULT = {'out_dir', 'progress', 'checkpoint_every', 'log_every', 'device', 'compile'}
+_RESUMABLE = NOT_A_RESULT | {'steps'}
 
 # %% ../nbs/04_train.ipynb #120d707d
 def _rng_state() -> dict:
@@ -87,29 +99,21 @@ def save_checkpoint(run_dir:Path, step:int, model, opt, aux_opt, it:BatchIterato
     tmp = run_dir / f'.ckpt-{step}.tmp'
     if tmp.exists(): shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / 'model.safetensors')
+    save_weights(model, tmp / 'model.safetensors')
     state = {'step': step, 'opt': opt.state_dict(), 'rng': _rng_state(), 'iter': it.state_dict()}
     if aux_opt is not None: state['aux_opt'] = aux_opt.state_dict()
-    with atomic_write(tmp / 'state.pt') as f: torch.save(state, f)
+    buf = io.BytesIO(); torch.save(state, buf)                  # in memory: a full disk then fails in atomic_write, clearly
+    with atomic_write(tmp / 'state.pt') as f: f.write(buf.getvalue())
     _write_history(tmp / 'history.csv', history)
     final = run_dir / f'ckpt-{step}'
     if final.exists(): shutil.rmtree(final)
     os.replace(tmp, final)
     with atomic_write(run_dir / 'LATEST', 'w') as f: f.write(final.name)
-    for old in run_dir.glob('ckpt-*'):
-        if old != final: shutil.rmtree(old, ignore_errors=True)
+    for old in run_dir.glob('ckpt-*'):                     # only checkpoints this trainer wrote: ckpt-<step>
+        if old != final and old.is_dir() and re.fullmatch(r'ckpt-\d+', old.name): shutil.rmtree(old, ignore_errors=True)
 
 def _load_weights(model, path:Path):
-    try: sd = load_file(str(path))
-    except Exception as e:
-        raise VaeCausalError(f'{path} is not a readable safetensors file ({type(e).__name__}: {e}); delete the run to retrain') from None
-    own = model.state_dict()
-    missing, extra = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
-    wrong = [k for k in own if k in sd and own[k].shape != sd[k].shape]
-    if missing or extra or wrong:
-        raise VaeCausalError(f'{path} does not fit this {type(model).__name__}: missing {missing[:3]}, unexpected {extra[:3]}, '
-                             f'wrong shapes {wrong[:3]} — a checkpoint from another architecture or latent size?')
-    model.load_state_dict(sd)
+    load_weights(path, model, rebuild='a checkpoint from another architecture or latent size? Delete the run to retrain')
 
 def load_state(path:Path) -> dict:
     "Load `state.pt` without executing code (weights_only); pickled objects are refused with a clear error."
@@ -134,7 +138,7 @@ def _read_history(path) -> list:
 class Run:
     "A trained model with its history and directory."
     model: torch.nn.Module
-    history: 'pandas.DataFrame'
+    history: pandas.DataFrame
     path: Path|None
     config: TrainConfig
 
@@ -147,7 +151,7 @@ def build_optimizer(model:torch.nn.Module, # a model from `build_model`, already
                    ) -> torch.optim.Optimizer:
     "The model's optimiser (Adam, or AdamW where its objective asks for weight decay); fused kernels on CPU and CUDA."
     oc = model.optim_config()
-    params = model.main_parameters() if hasattr(model, 'main_parameters') else list(model.parameters())
+    params = model.main_parameters()
     cls = torch.optim.AdamW if oc['optimizer'] == 'adamw' else torch.optim.Adam
     fused = all(p.device.type in ('cpu', 'cuda') and p.dtype.is_floating_point for p in params)   # one kernel, not one per tensor
     return cls(params, lr=lr, weight_decay=oc['weight_decay'], fused=fused or None)
@@ -163,12 +167,13 @@ def train(cfg:TrainConfig) -> Run:
     device = get_device(cfg.device)
     if device.type == 'cpu': retain_freed_memory()        # no page faults on every step's activations (core)
     run_dir = Path(cfg.out_dir) if cfg.out_dir else None
+    if run_dir is not None: check_run_dir(run_dir, cfg)     # before any write
     seed_everything(cfg.seed)
     ds = load_dataset(cfg.dataset, **cfg.dataset_kwargs)
     model = build_model(cfg.arch, cfg.latent_dim, ds.image_shape, **cfg.hparams).to(device)
     it = BatchIterator(ds, cfg.batch_size, device=device, seed=cfg.seed)
     opt = build_optimizer(model, cfg.lr)
-    aux_opt = model.aux_optimizer() if hasattr(model, 'aux_optimizer') else None
+    aux_opt = model.aux_optimizer()
     cl = cfg.channels_last if cfg.channels_last is not None else default_channels_last(device)
     if cl: model = model.to(memory_format=torch.channels_last)
     step, history = 0, []
@@ -205,38 +210,74 @@ def train(cfg:TrainConfig) -> Run:
                 bar.set_postfix({k: f'{v:.3g}' for k, v in row.items() if k in ('loss', 'recon', 'kl', 'tc', 'commit')})
             if run_dir is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
                 save_checkpoint(run_dir, step, model, opt, aux_opt, it, history)
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+        oom = isinstance(e, (torch.OutOfMemoryError, MemoryError)) or "can't allocate" in str(e) or 'out of memory' in str(e)
+        if not oom: raise
+        raise VaeCausalError(f'a training step with batch_size={cfg.batch_size} does not fit in {device.type} memory '
+                             f'({type(e).__name__}); lower batch_size (the last checkpoint, if any, is kept)') from None
     finally:
         bar.close()
     model = model.eval().to(memory_format=torch.contiguous_format)   # hand back the layout `load_run` gives
     if run_dir is not None: _finish(run_dir, model, ds, history)
     return Run(model, _history_frame(history), run_dir, cfg)
 
-def _resume(run_dir, cfg, model, opt, aux_opt, it):
-    run_dir.mkdir(parents=True, exist_ok=True)
+def check_run_dir(run_dir:Path, # the run directory `train` will write
+                  cfg:TrainConfig, # the run's config
+                 ) -> int:
+    "Refuse a folder that is not this run's before anything is written; returns the steps already trained there (0 if new)."
+    check(not run_dir.exists() or run_dir.is_dir(), f'{run_dir} is a file, not a folder; give a folder for the run (out_dir)')
     cfg_path = run_dir / 'config.json'
-    if cfg_path.exists():
-        old = load_json(cfg_path)
-        diff = sorted(k for k in set(old) | set(cfg.to_dict()) if k not in _RESUMABLE and old.get(k) != cfg.to_dict().get(k))
-        check(not diff, f'{run_dir} holds a run with a different config ({", ".join(f"{k}: {old.get(k)!r} != {cfg.to_dict().get(k)!r}" for k in diff)}); '
-              'use another out_dir, or delete that directory')
-    save_json(cfg.to_dict(), cfg_path)
+    if not cfg_path.exists():
+        check(not run_dir.exists() or not any(run_dir.iterdir()), f'{run_dir} is not empty and holds no run (no config.json): '
+              'its files were not written by vaecausal_nb and are left alone; choose a new or empty folder')
+        return 0
+    old = load_json(cfg_path)
+    check(isinstance(old, dict), f'{cfg_path} does not hold a training config (it holds a JSON {type(old).__name__}); '
+          'choose another folder, or delete this one to retrain')
+    new = cfg.to_dict()
+    diff = sorted(k for k in set(old) | set(new) if k not in _RESUMABLE and old.get(k) != new.get(k))
+    check(not diff, f'{run_dir} holds a run with a different config ({", ".join(f"{k}: {old.get(k)!r} != {new.get(k)!r}" for k in diff)}); '
+          'use another out_dir, or delete that directory')
+    done = _latest_step(run_dir)
+    check(cfg.steps >= done, f'{run_dir} already holds {done} trained steps, more than the {cfg.steps} asked for; ask for at '
+          f'least {done} steps, or use another folder')
+    return done
+
+def _latest_step(run_dir:Path) -> int:
+    latest = run_dir / 'LATEST'
+    if not latest.exists(): return 0
+    m = re.fullmatch(r'ckpt-(\d+)', latest.read_text().strip())
+    check(m is not None, f'{latest} does not name a checkpoint; delete {run_dir} to retrain')
+    return int(m.group(1))
+
+def _resume(run_dir, cfg, model, opt, aux_opt, it):
+    try: run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise VaeCausalError(f'cannot create the run folder {run_dir}: {e.strerror}; choose a writable location') from None
+    save_json(cfg.to_dict(), run_dir / 'config.json')
     latest = run_dir / 'LATEST'
     if not latest.exists(): return 0, []
     ck = run_dir / latest.read_text().strip()
     check(ck.is_dir(), f'{latest} points at {ck.name}, which is missing; delete {run_dir} to retrain')
     _load_weights(model, ck / 'model.safetensors')
     st = load_state(ck / 'state.pt')
-    opt.load_state_dict(st['opt'])
-    if aux_opt is not None: aux_opt.load_state_dict(st['aux_opt'])
-    _set_rng_state(st['rng'])
-    it.load_state_dict(st['iter'])
+    need = ['step', 'opt', 'rng', 'iter'] + ['aux_opt'] * (aux_opt is not None)
+    miss = [k for k in need if not isinstance(st, dict) or k not in st]
+    check(not miss, f'{ck / "state.pt"} lacks {", ".join(miss)}: the checkpoint is damaged; delete {run_dir} to retrain')
+    try:
+        opt.load_state_dict(st['opt'])
+        if aux_opt is not None: aux_opt.load_state_dict(st['aux_opt'])
+        _set_rng_state(st['rng'])
+        it.load_state_dict(st['iter'])
+        hist = _read_history(ck / 'history.csv')
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise VaeCausalError(f'{ck} cannot be resumed ({type(e).__name__}: {e}): the checkpoint is damaged; delete '
+                             f'{run_dir} to retrain') from None
     step = int(st['step'])
     logger.info(f'resuming {run_dir} from step {step}')
-    return step, _read_history(ck / 'history.csv')
+    return step, hist
 
 def _finish(run_dir, model, ds, history):
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run_dir / '.model.safetensors.tmp')
-    os.replace(run_dir / '.model.safetensors.tmp', run_dir / 'model.safetensors')
+    save_weights(model, run_dir / 'model.safetensors')
     _write_history(run_dir / 'history.csv', history)
     x = to_float(ds.images(torch.arange(0, len(ds), max(1, len(ds) // 7))[:1])).to(next(model.parameters()).device)
     fig = traversal_figure(model, x)
@@ -287,8 +328,8 @@ def traversal_figure(model, x:torch.Tensor, values=(-2, -1, 0, 1, 2), latents=No
 ZOO_ENV = 'VAECAUSAL_ZOO'
 
 def zoo_root(root:str|Path|None=None) -> Path:
-    "Directory of the trained-model cache: `root`, else `$VAECAUSAL_ZOO`, else `~/.cache/vaecausal/zoo`."
-    return Path(root or os.environ.get(ZOO_ENV) or Path.home() / '.cache' / 'vaecausal' / 'zoo').expanduser()
+    "Directory of the trained-model cache: `root`, else `$VAECAUSAL_ZOO`, else `core.cache_root()/zoo`."
+    return cache_root('zoo', ZOO_ENV, root)
 
 def pretrained(arch:str='beta_vae', # one of models.ARCHS
                steps:int=3000, # training steps (more steps than cached = continue training)
@@ -298,8 +339,7 @@ def pretrained(arch:str='beta_vae', # one of models.ARCHS
     "Train `arch` into the model cache, or load it from there if that run has already finished."
     config = {'dataset_kwargs': {'procedural': True}, 'lr': 5e-4, 'progress': False, **config}
     cfg = TrainConfig(arch=arch, steps=steps, **config).validate()
-    key = {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE}
-    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    digest = cfg.key(steps=False)
     cfg.out_dir = str(zoo_root(root) / f'{arch}-{cfg.dataset}-s{cfg.seed}-{digest}')
     out = Path(cfg.out_dir)
     if (out / 'model.safetensors').exists() and load_json(out / 'config.json')['steps'] == steps:

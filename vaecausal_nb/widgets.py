@@ -6,19 +6,18 @@
 from __future__ import annotations
 
 import io
-import math
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from .causal_metrics import active_latents, model_images
+from .causal_metrics import active_latents
 from .core import VaeCausalError, check
-from .data import FactorDataset, to_float
-from .interventions import (SIGMA_GRID, aggregate_posterior, has_gaussian_posterior, latent_sweep, mediation,
-                                         show_sweep, value_grid)
+from .data import FactorDataset, model_images
+from .interventions import SIGMA_GRID, aggregate_posterior, latent_sweep, mediation, show_sweep, value_grid
+from .models import DECODER_SITE
 
 # %% auto #0
 __all__ = ['to_image', 'render_latents', 'png_bytes', 'traversal_grid', 'LatentSliders', 'bar_image', 'InterventionExplorer']
@@ -174,6 +173,7 @@ class InterventionExplorer:
                  scale:int=3, # display enlargement
                 ):
         import ipywidgets as W
+
         from vaecausal_nb.hooks import hook_points
         self.model, self.ds, self.probe, self.scale, self.last_ms = model.eval(), dataset, probe, scale, float('nan')
         self.error, self.image, self.factors, self.nie_image = W.HTML(), W.Image(format='png'), W.HTML(), W.Image(format='png')
@@ -191,7 +191,7 @@ class InterventionExplorer:
         except VaeCausalError as e:
             self.error.value = _error_html(e); self.widget = W.VBox([self.error]); return
         sites = [s for s in hook_points(model) if s.startswith('decoder.')]
-        self.site = site if site is not None else ('decoder.hooks.0' if 'decoder.hooks.0' in sites else (sites[0] if sites else None))
+        self.site = site if site is not None else (DECODER_SITE if DECODER_SITE in sites else (sites[0] if sites else None))
         L = self.codes.shape[1]
         self.latent = W.Dropdown(options=[(f'z{i}' + ('' if active[i] else ' (passive)'), i) for i in range(L)], value=int(np.argmax(active)) if active.any() else 0, description='latent')
         self.k = W.FloatSlider(value=2.0, min=-6, max=6, step=0.1, description='value (σ)', readout_format='+.1f')
