@@ -69,7 +69,7 @@ lint:
 	$(BIN)/ruff check $(LIB) && echo "lint: ruff finds nothing in $(LIB)"
 
 nbtest:
-	cd nbs && OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ../$(BIN)/nbdev_test --n_workers 2 --timing
+	cd nbs && OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ../$(BIN)/nbdev_test --n_workers 2 --timing --do_print
 
 docs: setup
 	$(BIN)/python tools/nbdocs.py site
@@ -81,7 +81,7 @@ export: setup
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
 
 pytest:
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -v --durations=10
 
 clean:
 	rm -rf _proc _sphinx _site _docs jupyter_execute .pytest_cache

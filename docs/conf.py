@@ -26,7 +26,8 @@ html_theme = 'furo'
 html_title = project
 # MathJax from the jupyter-server-mathjax wheel (MathJax 2), copied into _static/, so formulas render offline.
 import jupyter_server_mathjax
-html_static_path = [str(Path(jupyter_server_mathjax.__file__).parent / 'static')]
+html_static_path = [str(Path(jupyter_server_mathjax.__file__).parent / 'static'), str(Path(__file__).parent / '_static')]
+html_css_files = ['custom.css']   # no overflow, light tables, figures at column width
 mathjax_path = 'MathJax.js?config=TeX-AMS-MML_HTMLorMML-full'
 # myst-nb marks pages `mathjax_ignore` and formulas `math`: tell MathJax 2 to typeset exactly those.
 mathjax2_config = {'tex2jax': {'inlineMath': [['\\(', '\\)']], 'displayMath': [['\\[', '\\]']],

@@ -1,10 +1,13 @@
 """Inputs checked at the door: each bad input a user tried gets one clear error (a VaeCausalError, or exit 2 and one
 line from the CLI) and writes nothing."""
+import contextlib
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import types
 import time
 from pathlib import Path
 
@@ -24,8 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 VAECAUSAL = [str(Path(sys.executable).parent / 'vaecausal')]
 
 
-def cli(*args, **kw):
-    return subprocess.run(VAECAUSAL + list(args), capture_output=True, text=True, cwd=ROOT, **kw)
+def cli(*args):
+    "Run the `vaecausal` command in this process (same exit code and stderr as the console script, without a new Python)."
+    from vaecausal_nb.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try: rc = main([str(a) for a in args])
+        except SystemExit as e: rc = e.code                  # argparse's own errors
+    return types.SimpleNamespace(returncode=rc, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def one_line_error(r, msg):

@@ -1,16 +1,17 @@
 """Nothing a user wrote is ever deleted or overwritten: each case found by trying the package as a user would."""
+import contextlib
 import errno
+import io
 import json
 import os
-import subprocess
 import sys
+import types
 import unittest.mock
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from vaecausal_nb.core import VaeCausalError
 from vaecausal_nb.data import load_dataset
@@ -23,7 +24,13 @@ TRAIN = ['train', '--arch', 'vae', '--procedural', '--batch-size', '8', '--devic
 
 
 def cli(*args):
-    return subprocess.run(VAECAUSAL + list(args), capture_output=True, text=True, cwd=ROOT)
+    "Run the `vaecausal` command in this process (same exit code and stderr as the console script, without a new Python)."
+    from vaecausal_nb.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try: rc = main([str(a) for a in args])
+        except SystemExit as e: rc = e.code                  # argparse's own errors
+    return types.SimpleNamespace(returncode=rc, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def snapshot(folder: Path) -> dict:

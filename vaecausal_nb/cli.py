@@ -11,16 +11,18 @@ import sys
 from pathlib import Path
 
 from .core import VaeCausalError, check, load_json
+from .data import load_dataset
+from .interventions import save_traversal
 from .metrics import SIZES
 from .models import ARCHS
 from .report import write_report
-from .study import PRESETS, StudySpec, evaluate_run, preset, run_study
+from .study import PRESETS, StudySpec, evaluate_run, evaluation_path, preset, run_study
 from .train import TrainConfig, train
 
 # %% auto #0
 __all__ = ['study_spec', 'build_parser', 'main']
 
-# %% ../nbs/11_cli.ipynb #c2335381
+# %% ../nbs/11_cli.ipynb #3e33e2ac
 def _parse_hparams(items:list[str]) -> dict:
     out = {}
     for it in items or []:
@@ -30,10 +32,12 @@ def _parse_hparams(items:list[str]) -> dict:
         except json.JSONDecodeError: out[k] = v
     return out
 
+
 def _csv(s:str|None, cast=str):
     if s is None: return None
     try: return tuple(cast(v.strip()) for v in s.split(',') if v.strip())
     except ValueError: raise VaeCausalError(f'expected a comma-separated list of {cast.__name__}, got {s!r}') from None
+
 
 def study_spec(args) -> StudySpec:
     "The StudySpec a `vaecausal study` command line asks for (preset or --spec file, then the overrides)."
@@ -44,15 +48,18 @@ def study_spec(args) -> StudySpec:
         check(isinstance(d, dict), f'--spec {p} must hold a JSON object of StudySpec fields')
         spec = StudySpec.from_dict(d)
     else: spec = preset(args.preset)
-    over = {'archs': _csv(args.archs), 'datasets': _csv(args.datasets), 'seeds': _csv(args.seeds, int), 'steps': args.steps}
+    over = {'archs': _csv(args.archs), 'datasets': _csv(args.datasets), 'seeds': _csv(args.seeds, int),
+            'steps': args.steps}
     for k, v in over.items():
         if v is not None: setattr(spec, k, v)
     if args.allow_procedural: spec.allow_procedural = True
     return spec.validate()
 
+# %% ../nbs/11_cli.ipynb #a1295223
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of the `vaecausal` command (subcommands train, study, report, evaluate)."
-    ap = argparse.ArgumentParser(prog='vaecausal', description='Causal interpretability of VAEs: training, studies, reports.')
+    ap = argparse.ArgumentParser(prog='vaecausal',
+                                 description='Causal interpretability of VAEs: training, studies, reports.')
     sub = ap.add_subparsers(dest='cmd', required=True)
     t = sub.add_parser('train', help='train (or resume) one run', description='Train (or resume) one run.')
     t.add_argument('--arch', default='beta_vae', choices=ARCHS)
@@ -69,28 +76,36 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument('--checkpoint-every', type=int, default=500)
     t.add_argument('--out', required=True, help='run directory (resumed if it exists)')
     s = sub.add_parser('study', help='run a study and write its report',
-                       description='Run a study (finished runs are skipped, interrupted ones resumed) and write its report.')
+                       description='Run a study (finished runs are skipped, interrupted ones resumed) and write its '
+                                   'report.')
     s.add_argument('--preset', default='quick', help=f'one of: {", ".join(PRESETS)} (default quick)')
     s.add_argument('--spec', default=None, metavar='FILE', help='a JSON file of StudySpec fields (instead of --preset)')
     s.add_argument('--out', default=None, help='study root (default study_runs/<preset>)')
     s.add_argument('--backend', default='local', choices=('local', 'ray'))
-    s.add_argument('--workers', type=int, default=None, help='local backend: parallel processes (default 2 on 2+ cores)')
-    s.add_argument('--address', default=None, help="ray backend: cluster address ('auto', 'ray://host:10001'); default a local instance")
+    s.add_argument('--workers', type=int, default=None,
+                   help='local backend: parallel processes (default 2 on 2+ cores)')
+    s.add_argument('--address', default=None,
+                   help="ray backend: cluster address ('auto', 'ray://host:10001'); default a local instance")
     s.add_argument('--cpus-per-run', type=float, default=1, help='ray backend: CPUs per run')
-    s.add_argument('--gpus-per-run', type=float, default=0, help='ray backend: GPUs per run (0.25 packs four runs on a GPU)')
+    s.add_argument('--gpus-per-run', type=float, default=0,
+                   help='ray backend: GPUs per run (0.25 packs four runs on a GPU)')
     s.add_argument('--archs', default=None, help='comma-separated architectures (override the preset)')
     s.add_argument('--datasets', default=None, help='comma-separated datasets (override the preset)')
     s.add_argument('--seeds', default=None, help='comma-separated seeds (override the preset)')
     s.add_argument('--steps', type=int, default=None, help="override the preset's training steps")
-    s.add_argument('--allow-procedural', action='store_true', help='paper preset: use a generator where a real file is missing')
+    s.add_argument('--allow-procedural', action='store_true',
+                   help='paper preset: use a generator where a real file is missing')
     s.add_argument('--no-report', action='store_true', help='do not write the report at the end')
     s.add_argument('--no-progress', action='store_true')
-    r = sub.add_parser('report', help='write the report of a study root', description='Write report.md, results.csv and figures/ of a study root.')
+    r = sub.add_parser('report', help='write the report of a study root',
+                       description='Write report.md, results.csv and figures/ of a study root.')
     r.add_argument('root', help='study root')
     r.add_argument('--out', default=None, help='report folder (default: the root)')
-    e = sub.add_parser('evaluate', help='measure one run with every metric', description='Measure one run directory with every metric.')
+    e = sub.add_parser('evaluate', help='measure one run with every metric',
+                       description='Measure one run directory with every metric.')
     e.add_argument('run', help='run directory (written by vaecausal train or a study)')
-    e.add_argument('--sizes', default='quick', help=f'metric sizes: {", ".join(("quick", *SIZES))} or a JSON object like '
+    e.add_argument('--sizes', default='quick',
+                   help=f'metric sizes: {", ".join(("quick", *SIZES))} or a JSON object like '
                    '\'{"dci": [1000, 500]}\' (default quick)')
     e.add_argument('--causal-images', type=int, default=64)
     e.add_argument('--modularity-images', type=int, default=16)
@@ -98,35 +113,43 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--no-progress', action='store_true')
     return ap
 
+# %% ../nbs/11_cli.ipynb #05ad242a
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `vaecausal` console script."
     args = build_parser().parse_args(argv)
     try:
         if args.cmd == 'train':
             cfg = TrainConfig(arch=args.arch, hparams=_parse_hparams(args.hparam), dataset=args.dataset,
-                              dataset_kwargs={'procedural': True} if args.procedural else {}, latent_dim=args.latent_dim,
-                              steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
+                              dataset_kwargs={'procedural': True} if args.procedural else {},
+                                  latent_dim=args.latent_dim,
+                              steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                  device=args.device,
                               precision=args.precision, out_dir=args.out, checkpoint_every=args.checkpoint_every)
-            run = train(cfg)
+            ds = load_dataset(cfg.dataset, **cfg.dataset_kwargs)
+            run = train(cfg, ds)
+            save_traversal(run.model, ds, run.path / 'traversal.png')
             print(f'run written to {run.path} (final loss {run.history["loss"].iloc[-1]:.2f})')
         elif args.cmd == 'study':
             spec = study_spec(args)
             root = Path(args.out or f'study_runs/{spec.name}')
             df = run_study(spec, root, backend=args.backend, workers=args.workers, address=args.address,
-                           cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, progress=not args.no_progress)
+                           cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
+                               progress=not args.no_progress)
             print(f'\n{len(df)} runs finished in {root.resolve()}')
             if not args.no_report: print(f'report written to {write_report(root).resolve()}')
         elif args.cmd == 'report':
             print(f'report written to {write_report(args.root, args.out).resolve()}')
         elif args.cmd == 'evaluate':
-            m = evaluate_run(args.run, args.sizes, args.causal_images, args.modularity_images, args.probe_steps, not args.no_progress)
+            m = evaluate_run(args.run, args.sizes, args.causal_images, args.modularity_images, args.probe_steps,
+                             not args.no_progress)
             width = max(map(len, m))
             print('\n'.join(f'{k:<{width}}  {v:.4g}' for k, v in m.items()))
-            print(f'written to {Path(args.run).resolve()}/evaluation-*.json')
+            print(f'written to {evaluation_path(args.run, args.sizes).resolve()}')
         return 0
     except VaeCausalError as e:
         print(f'vaecausal: error: {e}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print('\nvaecausal: interrupted; run the same command again to resume from the last checkpoint', file=sys.stderr)
+        print('\nvaecausal: interrupted; run the same command again to resume from the last checkpoint',
+              file=sys.stderr)
         return 130
