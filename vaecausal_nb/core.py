@@ -125,7 +125,7 @@ def retain_freed_memory(mmap_threshold:int=32 << 20, # blocks smaller than this 
                     'turns this off', level=logging.DEBUG)
     return ok
 
-# %% ../nbs/00_core.ipynb #bd135907
+# %% ../nbs/00_core.ipynb #bc18bae3
 @contextmanager
 def atomic_write(path:str|Path, # destination file
                  mode:str='wb', # 'w' for text, 'wb' for bytes
@@ -160,6 +160,7 @@ def atomic_write(path:str|Path, # destination file
                                  'version is intact: free some space (or choose another location) and run again') from e
         raise
 
+# %% ../nbs/00_core.ipynb #e71c595e
 def _file_mode(path:Path) -> int:
     "An existing file's permissions, else what a plain open() would give (0o666 less the umask; mkstemp's is 0o600)."
     try: return path.stat().st_mode & 0o7777
@@ -167,12 +168,14 @@ def _file_mode(path:Path) -> int:
     mask = os.umask(0); os.umask(mask)
     return 0o666 & ~mask
 
+
 def save_json(obj, # a JSON-serialisable object (numpy and torch numbers and arrays are converted)
               path:str|Path, # destination file
               **kw, # more json.dump options
              ):
     "Write `obj` as indented JSON to `path` atomically."
     with atomic_write(path, 'w') as f: json.dump(obj, f, indent=2, sort_keys=True, default=_json_default, **kw)
+
 
 def load_json(path:str|Path):
     "Read a JSON file, with a clear error when it is missing or not JSON."
@@ -182,6 +185,7 @@ def load_json(path:str|Path):
     except json.JSONDecodeError as e:
         raise VaeCausalError(f'{path} is not valid JSON ({e}); delete it to regenerate it') from None
 
+# %% ../nbs/00_core.ipynb #2aea1d8c
 def _json_default(o):
     if isinstance(o, (np.integer,)): return int(o)
     if isinstance(o, (np.floating,)): return float(o)

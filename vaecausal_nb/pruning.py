@@ -94,7 +94,7 @@ class SiteStats:
     ga: torch.Tensor          # E[g·a]      [U]
     weight: torch.Tensor      # the site's weights as [outputs, U] (conv kernels flattened)
 
-# %% ../nbs/08_pruning.ipynb #ed4dde29
+# %% ../nbs/08_pruning.ipynb #5e96319e
 def _sampled_loss(kind):
     """Negative log-likelihood of a label drawn from the model's own output distribution (its gradient's square is the
     Fisher)."""
@@ -107,7 +107,7 @@ def _sampled_loss(kind):
     check(kind == 'gaussian', f"likelihood must be 'categorical', 'bernoulli' or 'gaussian', got {kind!r}")
     return lambda out: 0.5 * (out - (out.detach() + torch.randn_like(out))).pow(2).sum()
 
-
+# %% ../nbs/08_pruning.ipynb #fb6cb90b
 def site_stats(model:nn.Module, # the network
                site:str, # name of the nn.Linear whose input units are scored
                batches, # a tensor batch, or an iterable of model inputs (tensors) or of (inputs, labels) tuples

@@ -71,7 +71,7 @@ def correlation(x, # values, one per run
     return out
 
 # %% ../nbs/10a_stats.ipynb #caf0c671
-def partial_correlation(df:pandas.DataFrame, # one row per run
+def partial_correlation(df:'pandas.DataFrame', # one row per run
                         x:str, # column
                         y:str, # column
                         controls:list, # columns to control for (constant ones are dropped)
@@ -119,11 +119,11 @@ def hedges_g(a, # values of group a
     return float((a.mean() - b.mean()) / sp * (1 - 3 / (4 * (na + nb) - 9)))
 
 # %% ../nbs/10a_stats.ipynb #46333bf3
-def compare_architectures(df:pandas.DataFrame, # one row per run
+def compare_architectures(df:'pandas.DataFrame', # one row per run
                           metric:str, # the column compared
                           by:str='dataset', # comparisons within each value of this column
                           alpha:float=0.05, # family-wise error rate
-                         ) -> pandas.DataFrame:
+                         ) -> 'pandas.DataFrame':
     """Every pair of architectures within each `by` group: means, Welch t-test p, Holm–Šidák adjusted p, Hedges' g,
     significant."""
     import pandas as pd
@@ -154,12 +154,12 @@ def compare_architectures(df:pandas.DataFrame, # one row per run
     return out
 
 # %% ../nbs/10a_stats.ipynb #404be1e3
-def correlation_table(df:pandas.DataFrame, # one row per run
+def correlation_table(df:'pandas.DataFrame', # one row per run
                       x:str='ces', # the column correlated with each of `ys`
                       ys:list=('dci_disentanglement', 'mig', 'sap', 'factor_vae', 'beta_vae', 'irs'), # columns
                       by:str='dataset', # within each group
                       n_boot:int=2000, # bootstrap resamples
-                     ) -> pandas.DataFrame:
+                     ) -> 'pandas.DataFrame':
     "Within-group Pearson and Spearman correlations of `x` with each column of `ys`, with p-values and bootstrap CIs."
     import pandas as pd
     rows = []

@@ -302,7 +302,7 @@ def run_study(spec:StudySpec|str, # a StudySpec or a preset name
               cpus_per_run:float=1, # ray: num_cpus of each task
               gpus_per_run:float=0, # ray: num_gpus of each task (fractions pack several runs on one GPU)
               progress:bool=True, # tqdm bar over runs
-             ) -> pandas.DataFrame:
+             ) -> 'pandas.DataFrame':
     """Run every unfinished job of `spec` under `root` (finished runs are skipped, interrupted ones resumed); returns
     `load_results(root)` for this spec."""
     from tqdm.auto import tqdm
@@ -377,7 +377,7 @@ def _run_ray(todo, root, address, cpus, gpus, bar) -> dict:
 # %% ../nbs/10_study.ipynb #c4719ddc
 def load_results(root:str|Path, # a study root
                  keys:set|None=None, # only these run keys (default: every finished run)
-                ) -> pandas.DataFrame:
+                ) -> 'pandas.DataFrame':
     "One row per finished run under `root`, with every metric."
     import pandas as pd
     root = Path(root)

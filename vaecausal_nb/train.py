@@ -150,7 +150,7 @@ def _read_history(path) -> list:
 class Run:
     "A trained model with its history and directory."
     model: torch.nn.Module
-    history: pandas.DataFrame
+    history: 'pandas.DataFrame'
     path: Path|None
     config: TrainConfig
 
@@ -182,6 +182,13 @@ def _diverged(step:int, loss, last_good:dict, cfg:TrainConfig) -> VaeCausalError
                           f'{ {k: round(v, 4) for k, v in last_good.items()} }. The last good checkpoint is kept; '
                           f'lower the learning rate ({cfg.lr}) or the regulariser weight')
 
+
+def _log_row(history:list, step:int, terms:dict, bar) -> dict:
+    "Append the step's loss terms to `history` and show the main ones on the progress bar."
+    row = {'step': step, **{k: float(v.detach()) for k, v in terms.items()}}
+    history.append(row)
+    bar.set_postfix({k: f'{v:.3g}' for k, v in row.items() if k in ('loss', 'recon', 'kl', 'tc', 'commit')})
+    return row
 
 def _out_of_memory(e:BaseException) -> bool:
     return isinstance(e, (torch.OutOfMemoryError,
@@ -235,10 +242,7 @@ def train(cfg:TrainConfig, # what to train
                 terms = {**terms, 'disc': dl}
             step += 1
             bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                row = {'step': step, **{k: float(v.detach()) for k, v in terms.items()}}
-                history.append(row); last_good = row
-                bar.set_postfix({k: f'{v:.3g}' for k, v in row.items() if k in ('loss', 'recon', 'kl', 'tc', 'commit')})
+            if step % cfg.log_every == 0 or step == cfg.steps: last_good = _log_row(history, step, terms, bar)
             if run_dir is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
                 save_checkpoint(run_dir, step, model, opt, aux_opt, it, history)
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:

@@ -74,7 +74,7 @@ def _error_html(e) -> str:
     import html
     return f'<div style="color:#a00;font-weight:bold">vaecausal: {html.escape(str(e))}</div>'
 
-# %% ../nbs/09_widgets.ipynb #3b0cd95f
+# %% ../nbs/09_widgets.ipynb #2b04fb42
 class LatentSliders:
     """One slider per latent (range from the aggregate posterior, passive latents marked); the decoded image updates
     live."""
@@ -127,16 +127,19 @@ class LatentSliders:
     def render(self) -> np.ndarray:
         "The decoded image of the current sliders (uint8)."
         return render_latents(self.model, self.z())
-    def set(self, i:int, # the latent
-            value:float, # its new value
-           ):
-        "Move slider `i` (as a user would); the image updates."
-        check(0 <= i < len(self.sliders), f'latent index {i} is out of range 0..{len(self.sliders) - 1}')
-        self.sliders[i].value = float(value)
     def _ipython_display_(self):
         from IPython.display import display
         if os.environ.get('IN_TEST'): return           # nbdev_test: no front end to draw in (it would print a repr)
         display(self.widget)
+
+# %% ../nbs/09_widgets.ipynb #501bff67
+@patch
+def set(self:LatentSliders, i:int, # the latent
+        value:float, # its new value
+       ):
+    "Move slider `i` (as a user would); the image updates."
+    check(0 <= i < len(self.sliders), f'latent index {i} is out of range 0..{len(self.sliders) - 1}')
+    self.sliders[i].value = float(value)
 
 # %% ../nbs/09_widgets.ipynb #b1a5cf60
 @patch
@@ -189,7 +192,7 @@ def bar_image(values, # one bar per value
         if h: img[height - h:, gap + j * (bar + gap): gap + j * (bar + gap) + bar] = (31, 119, 180)
     return img
 
-# %% ../nbs/09_widgets.ipynb #270129e0
+# %% ../nbs/09_widgets.ipynb #eb12b98f
 class InterventionExplorer:
     """Pick a latent and a value: base vs do(z_i = v) images, the pixel difference, the probe's factor changes and the
     mediation (NIE) per channel of a decoder site."""
@@ -234,26 +237,28 @@ class InterventionExplorer:
                                   self.nie_label, self.nie_image, self.error])
         self._update()
 
-    @torch.no_grad()
-    def state(self) -> dict:
-        "Everything the explorer shows, as arrays: base, intervened, diff, value, factor changes, NIE per channel."
-        i, n = self.latent.value, self.index.value
-        v = float(self.mean[i] + self.k.value * self.std[i])
-        z = self.codes[n:n + 1].clone(); zt = z.clone(); zt[0, i] = v
-        y0, y1 = torch.sigmoid(self.model.decode(z)), torch.sigmoid(self.model.decode(zt))
-        out = {'value': v, 'base': to_image(y0[0]), 'intervened': to_image(y1[0]),
-               'diff': (y1 - y0)[0].abs().amax(0).cpu().numpy()}
-        if self.probe is not None:
-            f0, f1 = self.probe(y0)[0].cpu().numpy(), self.probe(y1)[0].cpu().numpy()
-            out['factors'] = {name: (float(a), float(b)) for name, a, b in zip(self.ds.factor_names, f0, f1)}
-        if self.site is not None and self.site_box.value != '(none)':
-            out['nie'] = mediation(self.model, z, i, v, self.site_box.value, nde=False)['nie_norm']
-        return out
-
     def _ipython_display_(self):
         from IPython.display import display
         if os.environ.get('IN_TEST'): return           # nbdev_test: no front end to draw in (it would print a repr)
         display(self.widget)
+
+# %% ../nbs/09_widgets.ipynb #7267438f
+@patch
+@torch.no_grad()
+def state(self:InterventionExplorer) -> dict:
+    "Everything the explorer shows, as arrays: base, intervened, diff, value, factor changes, NIE per channel."
+    i, n = self.latent.value, self.index.value
+    v = float(self.mean[i] + self.k.value * self.std[i])
+    z = self.codes[n:n + 1].clone(); zt = z.clone(); zt[0, i] = v
+    y0, y1 = torch.sigmoid(self.model.decode(z)), torch.sigmoid(self.model.decode(zt))
+    out = {'value': v, 'base': to_image(y0[0]), 'intervened': to_image(y1[0]),
+           'diff': (y1 - y0)[0].abs().amax(0).cpu().numpy()}
+    if self.probe is not None:
+        f0, f1 = self.probe(y0)[0].cpu().numpy(), self.probe(y1)[0].cpu().numpy()
+        out['factors'] = {name: (float(a), float(b)) for name, a, b in zip(self.ds.factor_names, f0, f1)}
+    if self.site is not None and self.site_box.value != '(none)':
+        out['nie'] = mediation(self.model, z, i, v, self.site_box.value, nde=False)['nie_norm']
+    return out
 
 # %% ../nbs/09_widgets.ipynb #596565f3
 @patch
