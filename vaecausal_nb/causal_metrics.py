@@ -21,8 +21,8 @@ from .interventions import (
 from .models import DECODER_SITE, kl_normal
 
 # %% auto #0
-__all__ = ['MetricResult', 'active_latents', 'ces', 'pixel_specificity', 'intervention_specificity', 'causal_profile',
-           'circuit_modularity']
+__all__ = ['MIN_FACTOR_EFFECT', 'MetricResult', 'active_latents', 'ces', 'pixel_specificity', 'intervention_specificity',
+           'causal_profile', 'circuit_modularity']
 
 # %% ../nbs/07_causal_metrics.ipynb #ec90f8b4
 @dataclass
@@ -88,6 +88,9 @@ def _active(model, x, active):
 def _summary(per_latent, active):
     return float(np.mean(per_latent[active])) if active.any() else float('nan')
 
+# %% ../nbs/07_causal_metrics.ipynb #2e6eeb9d
+MIN_FACTOR_EFFECT = 0.01     # Σ_k Δf_ik below this: the latent moves no factor (probe outputs are in [0, 1] per factor)
+
 # %% ../nbs/07_causal_metrics.ipynb #502451d2
 @torch.no_grad()
 def _sweeps(model, x, ks, latents, chunk_rows=8192):
@@ -99,7 +102,7 @@ def _sweeps(model, x, ks, latents, chunk_rows=8192):
     for i in latents: yield i, y0, latent_sweep(model, z, grid, latents=[i], chunk_rows=chunk_rows)[0]
 
 @torch.no_grad()
-def _effects(model, x, ks, active, ces=False, pixel=False, probe=None) -> dict:
+def _effects(model, x, ks, active, ces=False, pixel=False, probe=None, min_effect=MIN_FACTOR_EFFECT) -> dict:
     """One sweep over every latent, reduced to the per-latent numbers each metric needs (shared by `ces`,
     `intervention_specificity` and `causal_profile`)."""
     model.eval(); x = model_images(model, x)
@@ -123,7 +126,7 @@ def _effects(model, x, ks, active, ces=False, pixel=False, probe=None) -> dict:
             df = (f1 - f0).abs().mean((0, 1)).cpu().numpy()
             if out['factor_effects'] is None: out['factor_effects'] = np.zeros((L, len(df)))
             out['factor_effects'][i] = df
-            if df.sum() > 0: out['factor'][i] = float(df.max() / df.sum())
+            if df.sum() >= min_effect: out['factor'][i] = float(df.max() / df.sum())   # no effect, no specificity
     out['recon_rmse'] = float((y0 - x).pow(2).mean().sqrt())               # y0: the reconstructions
     return out
 
@@ -152,7 +155,11 @@ def pixel_specificity(effect:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return 1 - H / math.log(d.shape[-1]), w
 
 def _specificity_result(per, act, factor_effects=None) -> MetricResult:
-    value = float(np.nanmean(per[act])) if np.isfinite(per[act]).any() else float('nan')
+    ok = act & np.isfinite(per)
+    if factor_effects is None: value = float(per[ok].mean()) if ok.any() else float('nan')
+    else:                                                   # factor level: weighted by each latent's effect size
+        w = factor_effects.sum(1)[ok] if factor_effects is not None and ok.any() else np.zeros(0)
+        value = float((per[ok] * w).sum() / w.sum()) if w.sum() > 0 else float('nan')
     name = 'specificity_pixel' if factor_effects is None else 'specificity_factor'
     extras = {'all_latents': per} if factor_effects is None else {'all_latents': per, 'factor_effects': factor_effects}
     return MetricResult(name, per, value, act, extras)
@@ -163,6 +170,7 @@ def intervention_specificity(model:nn.Module, # a trained model
                              probe:Callable|None=None, # level='factor': images -> [N, K] factor predictions
                              ks:Sequence[float]=SIGMA_GRID, # intervention values (mean + k·std)
                              active=None, # boolean mask of active latents (default: active_latents)
+                             min_effect:float=MIN_FACTOR_EFFECT, # factor level: Σ_k Δf_ik below this = no effect (NaN)
                             ) -> MetricResult:
     """How local each latent's effect is: pixel level 1 − H(p_i)/log P; factor level max_k Δf_ik / Σ_k Δf_ik through a
     factor probe."""
@@ -172,7 +180,7 @@ def intervention_specificity(model:nn.Module, # a trained model
     if level == 'pixel':
         e = _effects(model, x, ks, active, pixel=True)
         return _specificity_result(e['pixel'], e['active'])
-    e = _effects(model, x, ks, active, probe=probe)
+    e = _effects(model, x, ks, active, probe=probe, min_effect=min_effect)
     return _specificity_result(e['factor'], e['active'], e['factor_effects'])
 
 # %% ../nbs/07_causal_metrics.ipynb #d14f6cc8
@@ -181,12 +189,31 @@ def causal_profile(model:nn.Module, # a trained model
                    probe:Callable|None=None, # factor probe for the factor level (None: skip that level)
                    ks:Sequence[float]=SIGMA_GRID, # intervention values (mean + k·std)
                    active=None, # boolean mask of active latents (default: active_latents)
+                   min_effect:float=MIN_FACTOR_EFFECT, # factor level: Σ_k Δf_ik below this = no effect (NaN)
                   ) -> dict:
     "`ces`, pixel-level and (with a probe) factor-level `intervention_specificity` from one shared latent sweep."
-    e = _effects(model, x, ks, active, ces=True, pixel=True, probe=probe)
+    e = _effects(model, x, ks, active, ces=True, pixel=True, probe=probe, min_effect=min_effect)
     return {'ces': _ces_result(e), 'specificity_pixel': _specificity_result(e['pixel'], e['active']),
             'specificity_factor': None if probe is None else _specificity_result(e['factor'], e['active'],
                 e['factor_effects'])}
+
+# %% ../nbs/07_causal_metrics.ipynb #db1b6796
+def _modularity_of(M:np.ndarray) -> float:
+    "1 − mean off-diagonal cosine of the rows of M [A, units]."
+    U = M / np.linalg.norm(M, axis=1, keepdims=True).clip(1e-30)
+    return float(1 - (U @ U.T)[np.triu_indices(len(M), 1)].mean())
+
+def _modularity_uncertainty(Mi:np.ndarray, value:float, n_boot:int, n_null:int, seed:int) -> dict:
+    "Bootstrap CI over images and a per-latent permutation null for the modularity of Mi [A, units, N]."
+    rng, N = np.random.default_rng(seed), Mi.shape[-1]
+    boots = [_modularity_of(Mi[:, :, rng.integers(0, N, N)].mean(-1)) for _ in range(n_boot)]
+    M = Mi.mean(-1)
+    nulls = [_modularity_of(np.stack([rng.permutation(m) for m in M])) for _ in range(n_null)]
+    lo, hi = np.percentile(boots, [2.5, 97.5]) if n_boot else (np.nan, np.nan)
+    null = float(np.mean(nulls)) if n_null else float('nan')
+    return {'modularity_ci_low': float(lo), 'modularity_ci_high': float(hi), 'modularity_null': null,
+            'modularity_null_ci': tuple(np.percentile(nulls, [2.5, 97.5])) if n_null else (np.nan, np.nan),
+            'modularity_excess': value - null}
 
 # %% ../nbs/07_causal_metrics.ipynb #e4c64f46
 @torch.no_grad()
@@ -195,6 +222,9 @@ def circuit_modularity(model:nn.Module, # a trained model with hook points in it
                        site:str|None=None, # mediator layer (default 'decoder.hooks.0')
                        ks:Sequence[float]=(-2, 2), # treatments do(z_i = mean + k·std)
                        active=None, # boolean mask of active latents (default: active_latents)
+                       n_boot:int=200, # bootstrap resamples of the images for the CI
+                       n_null:int=200, # permutations for the null baseline
+                       seed:int=0, # for the resamples and permutations
                       ) -> MetricResult:
     """1 − mean_{i<j} cos(m_i, m_j) over active latents, m_i = NIE magnitudes of do(z_i) through each unit of `site`: 1
     = disjoint circuits; per latent 1 − mean_j cos(m_i, m_j)."""
@@ -207,11 +237,13 @@ def circuit_modularity(model:nn.Module, # a trained model with hook points in it
     agg = aggregate_posterior(model, x)
     grid = value_grid(agg['mean'], agg['std'], ks)
     idx = [int(i) for i in np.flatnonzero(act)]
-    M = np.zeros((len(act), 0))
+    Mi = None                                              # [L, units, N]: per-image NIE magnitudes
     for i in idx:
-        m = sum(mediation(model, agg['codes'], i, float(v), site, nde=False)['nie_norm'] for v in grid[i])
-        if M.shape[1] == 0: M = np.zeros((len(act), len(m)))
-        M[i] = m
+        m = sum(mediation(model, agg['codes'], i, float(v), site, nde=False, per_image=True)['nie_norm_images']
+                for v in grid[i])
+        if Mi is None: Mi = np.zeros((len(act),) + m.shape)
+        Mi[i] = m
+    M = Mi.mean(-1) if Mi is not None else np.zeros((len(act), 0))
     per = np.full(len(act), np.nan)
     if len(idx) < 2:
         return MetricResult('modularity', per, float('nan'), act, {'mediators': M, 'site': site,
@@ -219,5 +251,6 @@ def circuit_modularity(model:nn.Module, # a trained model with hook points in it
     U = M[idx] / np.linalg.norm(M[idx], axis=1, keepdims=True).clip(1e-30)
     C = U @ U.T
     per[idx] = 1 - (C.sum(1) - np.diag(C)) / (len(idx) - 1)
-    return MetricResult('modularity', per, 1 - C[np.triu_indices(len(idx), 1)].mean(), act, {'mediators': M,
-        'site': site, 'cosine': C})
+    value = 1 - C[np.triu_indices(len(idx), 1)].mean()
+    return MetricResult('modularity', per, value, act, {'mediators': M, 'site': site, 'cosine': C,
+                        **_modularity_uncertainty(Mi[idx], value, n_boot, n_null, seed)})

@@ -125,6 +125,7 @@ def main(argv:list[str]|None=None) -> int:
                               steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                                   device=args.device,
                               precision=args.precision, out_dir=args.out, checkpoint_every=args.checkpoint_every)
+            cfg.validate()                                         # a bad config fails before any data is loaded
             ds = load_dataset(cfg.dataset, **cfg.dataset_kwargs)
             run = train(cfg, ds)
             save_traversal(run.model, ds, run.path / 'traversal.png')

@@ -380,6 +380,7 @@ def mediation(model:nn.Module, # a model with decode(z) and hook points in the d
               units:Sequence[int]|None=None, # mediator units/channels at the site (default all)
               output:str|Callable='probs', # what the effect is measured on
               nde:bool=True, # also compute the natural direct effects (one more batched pass)
+              per_image:bool=False, # also return each image's NIE magnitudes ('nie_norm_images', [units, N])
              ) -> dict:
     """Causal mediation of do(z_i = v) through each unit of a decoder site: TE, and per-unit NDE, NIE (projected on the
     TE direction) and the NIE magnitude."""
@@ -403,6 +404,7 @@ def mediation(model:nn.Module, # a model with decode(z) and hook points in the d
     pn, nn_ = proj(nie), norm(nie)
     out = {'te': float(te.norm(dim=1).mean() / math.sqrt(P)), 'units': units,
            'nie': pn[:-1].cpu().numpy(), 'nie_norm': nn_[:-1].cpu().numpy(), 'nie_site': float(pn[-1])}
+    if per_image: out['nie_norm_images'] = ((nie - y0).flatten(2).norm(dim=-1)[:-1] / math.sqrt(P)).cpu().numpy()
     if nde:
         pd_ = proj(nd)
         out.update({'nde': pd_[:-1].cpu().numpy(), 'nde_site': float(pd_[-1])})
