@@ -1,4 +1,4 @@
-import os, shutil
+import contextlib, io, os, shutil, types
 from pathlib import Path
 
 import pytest
@@ -24,3 +24,13 @@ def browser():
                                                          '--disable-component-update', '--disable-sync', '--no-first-run'])
         yield b
         b.close()
+
+
+def cli(*args):
+    "Run the `vaecausal` command in this process (same exit code and stderr as the console script, without a new Python)."
+    from vaecausal_nb.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try: rc = main([str(a) for a in args])
+        except SystemExit as e: rc = e.code                  # argparse's own errors
+    return types.SimpleNamespace(returncode=rc, stdout=out.getvalue(), stderr=err.getvalue())

@@ -1,13 +1,10 @@
 """Inputs checked at the door: each bad input a user tried gets one clear error (a VaeCausalError, or exit 2 and one
 line from the CLI) and writes nothing."""
-import contextlib
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
-import types
 import time
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import cli  # the `vaecausal` command run in this process
 from vaecausal_nb.core import VaeCausalError, save_json
 from vaecausal_nb.data import load_dataset
 from vaecausal_nb.interventions import Intervention
@@ -25,16 +23,6 @@ from vaecausal_nb.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 VAECAUSAL = [str(Path(sys.executable).parent / 'vaecausal')]
-
-
-def cli(*args):
-    "Run the `vaecausal` command in this process (same exit code and stderr as the console script, without a new Python)."
-    from vaecausal_nb.cli import main
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try: rc = main([str(a) for a in args])
-        except SystemExit as e: rc = e.code                  # argparse's own errors
-    return types.SimpleNamespace(returncode=rc, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def one_line_error(r, msg):

@@ -1,11 +1,8 @@
 """Nothing a user wrote is ever deleted or overwritten: each case found by trying the package as a user would."""
-import contextlib
 import errno
-import io
 import json
 import os
 import sys
-import types
 import unittest.mock
 from pathlib import Path
 
@@ -13,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import cli  # the `vaecausal` command run in this process
 from vaecausal_nb.core import VaeCausalError
 from vaecausal_nb.data import load_dataset
 from vaecausal_nb.study import StudySpec, run_study
@@ -21,16 +19,6 @@ from vaecausal_nb.train import TrainConfig, train
 ROOT = Path(__file__).resolve().parents[1]
 VAECAUSAL = [str(Path(sys.executable).parent / 'vaecausal')]
 TRAIN = ['train', '--arch', 'vae', '--procedural', '--batch-size', '8', '--device', 'cpu', '--checkpoint-every', '4']
-
-
-def cli(*args):
-    "Run the `vaecausal` command in this process (same exit code and stderr as the console script, without a new Python)."
-    from vaecausal_nb.cli import main
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try: rc = main([str(a) for a in args])
-        except SystemExit as e: rc = e.code                  # argparse's own errors
-    return types.SimpleNamespace(returncode=rc, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def snapshot(folder: Path) -> dict:
