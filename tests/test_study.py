@@ -10,7 +10,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 VAECAUSAL = [str(Path(sys.executable).parent / 'vaecausal')]
 TINY = {'name': 'tiny', 'archs': ['vae', 'beta_vae', 'vq_vae'], 'steps': 40, 'batch_size': 16, 'probe_steps': 30,
-        'causal_images': 16, 'modularity_images': 4,
+        'causal_images': 16, 'modularity_images': 2,
         'metric_sizes': {'dci': [200, 100], 'mig': 300, 'sap': [200, 100], 'factor_vae': [20, 10, 200],
                          'beta_vae': [10, 10], 'irs': 300}}
 ENV = {**os.environ, 'PYTHONHASHSEED': '0', 'OMP_NUM_THREADS': '1'}
