@@ -198,10 +198,14 @@ def causal_profile(model:nn.Module, # a trained model
                 e['factor_effects'])}
 
 # %% ../nbs/07_causal_metrics.ipynb #db1b6796
+def _cosine(M:np.ndarray) -> np.ndarray:
+    "Cosine similarities [A, A] of the rows of M [A, units]."
+    U = M / np.linalg.norm(M, axis=1, keepdims=True).clip(1e-30)
+    return U @ U.T
+
 def _modularity_of(M:np.ndarray) -> float:
     "1 − mean off-diagonal cosine of the rows of M [A, units]."
-    U = M / np.linalg.norm(M, axis=1, keepdims=True).clip(1e-30)
-    return float(1 - (U @ U.T)[np.triu_indices(len(M), 1)].mean())
+    return float(1 - _cosine(M)[np.triu_indices(len(M), 1)].mean())
 
 def _modularity_uncertainty(Mi:np.ndarray, value:float, n_boot:int, n_null:int, seed:int) -> dict:
     "Bootstrap CI over images and a per-latent permutation null for the modularity of Mi [A, units, N]."
@@ -248,9 +252,8 @@ def circuit_modularity(model:nn.Module, # a trained model with hook points in it
     if len(idx) < 2:
         return MetricResult('modularity', per, float('nan'), act, {'mediators': M, 'site': site,
                                                                    'cosine': np.full((len(idx),) * 2, np.nan)})
-    U = M[idx] / np.linalg.norm(M[idx], axis=1, keepdims=True).clip(1e-30)
-    C = U @ U.T
+    C = _cosine(M[idx])
     per[idx] = 1 - (C.sum(1) - np.diag(C)) / (len(idx) - 1)
-    value = 1 - C[np.triu_indices(len(idx), 1)].mean()
+    value = _modularity_of(M[idx])
     return MetricResult('modularity', per, value, act, {'mediators': M, 'site': site, 'cosine': C,
                         **_modularity_uncertainty(Mi[idx], value, n_boot, n_null, seed)})

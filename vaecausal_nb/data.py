@@ -232,9 +232,8 @@ def image_grid(rows, # [R, V, C, H, W] tensor, a list of R tensors [n_r, C, H, W
             ax.set_xticks([]); ax.set_yticks([])
             for sp in ax.spines.values(): sp.set_visible(False)
             if j >= len(r): continue
-            im = r[j].float().permute(1, 2, 0).numpy()
-            ax.imshow(im[..., 0] if im.shape[-1] == 1 else im / (255 if r.dtype == torch.uint8 else 1), cmap='gray',
-                      vmin=0, vmax=255 if r.dtype == torch.uint8 else 1)
+            im = (r[j].float() / (255 if r.dtype == torch.uint8 else 1)).permute(1, 2, 0).numpy()   # [0, 1]
+            ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap='gray', vmin=0, vmax=1)
             if titles is not None and k * nc + j < len(titles): ax.set_title(titles[k * nc + j], fontsize=7)
         if row_labels is not None: axr[0].set_ylabel(row_labels[k], rotation=0, ha='right', va='center', fontsize=9)
     for j, lab in enumerate(col_labels or []): axs[0, j].set_title(str(lab), fontsize=8)

@@ -417,10 +417,9 @@ def evaluate_run(path:str|Path, # a run directory
     check(not isinstance(sizes, str) or sizes in SIZES, f'unknown sizes {sizes!r}; choose one of '
           f'{", ".join(SIZES)} or give a JSON object')
     resolve_sizes(sizes)
-    for k, v in (('causal_images', causal_images), ('modularity_images', modularity_images), ('probe_steps',
-        probe_steps)):
-        check(isinstance(v, int) and v >= (1 if k == 'probe_steps' else 2), f'{k} must be an integer >= '
-              f'{1 if k == "probe_steps" else 2}, got {v!r}')
+    for k, v, lo in (('causal_images', causal_images, 2), ('modularity_images', modularity_images, 2),
+                     ('probe_steps', probe_steps, 1)):
+        check(isinstance(v, int) and v >= lo, f'{k} must be an integer >= {lo}, got {v!r}')
     run = load_run(path)
     ds = load_dataset(run.config.dataset, **run.config.dataset_kwargs)
     ev = {'metric_sizes': sizes, 'causal_images': causal_images,
