@@ -69,6 +69,7 @@ check-readme:
 # ruff on the exported library (configured in pyproject.toml); fix findings in the notebooks, then export.
 lint:
 	$(BIN)/ruff check $(LIB) && echo "lint: ruff finds nothing in $(LIB)"
+	$(BIN)/python tools/line_length.py $(LIB)
 
 nbtest:
 	cd nbs && OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ../$(BIN)/nbdev_test --n_workers 2 --timing --do_print

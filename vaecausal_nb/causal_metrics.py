@@ -10,19 +10,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.stats
 import torch
 import torch.nn as nn
 
-from .core import check
+from .core import check, code_slots, is_quantised
 from .data import model_images
 from .hooks import hook_points
-from .interventions import (
-    SIGMA_GRID, aggregate_posterior, has_gaussian_posterior, latent_sweep, mediation, value_grid)
+from vaecausal_nb.interventions import (
+    INPUT, SIGMA_GRID, Intervention, aggregate_posterior, has_gaussian_posterior, mediation, run_interventions,
+    value_grid)
 from .models import DECODER_SITE, kl_normal
 
 # %% auto #0
-__all__ = ['MIN_FACTOR_EFFECT', 'MetricResult', 'active_latents', 'ces', 'pixel_specificity', 'intervention_specificity',
-           'causal_profile', 'circuit_modularity']
+__all__ = ['MIN_FACTOR_EFFECT', 'MetricResult', 'slot_codewords', 'intervention_values', 'active_latents', 'ces',
+           'pixel_specificity', 'intervention_specificity', 'causal_profile', 'circuit_modularity']
 
 # %% ../nbs/07_causal_metrics.ipynb #ec90f8b4
 @dataclass
@@ -57,27 +59,61 @@ class MetricResult:
             np.number)) and not isinstance(v, bool)}
         return {self.name: self.value, **scalars}
 
+# %% ../nbs/07_causal_metrics.ipynb #fba94983
+def slot_codewords(z:torch.Tensor, # codes [N, W]
+                   slots, # groups of coordinates (core.code_slots)
+                  ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    "Each slot's distinct codewords `[U, D]`, most used first, and how many of the N codes hold each."
+    out = []
+    for s in slots:
+        u, c = torch.unique(z[:, list(s)], dim=0, return_counts=True)
+        order = c.argsort(descending=True, stable=True)
+        out.append((u[order], c[order]))
+    return out
+
+# %% ../nbs/07_causal_metrics.ipynb #be19f059
+@torch.no_grad()
+def intervention_values(model:nn.Module, # a trained model
+                        x:torch.Tensor, # images [N, C, H, W] (float)
+                        ks:Sequence[float]=SIGMA_GRID, # multiples of the std; quantised: len(ks) codewords
+                       ) -> tuple[torch.Tensor, list, list]:
+    """The codes of `x`, the slots, and each slot's intervention values `[V, D]`: mean + k·std of the aggregate
+    posterior (continuous latents) or its `len(ks)` most used codewords (quantised slots)."""
+    agg = aggregate_posterior(model, x)
+    z = agg['codes']
+    slots = code_slots(model, z.shape[1])
+    if is_quantised(model): return z, slots, [u[:len(ks)] for u, _ in slot_codewords(z, slots)]
+    check(all(len(s) == 1 for s in slots), 'continuous latents are intervened on one coordinate at a time')
+    return z, slots, list(value_grid(agg['mean'], agg['std'], ks)[:, :, None])
+
 # %% ../nbs/07_causal_metrics.ipynb #9650da52
 @torch.no_grad()
 def active_latents(model:nn.Module, # a trained model
                    x:torch.Tensor, # images [N, C, H, W] (uint8 or float)
-                   kl_threshold:float=0.01, # nats: a latent whose mean KL to the prior is below this is passive
+                   kl_threshold:float=0.01, # nats: below this mean KL (quantised: codeword entropy) a latent is passive
                    var_threshold:float=1e-4, # a latent whose posterior mean barely varies is passive
                   ) -> MetricResult:
-    """The Be More Active paper's active-latent test: value = number of active latents; per_latent = mean KL (variance
-    for deterministic codes); extras kl, variance."""
+    """The Be More Active paper's active-latent test: value = number of active latents (quantised models: slots);
+    per_latent = mean KL (quantised: codeword entropy in nats); extras kl, variance (, entropy, used_codewords)."""
     model.eval(); x = model_images(model, x)
     z = model.representation(x)
-    var = z.var(0)
-    active = var > var_threshold
-    kl = None
+    slots = code_slots(model, z.shape[1])
+    var = torch.stack([z[:, list(s)].var(0).sum() for s in slots])
+    active, extras = var > var_threshold, {'kl': None}
+    if is_quantised(model):
+        counts = [c.cpu().numpy() for _, c in slot_codewords(z, slots)]
+        H = np.array([scipy.stats.entropy(c) for c in counts])                # nats
+        active &= torch.as_tensor(H >= kl_threshold, device=var.device)
+        extras.update({'entropy': H, 'used_codewords': np.array([len(c) for c in counts])})
+        per = H
     if has_gaussian_posterior(model):
         mu, logvar = model.encode(x)
         kl = kl_normal(mu, logvar).mean(0)
         active &= kl >= kl_threshold
-        kl = kl.cpu().numpy()
-    active, var = active.cpu().numpy(), var.cpu().numpy()
-    return MetricResult('n_active', kl if kl is not None else var, active.sum(), active, {'kl': kl, 'variance': var})
+        per = extras['kl'] = kl.cpu().numpy()
+    elif not is_quantised(model): per = var.cpu().numpy()
+    active = active.cpu().numpy()
+    return MetricResult('n_active', per, active.sum(), active, {**extras, 'variance': var.cpu().numpy()})
 
 def _active(model, x, active):
     if active is None: return active_latents(model, x).active
@@ -93,13 +129,12 @@ MIN_FACTOR_EFFECT = 0.01     # Σ_k Δf_ik below this: the latent moves no facto
 
 # %% ../nbs/07_causal_metrics.ipynb #502451d2
 @torch.no_grad()
-def _sweeps(model, x, ks, latents, chunk_rows=8192):
-    "Yield (latent, base probs [N, ...], swept probs [V, N, ...]) one latent at a time."
-    agg = aggregate_posterior(model, x)
-    z = agg['codes']
-    grid = value_grid(agg['mean'], agg['std'], ks)
+def _sweeps(model, z, slots, values, chunk_rows=8192):
+    "Yield (slot, base probs [N, ...], swept probs [V, N, ...]) one slot (latent) at a time."
     y0 = torch.sigmoid(model.decode(z))
-    for i in latents: yield i, y0, latent_sweep(model, z, grid, latents=[i], chunk_rows=chunk_rows)[0]
+    for i, (s, vals) in enumerate(zip(slots, values)):
+        specs = [Intervention(INPUT, 'set', s, tuple(v.tolist())) for v in vals]
+        yield i, y0, run_interventions(model, z, specs, method='decode', output='probs', chunk_rows=chunk_rows)
 
 @torch.no_grad()
 def _effects(model, x, ks, active, ces=False, pixel=False, probe=None, min_effect=MIN_FACTOR_EFFECT) -> dict:
@@ -107,14 +142,15 @@ def _effects(model, x, ks, active, ces=False, pixel=False, probe=None, min_effec
     `intervention_specificity` and `causal_profile`)."""
     model.eval(); x = model_images(model, x)
     act = _active(model, x, active)
-    L = model.representation(x[:2]).shape[1]
+    z, slots, values = intervention_values(model, x, ks)
+    L = len(slots)
     check(len(act) == L, f'active has {len(act)} entries but the model has {L} latents')
     out = {'active': act}
     if ces: out['ces'] = np.zeros(L)
     if pixel: out['pixel'] = np.full(L, np.nan)
     if probe is not None: out['factor'], out['factor_effects'] = np.full(L, np.nan), None
     f0 = None
-    for i, y0, sw in _sweeps(model, x, ks, range(L)):
+    for i, y0, sw in _sweeps(model, z, slots, values):
         d = (sw - y0).flatten(2)                                            # [V, N, P] effects of do(z_i = v)
         if ces: out['ces'][i] = float(d.norm(dim=-1).mean() / math.sqrt(d.shape[-1]))
         if pixel:
@@ -224,7 +260,7 @@ def _modularity_uncertainty(Mi:np.ndarray, value:float, n_boot:int, n_null:int, 
 def circuit_modularity(model:nn.Module, # a trained model with hook points in its decoder
                        x:torch.Tensor, # images [N, C, H, W]
                        site:str|None=None, # mediator layer (default 'decoder.hooks.0')
-                       ks:Sequence[float]=(-2, 2), # treatments do(z_i = mean + k·std)
+                       ks:Sequence[float]=(-2, 2), # treatments do(z_i = mean + k·std) (quantised: len(ks) codewords)
                        active=None, # boolean mask of active latents (default: active_latents)
                        n_boot:int=200, # bootstrap resamples of the images for the CI
                        n_null:int=200, # permutations for the null baseline
@@ -238,13 +274,13 @@ def circuit_modularity(model:nn.Module, # a trained model with hook points in it
               f'{", ".join(hook_points(model))}')
         site = DECODER_SITE
     act = _active(model, x, active)
-    agg = aggregate_posterior(model, x)
-    grid = value_grid(agg['mean'], agg['std'], ks)
+    z, slots, values = intervention_values(model, x, ks)
+    check(len(act) == len(slots), f'active has {len(act)} entries but the model has {len(slots)} latents')
     idx = [int(i) for i in np.flatnonzero(act)]
     Mi = None                                              # [L, units, N]: per-image NIE magnitudes
     for i in idx:
-        m = sum(mediation(model, agg['codes'], i, float(v), site, nde=False, per_image=True)['nie_norm_images']
-                for v in grid[i])
+        m = sum(mediation(model, z, slots[i], v.tolist(), site, nde=False, per_image=True)['nie_norm_images']
+                for v in values[i])
         if Mi is None: Mi = np.zeros((len(act),) + m.shape)
         Mi[i] = m
     M = Mi.mean(-1) if Mi is not None else np.zeros((len(act), 0))

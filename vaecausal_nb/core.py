@@ -21,7 +21,7 @@ import torch
 # %% auto #0
 __all__ = ['logger', 'DEVICE_ENV', 'RETAIN_MEMORY_ENV', 'CACHE_ENV', 'VaeCausalError', 'check', 'log_once', 'get_device',
            'seed_everything', 'retain_freed_memory', 'atomic_write', 'save_json', 'load_json', 'cache_root',
-           'save_weights', 'load_weights']
+           'save_weights', 'load_weights', 'is_quantised', 'check_slots', 'code_slots']
 
 # %% ../nbs/00_core.ipynb #4881d329
 class VaeCausalError(Exception):
@@ -61,7 +61,7 @@ def _valid_device_name(name:str) -> bool:
     if base not in ('cpu', 'cuda', 'mps'): return False
     return idx == '' or (base == 'cuda' and idx.isdigit())
 
-def get_device(device:str|torch.device|None=None, # 'cpu', 'cuda', 'cuda:1', 'mps', 'auto' or None (= env var, then auto)
+def get_device(device:str|torch.device|None=None, # 'cpu', 'cuda', 'cuda:1', 'mps', 'auto' or None (env var, then auto)
               ) -> torch.device:
     "The torch device to use: `device` if given, else `$VAECAUSAL_DEVICE`, else cuda > mps > cpu."
     if isinstance(device, torch.device): device = str(device)
@@ -232,7 +232,8 @@ def load_weights(path:str|Path, # a .safetensors file
     check(path.is_file(), f'{path} does not exist; {rebuild}')
     try: sd = load_file(str(path))
     except Exception as e:
-        raise VaeCausalError(f'{path} is not a readable safetensors file ({type(e).__name__}: {e}); {rebuild}') from None
+        raise VaeCausalError(f'{path} is not a readable safetensors file ({type(e).__name__}: {e}); '
+                             f'{rebuild}') from None
     if module is not None:
         own = module.state_dict()
         missing, extra = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
@@ -242,3 +243,24 @@ def load_weights(path:str|Path, # a .safetensors file
               f'unexpected {extra[:3]}, wrong shapes {wrong[:3]}; {rebuild}')
         module.load_state_dict(sd)
     return sd
+
+# %% ../nbs/00_core.ipynb #ec6481e5
+def is_quantised(model) -> bool:
+    "Whether a model's code is quantised (VQ-VAE, QLAE, or any model with `quantize`): scored per slot, by codeword."
+    return hasattr(model, 'quantize')
+
+def check_slots(slots, # groups of code coordinates, one per slot
+                width:int, # the code's width W
+               ) -> list[tuple[int, ...]]:
+    "Slots as tuples of coordinate indices that split 0..W-1, each coordinate once (one clear error otherwise)."
+    try: out = [tuple(int(j) for j in s) for s in slots]
+    except TypeError: out = None
+    check(out is not None and all(out) and sorted(j for s in out for j in s) == list(range(width)),
+          f'slots must split the {width} code coordinates into non-empty groups, each coordinate once, got {slots!r}')
+    return out
+
+def code_slots(model, # a model (its `slots()` if it has one)
+               width:int, # the width W of its representation
+              ) -> list[tuple[int, ...]]:
+    "A model's slots: its `slots()`, or one per coordinate."
+    return check_slots(model.slots() if hasattr(model, 'slots') else [(i,) for i in range(width)], width)

@@ -211,7 +211,7 @@ class ProceduralDSprites(FactorDataset):
             None]   # posY rows, posX columns
 
 # %% ../nbs/01_data.ipynb #3f3ba755
-def image_grid(rows, # [R, V, C, H, W] tensor, a list of R tensors [n_r, C, H, W] (rows may differ in length), or [N, C, H, W]
+def image_grid(rows, # [R, V, C, H, W], a list of R tensors [n_r, C, H, W] (rows may differ in length), or [N, C, H, W]
                ncol:int|None=None, # for a flat [N, C, H, W] batch: images per row (default min(N, 8))
                row_labels:Sequence[str]|None=None, # one label per row, left of it
                col_labels:Sequence[str]|None=None, # one label per column, above the first row
@@ -520,7 +520,8 @@ def _check_pixels(a, path, key:str, max_value:int=255):
     top = int(np.max(a[rows])) if len(rows) else 0      # h5py reads increasing indices; np.unique sorts them
     if top > max_value:
         raise _bad_file(path, f'{key!r} has pixel values up to {top}, expected 0..{max_value} (the published format)',
-                        'use the published file unchanged (dSprites pixels are 0/1)' if max_value == 1 else 'download it again')
+                        'use the published file unchanged (dSprites pixels are 0/1)' if max_value == 1 else
+                        'download it again')
 
 
 def _grid_from_classes(classes:np.ndarray, path, what='labels') -> tuple:
@@ -797,7 +798,8 @@ def load_dataset(name:str, # one of 'dsprites', 'shapes3d', 'mpi3d', 'smallnorb'
 # %% ../nbs/01_data.ipynb #fe739ec2
 _DL = 'https://storage.googleapis.com/'
 REMOTE = {
-    'dsprites': [('https://github.com/deepmind/dsprites-dataset/raw/master/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.hdf5',
+    'dsprites': [('https://github.com/deepmind/dsprites-dataset/raw/master/'
+                  'dsprites_ndarray_co1sh3sc6or40x32y32_64x64.hdf5',
                   'dsprites_ndarray_co1sh3sc6or40x32y32_64x64.hdf5',
                   'sha256:729fa22e884c9c500e1f17415d580746b4c5894fbbb780a1319bbcfa39a745bb')],
     'shapes3d': [(_DL + '3d-shapes/3dshapes.h5', '3dshapes.h5',

@@ -292,7 +292,7 @@ def factor_effects(model:nn.Module, # a model with representation(x)
                    dataset:FactorDataset, # the factor dataset it was trained on
                    n:int=512, # counterfactual pairs per factor
                    seed:int=0, # draws
-                   normalise:bool=True, # divide each latent's effect by its aggregate-posterior std (passive latents: ≈ 1)
+                   normalise:bool=True, # divide each latent's effect by its aggregate-posterior std (passive: ≈ 1)
                    device=None, # where the model runs (default: its parameters' device)
                   ):
     """Input manipulation: `[K, L]` DataFrame of the mean absolute change of z_l over pairs (x, x') that differ only in
@@ -374,8 +374,8 @@ def _units(model, site, x, method):
 @torch.no_grad()
 def mediation(model:nn.Module, # a model with decode(z) and hook points in the decoder
               z:torch.Tensor, # base codes [N, L]
-              latent:int, # the treated latent i
-              value:float, # the treatment do(z_i = value)
+              latent:int|Sequence[int], # the treated latent i, or a slot's coordinates (a VQ-VAE codeword)
+              value:float|Sequence[float], # the treatment do(z_i = value): one number, or one per coordinate
               site:str, # the mediator layer (a decoder hook point)
               units:Sequence[int]|None=None, # mediator units/channels at the site (default all)
               output:str|Callable='probs', # what the effect is measured on
@@ -384,10 +384,12 @@ def mediation(model:nn.Module, # a model with decode(z) and hook points in the d
              ) -> dict:
     """Causal mediation of do(z_i = v) through each unit of a decoder site: TE, and per-unit NDE, NIE (projected on the
     TE direction) and the NIE magnitude."""
-    L = z.shape[1]
-    check(0 <= int(latent) < L, f'latent index {latent} is out of range 0..{L - 1}')
-    check(math.isfinite(float(value)), f'the treatment value must be finite, got {value}')
-    zt = z.clone(); zt[:, int(latent)] = float(value)
+    L, dims = z.shape[1], [int(d) for d in np.atleast_1d(latent)]
+    for d in dims: check(0 <= d < L, f'latent index {d} is out of range 0..{L - 1}')
+    v = torch.as_tensor(np.atleast_1d(np.asarray(value, dtype=np.float64)), dtype=z.dtype, device=z.device)
+    check(bool(torch.isfinite(v).all()) and len(v) in (1, len(dims)),
+          f'the treatment value must be finite, one number or one per coordinate ({len(dims)}), got {value}')
+    zt = z.clone(); zt[:, dims] = v
     y0, y1 = to_output(model.decode(z), output), to_output(model.decode(zt), output)
     C = _units(model, site, z, 'decode')
     units = list(range(C)) if units is None else [int(u) for u in units]
@@ -442,5 +444,6 @@ def subspace_patch_diagnostic(model:nn.Module, # the model
     acts = run_with_cache(model, base, names_filter=site, method=method)[1][site].double().cpu()
     for k, p in parts.items():                                      # how much the data vary along each part
         out[f'variance_{k}'] = float((acts @ p).var()) if p.norm() > 1e-9 else 0.0
-    out['illusion'] = bool(abs(out['restored_full']) > 0.05 and abs(out['restored_row']) < tol * abs(out['restored_full']))
+    full = abs(out['restored_full'])
+    out['illusion'] = bool(full > 0.05 and abs(out['restored_row']) < tol * full)
     return out

@@ -17,13 +17,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import mutual_info_score
 from sklearn.svm import LinearSVC
 
-from .core import VaeCausalError, check
+from .core import VaeCausalError, check, check_slots, is_quantised
 from .data import FactorDataset, to_float
 
 # %% auto #0
 __all__ = ['METRICS', 'SIZES', 'dci_importance', 'dci_scores', 'dci', 'histogram_discretize', 'discrete_mutual_info', 'mig',
-           'sap_matrix', 'sap', 'representation_function', 'FactorSampler', 'code_table', 'factor_vae_score',
-           'beta_vae_score', 'irs', 'resolve_sizes', 'encodes_needed', 'evaluate']
+           'slot_index', 'sap_matrix', 'sap', 'representation_function', 'FactorSampler', 'code_table',
+           'factor_vae_score', 'beta_vae_score', 'irs', 'resolve_sizes', 'encodes_needed', 'evaluate']
 
 # %% ../nbs/05_metrics.ipynb #33d61d0b
 def _codes(mus, name='codes') -> np.ndarray:
@@ -100,10 +100,12 @@ def dci(mus_train, # codes [N, L] of the training points
         ys_test, # factor classes [M, K]
         n_jobs:int=1, # factors fitted in parallel (joblib); the values do not change
         seed:int=0, # random_state of the boosted trees
+        slots:list|None=None, # coordinate groups scored as one code each (importances summed): a VQ-VAE's slots
        ) -> dict:
     """DCI (Eastwood & Williams 2018) as disentanglement_lib computes it: disentanglement, completeness and
     informativeness (accuracies)."""
     R, acc_train, acc_test = dci_importance(mus_train, ys_train, mus_test, ys_test, n_jobs=n_jobs, seed=seed)
+    if slots is not None: R = np.stack([R[list(s)].sum(0) for s in check_slots(slots, len(R))])
     d, c, _, _ = dci_scores(R)
     return {'disentanglement': d, 'completeness': c, 'informativeness_train': acc_train,
             'informativeness_test': acc_test}
@@ -128,16 +130,26 @@ def discrete_mutual_info(a, # discrete codes [N, L]
 def mig(mus, # codes [N, L]
         ys, # factor classes [N, K]
         n_bins:int=20, # equal-width histogram bins per code dimension
+        discrete:bool=False, # the codes are already discrete (e.g. `slot_index` of a quantised code): no binning
        ) -> float:
     """Mutual information gap (Chen et al. 2018): mean over factors of the gap between the two most informative codes,
     over H(factor)."""
     m, y = _pair(mus, ys, 'mig')
     check(m.shape[1] >= 2, f'mig needs at least 2 code dimensions (the gap is between the top two), got {m.shape[1]}')
     check(isinstance(n_bins, int) and n_bins >= 2, f'n_bins must be an integer >= 2, got {n_bins!r}')
-    M = discrete_mutual_info(histogram_discretize(m, n_bins), y)
+    M = discrete_mutual_info(m.astype(np.int64) if discrete else histogram_discretize(m, n_bins), y)
     H = np.array([mutual_info_score(y[:, k], y[:, k]) for k in range(y.shape[1])])
     top = np.sort(M, axis=0)[::-1]
     return float(np.mean((top[0] - top[1]) / H))
+
+# %% ../nbs/05_metrics.ipynb #e4c1bfc5
+def slot_index(codes, # codes [N, W] (a quantised model's representation)
+               slots, # groups of coordinates, one per slot (model.slots())
+              ) -> np.ndarray:
+    "Each slot's codeword as an integer `[N, L]` (the index of its value among the distinct values of that slot)."
+    m = _codes(codes)
+    return np.stack([np.unique(m[:, list(s)], axis=0, return_inverse=True)[1].reshape(-1)
+                     for s in check_slots(slots, m.shape[1])], 1)
 
 # %% ../nbs/05_metrics.ipynb #a3e35a2f
 def sap_matrix(mus_train, # codes [N, L] to fit on
@@ -379,7 +391,7 @@ METRICS = ('dci', 'mig', 'sap', 'factor_vae', 'beta_vae', 'irs')
 
 SIZES = {
     # (train, test) points; FactorVAE (train votes, eval votes, variance images). From the smallest to the reference:
-    # 'quick': the CPU presets' sizes (about a minute per run on 2 cores), 'fast': ~6 min, 'standard': disentanglement_lib.
+    # 'quick': the CPU presets' sizes (about a minute a run on 2 cores), 'fast': ~6 min, 'standard': disentanglement_lib
     'quick':    {'dci': (1000, 500), 'mig': 4000, 'sap': (2000, 1000), 'factor_vae': (100, 50, 1000),
                  'beta_vae': (60, 40), 'irs': 4000},
     'fast':     {'dci': (2000, 1000), 'mig': 10000, 'sap': (5000, 2500), 'factor_vae': (800, 600, 2000),
@@ -428,15 +440,27 @@ def encodes_needed(sizes:str|dict='standard', # a size name or dict (see resolve
     if 'beta_vae' in metrics: n += (sz['beta_vae'][0] + sz['beta_vae'][1]) * 2 * batch_size
     return n
 
+# %% ../nbs/05_metrics.ipynb #61e92bcb
+def _table(representation_fn, dataset, table, sz, metrics, progress):
+    "The code table `evaluate` uses: the one given, one built now (True, or 'auto' when cheaper), or None."
+    if isinstance(table, np.ndarray) or torch.is_tensor(table):
+        tab = _codes(table, 'table')
+        check(len(tab) == len(dataset), f'table has {len(tab)} rows but {dataset.name} has {len(dataset)} images')
+        return tab
+    check(table in (True, False, 'auto'), f"table must be True, False, 'auto' or an array of codes, got {table!r}")
+    if table == 'auto': table = encodes_needed(sz, metrics) > len(dataset) and len(dataset) <= 2_000_000
+    return code_table(representation_fn, dataset, progress=progress) if table else None
+
 # %% ../nbs/05_metrics.ipynb #ba75bc4f
 def evaluate(representation_fn, # a model with .representation, or a function float images -> codes
              dataset:FactorDataset, # a factor dataset (procedural or real)
              sizes:str|dict='standard', # 'standard' (disentanglement_lib), 'fast', or a dict overriding some sizes
              seed:int=0, # every random draw
              metrics=METRICS, # which metrics to run
-             table:bool|str|np.ndarray='auto', # encode every image once ('auto': if fewer encodes), or codes [len(dataset), L]
+             table:bool|str|np.ndarray='auto', # encode each image once ('auto': if cheaper), or codes [len(dataset), L]
              n_jobs:int=1, # DCI factors fitted in parallel
              progress:bool=True, # tqdm bars
+             slots='auto', # coordinate groups scored per slot by DCI and MIG ('auto': a quantised model's slots())
             ) -> dict:
     """All six disentanglement metrics of a representation on a dataset, as one flat dict of floats (plus seconds per
     metric)."""
@@ -446,14 +470,10 @@ def evaluate(representation_fn, # a model with .representation, or a function fl
     sz = resolve_sizes(sizes)
     bad = sorted(set(metrics) - set(METRICS))
     check(not bad, f'unknown metric(s) {", ".join(bad)}; valid: {", ".join(METRICS)}')
+    if isinstance(slots, str) and slots == 'auto':
+        slots = representation_fn.slots() if is_quantised(representation_fn) else None
     out, t0 = {}, time.perf_counter()
-    if isinstance(table, np.ndarray) or torch.is_tensor(table):
-        tab = _codes(table, 'table')
-        check(len(tab) == len(dataset), f'table has {len(tab)} rows but {dataset.name} has {len(dataset)} images')
-    else:
-        check(table in (True, False, 'auto'), f"table must be True, False, 'auto' or an array of codes, got {table!r}")
-        if table == 'auto': table = encodes_needed(sz, metrics) > len(dataset) and len(dataset) <= 2_000_000
-        tab = code_table(representation_fn, dataset, progress=progress) if table else None
+    tab = _table(representation_fn, dataset, table, sz, metrics, progress)
     s = FactorSampler(dataset, representation_fn, seed, tab)
     n_tr = max([sz[m] if m in ('mig', 'irs') else sz[m][0] for m in ('dci', 'mig', 'sap',
                                                                      'irs') if m in metrics] or [0])
@@ -465,9 +485,11 @@ def evaluate(representation_fn, # a model with .representation, or a function fl
         t = time.perf_counter()
         if m == 'dci':
             a, b = sz['dci']
-            r = dci(ztr[:a], ytr[:a], zte[:b], yte[:b], n_jobs=n_jobs, seed=seed)
+            r = dci(ztr[:a], ytr[:a], zte[:b], yte[:b], n_jobs=n_jobs, seed=seed, slots=slots)
             out.update({f'dci_{k}': v for k, v in r.items()})
-        elif m == 'mig': out['mig'] = mig(ztr[:sz['mig']], ytr[:sz['mig']])
+        elif m == 'mig':
+            z = ztr[:sz['mig']]
+            out['mig'] = mig(z if slots is None else slot_index(z, slots), ytr[:sz['mig']], discrete=slots is not None)
         elif m == 'sap':
             a, b = sz['sap']
             out['sap'] = sap(ztr[:a], ytr[:a], zte[:b], yte[:b])

@@ -99,6 +99,9 @@ class Conv64AE(nn.Module):
     def add_code_hooks(self): pass
     def enc_out_dim(self): return self.latent_dim
     def dec_in_dim(self): return self.latent_dim
+    def slots(self) -> list[tuple[int, ...]]:
+        "The code's slots: groups of coordinates of `representation` (and of `decode`'s input), one per latent."
+        return [(i,) for i in range(self.latent_dim)]
     def build(self): pass
     def optim_config(self) -> dict: return {'optimizer': 'adam', 'weight_decay': 0.0}
     def main_parameters(self) -> list:
@@ -158,7 +161,7 @@ def gaussian_log_density(z, # samples
 def total_correlation_mws(z:torch.Tensor, # samples of q(z|x) [N, L]
                           mu:torch.Tensor, # posterior means [N, L]
                           logvar:torch.Tensor, # posterior log-variances [N, L]
-                          dataset_size:int|None=None, # N of the training set (the minibatch-weighted estimator needs it)
+                          dataset_size:int|None=None, # N of the training set (for the minibatch-weighted estimator)
                          ) -> torch.Tensor:
     "Minibatch-weighted-sampling estimate of TC(q(z)) from codes `z` [M, L] and their posteriors."
     m = z.shape[0]
@@ -271,6 +274,10 @@ class VQVAE(QuantisedAE):
     arch, defaults = 'vq_vae', {'num_codes': 128, 'code_dim': 4, 'commitment': 0.25, 'decay': 0.99}
     def enc_out_dim(self): return self.latent_dim * self.hparams['code_dim']
     def dec_in_dim(self): return self.latent_dim * self.hparams['code_dim']
+    def slots(self):
+        "Slot i is coordinates i·D … i·D + D − 1 of the flattened code (one codeword)."
+        d = self.hparams['code_dim']
+        return [tuple(range(i * d, (i + 1) * d)) for i in range(self.latent_dim)]
     def build(self):
         k, d = self.hparams['num_codes'], self.hparams['code_dim']
         self.register_buffer('codebook', torch.randn(k, d))

@@ -223,7 +223,7 @@ def _resized_linear(lin:nn.Linear, W, b) -> nn.Linear:
 def compile_abstraction(model:nn.Module, # the full network
                         st:SiteStats, # statistics of the site
                         kept:Sequence[int], # units to keep
-                        replacement:str='const', # 'const' (c* into the bias), 'mean' (E[a]) or 'fold' (ridge on kept units)
+                        replacement:str='const', # 'const' (c* into the bias), 'mean' (E[a]) or 'fold' (ridge on kept)
                         producer:str|None=None, # the Linear producing the units (default: find_producer)
                        ) -> nn.Module:
     """A smaller copy of `model`: removed units deleted from the producer, their replacement folded into the site's
@@ -342,7 +342,7 @@ def iia(full:nn.Module, # the original network
         source:torch.Tensor, # source inputs [N, ...] (row-aligned)
         ps:Sequence[float]=(0.25, 0.5, 0.75, 1.0), # Bernoulli probabilities of interchanging each kept unit
         forward:Callable|None=None, # (model, x) -> output (default: model(x), a dict's 'logits')
-        agree:str|Callable='argmax', # 'argmax' (classifiers), 'close' (outputs within tol) or f(y_full, y_comp) -> bool [N]
+        agree:str|Callable='argmax', # 'argmax' (classifiers), 'close' (within tol) or f(y_full, y_comp) -> bool [N]
         tol:float=0.05, # for 'close': RMS difference of sigmoid outputs
         seed:int=0, # masks
        ):
@@ -356,7 +356,8 @@ def iia(full:nn.Module, # the original network
     meta = compiled.abstraction
     site, kept = meta['site'], torch.tensor(meta['kept'])
     if agree == 'argmax': agree_fn = lambda a, b: a.argmax(1) == b.argmax(1)
-    elif agree == 'close': agree_fn = lambda a, b: (torch.sigmoid(a) - torch.sigmoid(b)).flatten(1).pow(2).mean(1).sqrt() < tol
+    elif agree == 'close':
+        agree_fn = lambda a, b: (torch.sigmoid(a) - torch.sigmoid(b)).flatten(1).pow(2).mean(1).sqrt() < tol
     else:
         check(callable(agree), f"agree must be 'argmax', 'close' or a function, got {agree!r}")
         agree_fn = agree

@@ -148,7 +148,7 @@ def compare_architectures(df:'pandas.DataFrame', # one row per run
     out['p_holm_sidak'] = np.nan
     out['significant'] = False
     if ok.any():
-        with np.errstate(divide='ignore'):           # a raw p of exactly 1 makes statsmodels take log(0); its result is right
+        with np.errstate(divide='ignore'):           # a raw p of 1 makes statsmodels take log(0); its result is right
             rej, padj, _, _ = multipletests(out.loc[ok, 'p'].to_numpy(), alpha=alpha, method='holm-sidak')
         out.loc[ok, 'p_holm_sidak'] = padj; out.loc[ok, 'significant'] = rej
     return out

@@ -50,7 +50,7 @@ class StudySpec:
     datasets: tuple = ('dsprites',)      # data.load_dataset names
     seeds: tuple = (0,)                  # one run per seed
     latent_dims: tuple = (10,)           # latent dimensions of every architecture
-    extra_latent_dims: dict = field(default_factory=dict)  # arch -> more latent dims for that arch only (the capacity sweep)
+    extra_latent_dims: dict = field(default_factory=dict)  # arch -> more latent dims for it only (the capacity sweep)
     hparams: dict = field(default_factory=dict)    # arch -> hyperparameters (others: the model defaults)
     steps: int = 300                     # training steps per run
     batch_size: int = 64
@@ -297,7 +297,7 @@ def _pool_run(args):
 def run_study(spec:StudySpec|str, # a StudySpec or a preset name
               root:str|Path|None=None, # the study root (runs, probes, report); default study_runs/<spec name>
               backend:str='local', # 'local' or 'ray'
-              workers:int|None=None, # local: parallel processes (None: 2 if there are 2+ CPU cores, else 1); ray: ignored
+              workers:int|None=None, # local: processes (None: 2 if there are 2+ CPU cores, else 1); ray: ignored
               address:str|None=None, # ray: None = a local instance, 'auto' or 'ray://host:port' = a cluster
               cpus_per_run:float=1, # ray: num_cpus of each task
               gpus_per_run:float=0, # ray: num_gpus of each task (fractions pack several runs on one GPU)
@@ -312,12 +312,12 @@ def run_study(spec:StudySpec|str, # a StudySpec or a preset name
     if workers is None: workers = min(2, os.cpu_count() or 1)
     check(isinstance(workers, int) and workers >= 1, f'workers must be a positive integer, got {workers!r}')
     root = Path(root) if root is not None else Path('study_runs') / spec.name
-    todo_all = jobs(spec)                                    # resolves the datasets: a missing file fails here, before any write
+    todo_all = jobs(spec)                      # resolves the datasets: a missing file fails here, before any write
     _check_root(root, spec)
     todo = [j for j in todo_all if not (root / 'runs' / j['name'] / 'metrics.json').exists()]
     logger.info(f'study {spec.name!r} in {root}: {len(todo_all)} runs, {len(todo_all) - len(todo)} already finished, '
                 f'{len(todo)} to do ({backend})')
-    for d in spec.datasets:                                  # probes first: one per dataset, never trained twice at once
+    for d in spec.datasets:                    # probes first: one per dataset, never trained twice at once
         if any(j['train']['dataset'] == d for j in todo):
             kw = next(j['train']['dataset_kwargs'] for j in todo if j['train']['dataset'] == d)
             _probe(root, load_dataset(d, **kw), spec.probe_steps)
@@ -403,7 +403,7 @@ def evaluation_path(path:str|Path, # a run directory
     return Path(path) / f'evaluation-{name}.json'
 
 def evaluate_run(path:str|Path, # a run directory
-                 sizes:str|dict='quick', # 'quick', 'fast', 'standard', a dict of metric sizes, or that dict as JSON text
+                 sizes:str|dict='quick', # 'quick', 'fast', 'standard', a dict of metric sizes, or it as JSON text
                  causal_images:int=64, # images for CES, specificity and active latents
                  modularity_images:int=16, # images for circuit modularity
                  probe_steps:int=600, # factor-probe training steps (cached in the model cache)

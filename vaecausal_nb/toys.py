@@ -13,7 +13,7 @@ import torch.nn as nn
 from .hooks import HookPoint, name_hook_points
 
 # %% auto #0
-__all__ = ['ToyVAE', 'IllusionNet']
+__all__ = ['ToyVAE', 'ToyVQ', 'IllusionNet']
 
 # %% ../nbs/03a_toys.ipynb #61c33756
 class ToyVAE(nn.Module):
@@ -63,6 +63,26 @@ class ToyVAE(nn.Module):
         z = self.hook_z(mu)
         return {'mu': mu, 'logvar': logvar, 'z': z, 'logits': self.decode(z)}
     def representation(self, x): return self.encode(x)[0]
+
+# %% ../nbs/03a_toys.ipynb #e2a5eaf2
+class ToyVQ(ToyVAE):
+    "ToyVAE behind a quantised code of `slots` slots × `code_dim` coordinates, each snapped to the nearest of `levels`."
+    gaussian_posterior = False
+    def __init__(self, slots:int=3, # slots (one codeword each)
+                 code_dim:int=2, # coordinates per slot (each draws its own pixel block)
+                 levels:Sequence[float]=(-1., 1.), # the values a coordinate snaps to
+                 **kw): # ToyVAE's arguments (block, hidden, entangled, dead — coordinate indices —, linear, seed)
+        super().__init__(latent_dim=slots * code_dim, **kw)
+        self.code_dim = code_dim
+        self.register_buffer('levels', torch.as_tensor(levels, dtype=torch.float32))
+    def slots(self): return [tuple(range(i * self.code_dim, (i + 1) * self.code_dim))
+                             for i in range(self.latent_dim // self.code_dim)]
+    def quantize(self, ze):
+        "Each coordinate's nearest level: (z_q, level indices)."
+        idx = (ze[..., None] - self.levels).abs().argmin(-1)
+        return self.levels[idx], idx
+    def encode(self, x): return super().encode(x)[0], None
+    def representation(self, x): return self.quantize(self.encode(x)[0])[0]
 
 # %% ../nbs/03a_toys.ipynb #bf7a258a
 class IllusionNet(nn.Module):

@@ -196,7 +196,7 @@ def _out_of_memory(e:BaseException) -> bool:
 
 # %% ../nbs/04_train.ipynb #6206ef6b
 def train(cfg:TrainConfig, # what to train
-          dataset:FactorDataset|None=None, # the dataset `cfg` names, if the caller has loaded it already (it is not reloaded)
+          dataset:FactorDataset|None=None, # the dataset `cfg` names, if the caller has it loaded (not reloaded)
          ) -> Run:
     "Train (or resume) the run described by `cfg`; returns a `Run`."
     from tqdm.auto import tqdm

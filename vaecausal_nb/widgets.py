@@ -208,7 +208,8 @@ class InterventionExplorer:
 
         from vaecausal_nb.hooks import hook_points
         self.model, self.ds, self.probe, self.scale, self.last_ms = model.eval(), dataset, probe, scale, float('nan')
-        self.error, self.image, self.factors, self.nie_image = W.HTML(), W.Image(format='png'), W.HTML(), W.Image(format='png')
+        self.error, self.image = W.HTML(), W.Image(format='png')
+        self.factors, self.nie_image = W.HTML(), W.Image(format='png')
         self.nie_label = W.HTML()
         try:
             check(isinstance(dataset, FactorDataset), f'dataset must be a FactorDataset, got {type(dataset).__name__}')
@@ -224,7 +225,8 @@ class InterventionExplorer:
         except VaeCausalError as e:
             self.error.value = _error_html(e); self.widget = W.VBox([self.error]); return
         sites = [s for s in hook_points(model) if s.startswith('decoder.')]
-        self.site = site if site is not None else (DECODER_SITE if DECODER_SITE in sites else (sites[0] if sites else None))
+        default = DECODER_SITE if DECODER_SITE in sites else (sites[0] if sites else None)
+        self.site = site if site is not None else default
         L = self.codes.shape[1]
         self.latent = W.Dropdown(options=[(f'z{i}' + ('' if active[i] else ' (passive)'), i) for i in range(L)],
                                  value=int(np.argmax(active)) if active.any() else 0, description='latent')
