@@ -44,7 +44,7 @@ def test_kill_mid_run_then_resume_is_bit_identical(tmp_path):
 def test_bad_input_one_line(tmp_path):
     r = cli('train', '--arch', 'vae', '--hparam', 'beta=2', '--out', str(tmp_path / 'x'))
     assert r.returncode == 2 and r.stderr.strip().count('\n') == 0
-    assert 'vae has no hyperparameter(s) beta; valid: none' in r.stderr
+    assert 'vae has no hyperparameter(s) beta; valid: posterior_var' in r.stderr
     r = cli('study', '--preset', 'bogus', '--out', str(tmp_path / 'p'))
     assert r.returncode == 2 and "unknown preset 'bogus'; choose one of quick, standard, paper" in r.stderr
     r = cli('train', '--arch', 'wae', '--out', str(tmp_path / 'y'))

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -24,7 +25,7 @@ from .models import DECODER_SITE, kl_normal
 
 # %% auto #0
 __all__ = ['MIN_FACTOR_EFFECT', 'MetricResult', 'slot_codewords', 'intervention_values', 'active_latents', 'ces',
-           'pixel_specificity', 'intervention_specificity', 'causal_profile', 'circuit_modularity']
+           'pixel_specificity', 'intervention_specificity', 'causal_profile', 'circuit_modularity', 'causal_summary']
 
 # %% ../nbs/07_causal_metrics.ipynb #ec90f8b4
 @dataclass
@@ -293,3 +294,20 @@ def circuit_modularity(model:nn.Module, # a trained model with hook points in it
     value = _modularity_of(M[idx])
     return MetricResult('modularity', per, value, act, {'mediators': M, 'site': site, 'cosine': C,
                         **_modularity_uncertainty(Mi[idx], value, n_boot, n_null, seed)})
+
+# %% ../nbs/07_causal_metrics.ipynb #933328e4
+def causal_summary(model:nn.Module, # a trained model
+                   x:torch.Tensor, # images [N, C, H, W] (float)
+                   probe:Callable|None=None, # the dataset's factor probe (None: no factor-level specificity)
+                   modularity_images:int=8, # circuit modularity uses the first this many images
+                   site:str|None=None, # circuit modularity's mediator layer (default 'decoder.hooks.0')
+                  ) -> dict:
+    "Every causal metric of a model on images `x` as flat floats: n_active, ces, specificities, modularity (+ extras)."
+    act = active_latents(model, x)
+    results = [act, *causal_profile(model, x, probe=probe, active=act.active).values()]    # one latent sweep
+    t = time.perf_counter()
+    results.append(circuit_modularity(model, x[:modularity_images], site=site, active=act.active))
+    out = {'seconds_modularity': time.perf_counter() - t, 'n_latents': len(act.active)}
+    for r in results:
+        if r is not None: out.update(r.summary())
+    return {k: float(v) for k, v in out.items()}

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from .controls import CONTROLS
 from .core import VaeCausalError, check, load_json
 from .data import load_dataset
 from .interventions import save_traversal
@@ -49,7 +50,7 @@ def study_spec(args) -> StudySpec:
         spec = StudySpec.from_dict(d)
     else: spec = preset(args.preset)
     over = {'archs': _csv(args.archs), 'datasets': _csv(args.datasets), 'seeds': _csv(args.seeds, int),
-            'steps': args.steps}
+            'steps': args.steps, 'controls': _csv(args.controls)}
     for k, v in over.items():
         if v is not None: setattr(spec, k, v)
     if args.allow_procedural: spec.allow_procedural = True
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--datasets', default=None, help='comma-separated datasets (override the preset)')
     s.add_argument('--seeds', default=None, help='comma-separated seeds (override the preset)')
     s.add_argument('--steps', type=int, default=None, help="override the preset's training steps")
+    s.add_argument('--controls', default=None, help=f'comma-separated controls: {", ".join(CONTROLS)}')
     s.add_argument('--allow-procedural', action='store_true',
                    help='paper preset: use a generator where a real file is missing')
     s.add_argument('--no-report', action='store_true', help='do not write the report at the end')

@@ -71,14 +71,14 @@ def recon_bernoulli(logits:torch.Tensor, # decoder logits [N, C, H, W]
 class Conv64AE(nn.Module):
     """The frame every model shares: conv64 encoder → code → conv64 decoder with hook points; loss = recon +
     regularisers."""
-    arch, defaults = None, {}
+    arch, defaults, shared = None, {}, {}   # shared: hyperparameters every subclass has (GaussianVAE's posterior_var)
     gaussian_posterior = True        # encode(x) returns (mu, logvar); False: a deterministic (quantised) code
     def __init__(self, latent_dim:int=10, # latents (VQ-VAE: slots)
                  image_shape:tuple=(1, 64, 64), # (C, H, W) of the inputs
                  **hparams): # the architecture's hyperparameters (see `defaults`)
         super().__init__()
         self.latent_dim, self.image_shape = latent_dim, tuple(image_shape)
-        self.hparams = {**self.defaults, **hparams}
+        self.hparams = {**self.shared, **self.defaults, **hparams}
         self.encoder = Conv64Encoder(image_shape[0], self.enc_out_dim())
         self.add_code_hooks()
         self.hook_z = HookPoint()
@@ -126,12 +126,15 @@ class Conv64AE(nn.Module):
 class GaussianVAE(Conv64AE):
     "The VAE: conv64 encoder to (μ, log σ²), reparameterised z, conv64 decoder to logits."
     arch, defaults = 'vae', {}
+    shared = {'posterior_var': None}   # every Gaussian model: a number fixes σ² of q(z|x) (the fixed-variance control)
     def add_code_hooks(self): self.hook_mu, self.hook_logvar = HookPoint(), HookPoint()
     def enc_out_dim(self): return 2 * self.latent_dim
 
     def encode(self, x):
-        "Posterior parameters `(mu, logvar)`."
+        "Posterior parameters `(mu, logvar)` (log σ² fixed at log `posterior_var` when that is set)."
         mu, logvar = self.encoder(self.check_input(x)).chunk(2, 1)
+        fixed = self.hparams['posterior_var']
+        if fixed is not None: logvar = torch.full_like(logvar, math.log(fixed))
         return self.hook_mu(mu), self.hook_logvar(logvar)
     def forward(self, x) -> dict:
         mu, logvar = self.encode(x)
@@ -342,7 +345,8 @@ SWEEPS = {'beta_vae': {'beta': [1, 2, 4, 6, 8, 16]}, 'factor_vae': {'gamma': [10
 
 
 # %% ../nbs/03_models.ipynb #c632e1be
-HPARAM_RANGES = {'decay': (0.0, 1.0), 'disc_lr': (1e-12, math.inf), 'n_values': (2, math.inf)}   # [low, high)
+HPARAM_RANGES = {'decay': (0.0, 1.0), 'disc_lr': (1e-12, math.inf), 'n_values': (2, math.inf),   # [low, high)
+                 'posterior_var': (1e-6, math.inf)}
 
 def check_hparams(arch:str, # one of ARCHS
                   hparams:dict, # name -> value (numbers; JSON-parsed strings from the CLI are refused if not numbers)
@@ -350,7 +354,7 @@ def check_hparams(arch:str, # one of ARCHS
     "The hyperparameters, checked against the architecture's names, types and ranges (one clear error otherwise)."
     check(arch in MODELS, f'unknown architecture {arch!r}; choose one of {", ".join(ARCHS)}')
     check(isinstance(hparams, dict), f'hparams must be a dict of name -> value, got {type(hparams).__name__}')
-    defaults = MODELS[arch].defaults
+    defaults = {**MODELS[arch].defaults, **MODELS[arch].shared}
     bad = sorted(set(hparams) - set(defaults))
     check(not bad, f'{arch} has no hyperparameter(s) {", ".join(bad)}; valid: {", ".join(defaults) or "none"}')
     for k, v in hparams.items():

@@ -11,17 +11,17 @@ from pathlib import Path
 import numpy as np
 
 from .core import atomic_write, check, load_json
-from .stats import correlation, correlation_table
+from .stats import correlation, correlation_table, recon_adjusted
 from .study import load_results, study_status
 
 # %% auto #0
-__all__ = ['MAIN_METRICS', 'DISENTANGLEMENT', 'write_report']
+__all__ = ['MAIN_METRICS', 'CAUSAL', 'DISENTANGLEMENT', 'write_report']
 
 # %% ../nbs/10b_report.ipynb #7dc5714d
-MAIN_METRICS = ['final_recon', 'final_kl', 'dci_disentanglement', 'dci_completeness', 'dci_informativeness_test',
-                'mig', 'sap',
-                'factor_vae', 'beta_vae', 'irs', 'n_active', 'ces', 'ces_per_recon', 'specificity_pixel',
-                'specificity_factor', 'modularity']
+MAIN_METRICS = ['final_recon', 'final_kl', 'dci_disentanglement', 'dci_completeness', 'dci_informativeness_train',
+                'dci_informativeness_test', 'mig', 'sap', 'factor_vae', 'beta_vae', 'irs', 'n_active', 'ces',
+                'specificity_pixel', 'specificity_factor', 'modularity']
+CAUSAL = ['ces', 'specificity_pixel', 'specificity_factor', 'modularity']
 DISENTANGLEMENT = ['dci_disentanglement', 'mig', 'sap', 'factor_vae', 'beta_vae', 'irs']
 
 def _png(fig) -> bytes:
@@ -86,6 +86,44 @@ def _correlation_section(core, figs:Path) -> list:
     with atomic_write(figs / 'ces_vs_dci.png') as f: f.write(_png(fig))
     return md + ['![CES vs DCI](figures/ces_vs_dci.png)', '']
 
+# %% ../nbs/10b_report.ipynb #4f5a0d72
+def _recon_section(core) -> list:
+    "Each causal metric against DCI disentanglement with reconstruction as a covariate (5+ runs per dataset)."
+    if core.groupby('dataset').size().min() < 5: return []
+    t = recon_adjusted(core, [m for m in CAUSAL if m in core.columns], n_boot=1000)
+    return ['## Reconstruction as a covariate', '',
+            'Within each dataset: r(x, recon) is how much the causal metric x follows the reconstruction error; r is '
+            'its raw Pearson correlation with DCI disentanglement; r | recon the partial correlation given the '
+            'reconstruction error (p, 95 % bootstrap CI); slope the standardised coefficient of x in '
+            'DCI ~ x + recon (OLS, p).', '', _md(t.set_index(['dataset', 'x'])), '']
+
+def _controls_section(df) -> list:
+    "The decoder controls (trained, random and refitted decoder) and the fixed-variance runs, when the study has them."
+    import pandas as pd
+    md = []
+    cols = [m for m in CAUSAL if m in df.columns]
+    ctl = [c for c in ('random_decoder', 'refit_decoder') if f'{c}_ces' in df.columns]
+    std = df[df.variant == 'standard']
+    if ctl:
+        t = std.groupby('arch')[cols].mean().add_prefix('trained ')
+        for c in ctl: t = t.join(std.groupby('arch')[[f'{c}_{m}' for m in cols if f'{c}_{m}' in df]].mean())
+        md += ['## Controls: which decoder?', '', 'Mean over runs of each causal metric for the trained decoder, a '
+               're-initialised one (random_decoder_*) and one trained again on the frozen codes (refit_decoder_*). '
+               'A metric that follows the code keeps its value under the refit; what a random decoder gives is the '
+               'floor.', '', _md(t.T), '']
+        if 'refit_decoder' in ctl:
+            rows = {m: correlation(std[m], std[f'refit_decoder_{m}'], n_boot=1000) for m in cols
+                    if f'refit_decoder_{m}' in df}
+            md += ['Does a metric follow the code? Spearman ρ over runs between the trained and the refitted '
+                   "decoder's values:", '', _md(pd.DataFrame({m: {'n': r['n'], 'spearman': r['spearman'],
+                   'p': r['spearman_p']} for m, r in rows.items()}).T), '']
+    if (df.variant == 'fixed_variance').any():
+        fv = df[df.arch.isin(df.loc[df.variant == 'fixed_variance', 'arch'].unique())]
+        md += ['## Controls: fixed posterior variance', '', 'Gaussian architectures trained as usual (standard) and '
+               'with σ² of q(z|x) fixed (fixed_variance); mean over runs.', '',
+               _md(fv.groupby(['arch', 'variant'])[[m for m in MAIN_METRICS if m in df]].mean()), '']
+    return md
+
 # %% ../nbs/10b_report.ipynb #3027327b
 def _architecture_section(core, figs:Path) -> list:
     "Bars per architecture and dataset (mean ± sd over seeds) for the main metrics."
@@ -130,9 +168,12 @@ def write_report(root:str|Path, # a study root
     check(len(df) > 0, f'{root} has no finished runs yet; run the study first (vaecausal study --out {root})')
     figs = out / 'figures'; figs.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / 'results.csv', 'w') as f: df.to_csv(f, index=False)
-    core = df[df.latent_dim == df.latent_dim.mode()[0]]          # the architecture grid (capacity-sweep runs aside)
+    if 'variant' not in df.columns: df['variant'] = 'standard'                   # studies from before the controls
+    df['variant'] = df['variant'].fillna('standard')
+    core = df[(df.latent_dim == df.latent_dim.mode()[0]) & (df.variant == 'standard')]   # the architecture grid
     md = (_header_section(df, root) + _results_section(core) + _correlation_section(core, figs) +
-          _architecture_section(core, figs) + _sweep_section(df) + _traversal_section(core, root, figs))
+          _recon_section(core) + _controls_section(df) + _architecture_section(core, figs) + _sweep_section(df) +
+          _traversal_section(core, root, figs))
     report = out / 'report.md'
     with atomic_write(report, 'w') as f: f.write('\n'.join(md) + '\n')
     return report

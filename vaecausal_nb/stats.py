@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,7 +17,7 @@ from .core import check
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['correlation', 'partial_correlation', 'hedges_g', 'compare_architectures', 'correlation_table']
+__all__ = ['correlation', 'partial_correlation', 'hedges_g', 'compare_architectures', 'correlation_table', 'recon_adjusted']
 
 # %% ../nbs/10a_stats.ipynb #4b5d1340
 def _pearson(x, y, axis=-1):
@@ -171,3 +172,33 @@ def correlation_table(df:'pandas.DataFrame', # one row per run
                          'spearman_p': c['spearman_p']})
     return pd.DataFrame(rows)
 
+
+# %% ../nbs/10a_stats.ipynb #018060c6
+def _ols_slope(d, x:str, y:str, covariate:str) -> tuple[float, float]:
+    "Standardised slope of x in y ~ x + covariate (OLS) and its p-value; NaN when it cannot be fitted."
+    import statsmodels.api as sm
+    z = (d - d.mean()) / d.std(ddof=0)
+    if len(z) < 5 or not np.isfinite(z.to_numpy()).all(): return float('nan'), float('nan')
+    fit = sm.OLS(z[y], sm.add_constant(z[[x, covariate]])).fit()
+    return float(fit.params[x]), float(fit.pvalues[x])
+
+def recon_adjusted(df:'pandas.DataFrame', # one row per run
+                   xs:Sequence[str]=('ces', 'specificity_pixel', 'specificity_factor', 'modularity'), # causal metrics
+                   y:str='dci_disentanglement', # the disentanglement metric
+                   covariate:str='final_recon', # the reconstruction error
+                   by:str='dataset', # within each group
+                   n_boot:int=2000, # bootstrap resamples of the partial correlation's CI
+                  ) -> 'pandas.DataFrame':
+    """Per group and causal metric x: r(x, recon), r(x, y), the partial r(x, y | recon) with p and CI, and the
+    standardised slope of x in y ~ x + recon with its p."""
+    import pandas as pd
+    rows = []
+    for g, d in df.groupby(by):
+        for x in [c for c in xs if c in df.columns]:
+            dd = d[[x, y, covariate]].astype(float).replace([np.inf, -np.inf], np.nan).dropna()
+            pc = partial_correlation(dd, x, y, [covariate], n_boot=n_boot)
+            b, bp = _ols_slope(dd, x, y, covariate)
+            rows.append({by: g, 'x': x, 'n': len(dd), 'r_x_recon': correlation(dd[x], dd[covariate], n_boot=n_boot)[
+                'pearson'], 'r': correlation(dd[x], dd[y], n_boot=n_boot)['pearson'], 'r_given_recon': pc['r'],
+                'p': pc['p'], 'ci_low': pc['ci'][0], 'ci_high': pc['ci'][1], 'slope': b, 'slope_p': bp})
+    return pd.DataFrame(rows)

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING
 from fastcore.basics import patch
 import torch
 
-from .causal_metrics import active_latents, causal_profile, circuit_modularity
+from .causal_metrics import causal_summary
+from .controls import CONTROLS, FIXED_VARIANCE, control_measures
 from .interventions import save_traversal
 from .core import VaeCausalError, check, load_json, logger, save_json
 from .data import DATASETS, PROCEDURAL, load_dataset, random_batch, to_float
 from .metrics import SIZES, evaluate, resolve_sizes
-from .models import ARCHS, check_hparams
+from .models import ARCHS, MODELS, check_hparams
 from .probes import factor_probe
 from .train import TrainConfig, load_run, train
 
@@ -32,8 +33,8 @@ if TYPE_CHECKING: import pandas
 
 # %% auto #0
 __all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'CPU_HPARAMS', 'PRESETS', 'SUMMARY_SEED', 'CAUSAL_SEED', 'StudySpec', 'preset',
-           'run_key', 'jobs', 'measure', 'run_job', 'run_study', 'load_results', 'study_status', 'evaluation_path',
-           'evaluate_run']
+           'run_key', 'jobs', 'causal_images', 'measure', 'run_job', 'run_study', 'load_results', 'study_status',
+           'evaluation_path', 'evaluate_run']
 
 # %% ../nbs/10_study.ipynb #ef859e92
 SPEC_VERSION = 1
@@ -61,6 +62,7 @@ class StudySpec:
     probe_steps: int = 600               # factor-probe training steps (one probe per dataset, cached in the study root)
     procedural: bool|None = True         # True: generators; None: real files where present; False: real files only
     allow_procedural: bool = False       # with procedural=None/False: fall back to a generator when a file is missing
+    controls: tuple = ()                 # the referee's controls (controls.CONTROLS) measured or trained with each run
     version: int = SPEC_VERSION
 
     def to_dict(self) -> dict:
@@ -76,7 +78,9 @@ class StudySpec:
 # %% ../nbs/10_study.ipynb #e75d0ef2
 @patch
 def validate(self:StudySpec):
-    for k in ('archs', 'datasets', 'seeds', 'latent_dims'): setattr(self, k, tuple(getattr(self, k)))
+    for k in ('archs', 'datasets', 'seeds', 'latent_dims', 'controls'): setattr(self, k, tuple(getattr(self, k)))
+    bad = [c for c in self.controls if c not in CONTROLS]
+    check(not bad, f'unknown control(s) {", ".join(map(repr, bad))}; choose from {", ".join(CONTROLS)}')
     self.extra_latent_dims = {a: tuple(int(L) for L in v) for a, v in self.extra_latent_dims.items()}
     if isinstance(self.metric_sizes, dict):
         self.metric_sizes = {m: tuple(v) if isinstance(v, (list, tuple)) else v for m, v in self.metric_sizes.items()}
@@ -149,25 +153,40 @@ def jobs(spec:StudySpec) -> list[dict]:
     ds_kw = {d: _resolve_dataset(d, spec.procedural, spec.allow_procedural) for d in spec.datasets}
     ev = {'metric_sizes': spec.metric_sizes, 'causal_images': spec.causal_images,
           'modularity_images': spec.modularity_images, 'probe_steps': spec.probe_steps}
+    decoder_controls = [c for c in spec.controls if c != 'fixed_variance']
+    if decoder_controls: ev['controls'] = decoder_controls        # (absent when none: older run keys stay valid)
     out = []
     for s in spec.seeds:                   # seeds outermost: a study stopped half-way has every cell with fewer seeds
         for d in spec.datasets:
             for a in spec.archs:
                 dims = list(spec.latent_dims) + [L for L in spec.extra_latent_dims.get(a,
                     ()) if L not in spec.latent_dims]
-                for L in dims:
-                    cfg = TrainConfig(arch=a, hparams=dict(spec.hparams.get(a, {})), dataset=d, dataset_kwargs=ds_kw[d],
+                for L, variant in [(L, v) for L in dims for v in _variants(spec, a)]:
+                    hp = {**spec.hparams.get(a, {}), **({'posterior_var': FIXED_VARIANCE} if variant else {})}
+                    cfg = TrainConfig(arch=a, hparams=hp, dataset=d, dataset_kwargs=ds_kw[d],
                                       latent_dim=int(L), steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
                                       seed=int(s), progress=False).validate()
                     job = {'train': cfg.to_dict(), 'eval': ev, 'version': spec.version}
                     key = run_key(job)
-                    out.append({**job, 'key': key, 'name': f'{a}-{d}-L{L}-s{s}-{key}'})
+                    out.append({**job, 'key': key, 'name': f'{a}{"-fixedvar" if variant else ""}-{d}-L{L}-s{s}-{key}'})
     return out
+
+def _variants(spec:StudySpec, arch:str) -> list[bool]:
+    "Whether to train each architecture as is (False) and, with the fixed_variance control, with σ² fixed (True)."
+    gaussian = MODELS[arch].gaussian_posterior
+    return [False] + [True] * ('fixed_variance' in spec.controls and gaussian)
 
 # %% ../nbs/10_study.ipynb #8ed13c77
 # Images drawn for measurement get seeds of their own, apart from the training seed (which draws the batches):
 SUMMARY_SEED = 10_000         # + run seed: the held-out images of the final loss terms
 CAUSAL_SEED = 20_000          # + run seed: the images of the causal metrics
+
+def causal_images(ds, # a FactorDataset
+                  n:int, # how many images
+                  seed:int, # the run's seed
+                 ) -> torch.Tensor:
+    "The images a run's causal metrics are measured on (float, CPU): drawn with CAUSAL_SEED + seed."
+    return to_float(random_batch(ds, n, torch.Generator().manual_seed(CAUSAL_SEED + seed))[0])
 
 def _model_summary(model, ds, seed:int, n:int=512) -> dict:
     "Mean loss terms of the trained model on `n` random images (no gradient)."
@@ -198,17 +217,8 @@ def measure(model:torch.nn.Module, # a trained model
     out = _model_summary(model, ds, seed)
     out.update({k: v for k, v in evaluate(model, ds, sizes=ev['metric_sizes'], seed=seed, progress=progress).items()
                 if k != 'seconds_total'})
-    g = torch.Generator().manual_seed(CAUSAL_SEED + seed)
-    x = to_float(random_batch(ds, ev['causal_images'], g)[0])
-    act = active_latents(model, x)
-    results = [act, *causal_profile(model, x, probe=probe,
-                                    active=act.active).values()]   # one latent sweep for three metrics
-    t1 = time.perf_counter()
-    results.append(circuit_modularity(model, x[:ev['modularity_images']], active=act.active))
-    out['seconds_modularity'] = time.perf_counter() - t1
-    for r in results:
-        if r is not None: out.update(r.summary())
-    out['n_latents'] = len(act.active)
+    x = causal_images(ds, ev['causal_images'], seed)
+    out.update(causal_summary(model, x, probe=probe, modularity_images=ev['modularity_images']))
     out['seconds_eval'] = time.perf_counter() - t0
     return {k: float(v) for k, v in out.items()}
 
@@ -254,10 +264,16 @@ def _train_and_measure(job, root, d, done) -> dict:
     if not (d / 'traversal.png').exists(): save_traversal(run.model, ds, d / 'traversal.png')
     probe = _probe(root, ds, job['eval']['probe_steps'])
     m = measure(run.model, ds, job['eval'], cfg.seed, probe)
+    if job['eval'].get('controls'):
+        x = causal_images(ds, job['eval']['causal_images'], cfg.seed)
+        m.update(control_measures(run.model, ds, x, job['eval']['controls'], steps=cfg.steps, probe=probe,
+                                  modularity_images=job['eval']['modularity_images'], seed=cfg.seed,
+                                  batch_size=cfg.batch_size, lr=cfg.lr))
     row = {'key': job['key'], 'name': job['name'], 'arch': cfg.arch, 'dataset': cfg.dataset,
            'procedural': bool(cfg.dataset_kwargs.get('procedural')), 'n_factors': sum(s > 1 for s in ds.factor_sizes),
-           'latent_dim': cfg.latent_dim, 'seed': cfg.seed, 'steps': cfg.steps, 'hparams': json.dumps(cfg.hparams,
-               sort_keys=True),
+           'latent_dim': cfg.latent_dim, 'seed': cfg.seed, 'steps': cfg.steps,
+           'variant': 'fixed_variance' if cfg.hparams.get('posterior_var') is not None else 'standard',
+           'hparams': json.dumps(cfg.hparams, sort_keys=True),
            **m, 'seconds_train': t_train}
     save_json(row, done)
     return row
