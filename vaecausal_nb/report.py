@@ -15,7 +15,7 @@ from .stats import correlation, correlation_table, recon_adjusted
 from .study import load_results, study_status
 
 # %% auto #0
-__all__ = ['MAIN_METRICS', 'CAUSAL', 'DISENTANGLEMENT', 'write_report']
+__all__ = ['MAIN_METRICS', 'CAUSAL', 'DISENTANGLEMENT', 'COLUMNS', 'write_report']
 
 # %% ../nbs/10b_report.ipynb #7dc5714d
 MAIN_METRICS = ['final_recon', 'final_kl', 'dci_disentanglement', 'dci_completeness', 'dci_informativeness_train',
@@ -56,12 +56,17 @@ def _header_section(df, root:Path) -> list:
     return md
 
 def _results_section(core) -> list:
-    "The mean of every main metric per dataset and architecture."
+    "Mean ± sd over seeds of every main metric per dataset and architecture."
     metrics = [m for m in MAIN_METRICS if m in core.columns]
     n_seeds = core.groupby(['dataset', 'arch']).size()
     seeds = f'{int(n_seeds.min())}' if n_seeds.min() == n_seeds.max() else f'{int(n_seeds.min())}–{int(n_seeds.max())}'
-    return ['## Results (mean over seeds)', '', f'Seeds per cell: {seeds}.', '',
-            _md(core.groupby(['dataset', 'arch'])[metrics].mean()), '']
+    g = core.groupby(['dataset', 'arch'])[metrics]
+    mean, sd = g.mean(), g.std()
+    cell = lambda m, s: '–' if not np.isfinite(m) else f'{m:.3f}' + (f' ± {s:.3f}' if np.isfinite(s) else '')
+    table = mean.copy().astype(object)
+    for m in metrics: table[m] = [cell(a, b) for a, b in zip(mean[m], sd[m])]
+    return ['## Results (mean ± sd over seeds)', '', f'Seeds per cell: {seeds}. Columns are defined at the end.', '',
+            _md(table), '']
 
 # %% ../nbs/10b_report.ipynb #3ac88466
 def _correlation_section(core, figs:Path) -> list:
@@ -115,8 +120,8 @@ def _controls_section(df) -> list:
             rows = {m: correlation(std[m], std[f'refit_decoder_{m}'], n_boot=1000) for m in cols
                     if f'refit_decoder_{m}' in df}
             md += ['Does a metric follow the code? Spearman ρ over runs between the trained and the refitted '
-                   "decoder's values:", '', _md(pd.DataFrame({m: {'n': r['n'], 'spearman': r['spearman'],
-                   'p': r['spearman_p']} for m, r in rows.items()}).T), '']
+                   "decoder's values:", '', _md(pd.DataFrame.from_dict({m: {'n': r['n'],
+                   'spearman': r['spearman'], 'p': r['spearman_p']} for m, r in rows.items()}, orient='index')), '']
     if (df.variant == 'fixed_variance').any():
         fv = df[df.arch.isin(df.loc[df.variant == 'fixed_variance', 'arch'].unique())]
         md += ['## Controls: fixed posterior variance', '', 'Gaussian architectures trained as usual (standard) and '
@@ -158,6 +163,46 @@ def _traversal_section(core, root:Path, figs:Path) -> list:
             md += [f'**{a}** ({first}, seed {r.seed})', '', f'![{a}](figures/traversal_{a}.png)', '']
     return md
 
+# %% ../nbs/10b_report.ipynb #d82b31cc
+COLUMNS = {
+    'final_recon': 'reconstruction loss on 512 held-out images (Bernoulli negative log-likelihood, nats per image)',
+    'final_kl': 'KL(q(z|x) ‖ p(z)) summed over latents (nats per image; VQ-VAE/QLAE: none)',
+    'dci_disentanglement': 'DCI disentanglement (0–1; quantised models per slot)',
+    'dci_completeness': 'DCI completeness (0–1; quantised models per slot)',
+    'dci_informativeness_train': "DCI informativeness: the boosted trees' accuracy on their training points (0–1)",
+    'dci_informativeness_test': "DCI informativeness: the boosted trees' accuracy on held-out points (0–1)",
+    'mig': 'mutual information gap (0–1; quantised models: exact MI of each slot\'s codeword)',
+    'sap': 'separated attribute predictability (0–1)', 'factor_vae': 'FactorVAE score (majority-vote accuracy, 0–1)',
+    'beta_vae': 'BetaVAE score (linear classifier accuracy, 0–1)', 'irs': 'interventional robustness score (0–1)',
+    'n_active': 'active latents (KL ≥ 0.01 nats; quantised: slots with codeword entropy ≥ 0.01 nats)',
+    'ces': 'causal effect strength: RMS pixel change per intervention, mean over active latents (probabilities, 0–1)',
+    'specificity_pixel': '1 − entropy of the pixel-change distribution / log P, over active latents (0–1)',
+    'specificity_factor': 'max / sum of the factor-probe changes, weighted by effect size (0–1)',
+    'modularity': '1 − mean cosine of the latents\' NIE vectors over decoder channels (0–1); with a permutation null',
+}
+
+def _flags_section(df) -> list:
+    "Runs a reader should not take at face value: collapsed, codebooks barely used, budgets below the settled range."
+    flags = []
+    for _, r in df.iterrows():
+        why = []
+        if r.get('n_active', 2) <= 1: why.append(f'collapsed: {int(r.n_active)} active latents')
+        if r.get('final_codebook_usage', 1) < 0.25: why.append(f'codebook use {r.final_codebook_usage:.0%}')
+        if why: flags.append({'run': r['name'], 'flag': '; '.join(why)})
+    md = ['## Flags', '']
+    if df.steps.max() < 10_000:
+        md += [f'All runs trained {int(df.steps.max()):,} steps or fewer: the metrics are still changing at such '
+               'budgets (findings/00_training_budget), so this study is a **pilot**.', '']
+    return md + ([_md(_frame(flags).set_index('run')), ''] if flags else ['No collapsed runs or unused codebooks.', ''])
+
+def _columns_section(df) -> list:
+    "What every column of the tables means, with its unit."
+    return ['## Columns', '', _md(_frame({'definition': {c: d for c, d in COLUMNS.items() if c in df}})), '']
+
+def _frame(rows):
+    import pandas as pd
+    return pd.DataFrame(rows)
+
 # %% ../nbs/10b_report.ipynb #08f46d4d
 def write_report(root:str|Path, # a study root
                  out:str|Path|None=None, # report folder (default: the root)
@@ -173,7 +218,7 @@ def write_report(root:str|Path, # a study root
     core = df[(df.latent_dim == df.latent_dim.mode()[0]) & (df.variant == 'standard')]   # the architecture grid
     md = (_header_section(df, root) + _results_section(core) + _correlation_section(core, figs) +
           _recon_section(core) + _controls_section(df) + _architecture_section(core, figs) + _sweep_section(df) +
-          _traversal_section(core, root, figs))
+          _traversal_section(core, root, figs) + _flags_section(df) + _columns_section(df))
     report = out / 'report.md'
     with atomic_write(report, 'w') as f: f.write('\n'.join(md) + '\n')
     return report
