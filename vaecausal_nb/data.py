@@ -822,6 +822,8 @@ REMOTE = {
                                    'sha256:16adf314226327ee006d1a44db8cfef52773c06c829951d5653a9f6f310248a2')]],
 }
 
+
+# %% ../nbs/01_data.ipynb #8624939f
 def fetch_file(url:str, # where to download from
                dest:str|Path, # the file to write (atomically)
                checksum:str|None, # expected 'sha256:…' or 'md5:…' (None: no check)

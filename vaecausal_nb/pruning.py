@@ -335,6 +335,8 @@ def site_inputs(model:nn.Module, # the network
     finally: h.remove()
     return store['a']
 
+
+# %% ../nbs/08_pruning.ipynb #b1e02f97
 @torch.no_grad()
 def iia(full:nn.Module, # the original network
         compiled:nn.Module, # its abstraction (from abstract / compile_abstraction)

@@ -183,6 +183,7 @@ COLUMNS = {
 
 def _flags_section(df) -> list:
     "Runs a reader should not take at face value: collapsed, codebooks barely used, budgets below the settled range."
+    import pandas as pd
     flags = []
     for _, r in df.iterrows():
         why = []
@@ -193,15 +194,13 @@ def _flags_section(df) -> list:
     if df.steps.max() < 10_000:
         md += [f'All runs trained {int(df.steps.max()):,} steps or fewer: the metrics are still changing at such '
                'budgets (findings/00_training_budget), so this study is a **pilot**.', '']
-    return md + ([_md(_frame(flags).set_index('run')), ''] if flags else ['No collapsed runs or unused codebooks.', ''])
+    if not flags: return md + ['No collapsed runs or unused codebooks.', '']
+    return md + [_md(pd.DataFrame(flags).set_index('run')), '']
 
 def _columns_section(df) -> list:
     "What every column of the tables means, with its unit."
-    return ['## Columns', '', _md(_frame({'definition': {c: d for c, d in COLUMNS.items() if c in df}})), '']
-
-def _frame(rows):
     import pandas as pd
-    return pd.DataFrame(rows)
+    return ['## Columns', '', _md(pd.DataFrame({'definition': {c: d for c, d in COLUMNS.items() if c in df}})), '']
 
 # %% ../nbs/10b_report.ipynb #08f46d4d
 def write_report(root:str|Path, # a study root
