@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from .core import atomic_write, check, load_json
-from .stats import correlation, correlation_table, recon_adjusted
+from .stats import (by_config, correlation, correlation_table, exclusions, mixed_effect,
+                                recon_adjusted)
 from .study import load_results, study_status
 
 # %% auto #0
@@ -56,33 +57,41 @@ def _header_section(df, root:Path) -> list:
     return md
 
 def _results_section(core) -> list:
-    "Mean ± sd over seeds of every main metric per dataset and architecture."
+    "Mean ± sd over runs (configurations and seeds) of every main metric per dataset and architecture."
     metrics = [m for m in MAIN_METRICS if m in core.columns]
-    n_seeds = core.groupby(['dataset', 'arch']).size()
-    seeds = f'{int(n_seeds.min())}' if n_seeds.min() == n_seeds.max() else f'{int(n_seeds.min())}–{int(n_seeds.max())}'
+    n = core.groupby(['dataset', 'arch']).size()
+    runs = f'{int(n.min())}' if n.min() == n.max() else f'{int(n.min())}–{int(n.max())}'
     g = core.groupby(['dataset', 'arch'])[metrics]
     mean, sd = g.mean(), g.std()
     cell = lambda m, s: '–' if not np.isfinite(m) else f'{m:.3f}' + (f' ± {s:.3f}' if np.isfinite(s) else '')
     table = mean.copy().astype(object)
     for m in metrics: table[m] = [cell(a, b) for a, b in zip(mean[m], sd[m])]
-    return ['## Results (mean ± sd over seeds)', '', f'Seeds per cell: {seeds}. Columns are defined at the end.', '',
+    return ['## Results (mean ± sd over runs)', '', f'Runs per cell (configurations × seeds, excluded runs left '
+            f'out): {runs}. Columns are defined at the end.', '',
             _md(table), '']
 
 # %% ../nbs/10b_report.ipynb #3ac88466
-def _correlation_section(core, figs:Path) -> list:
-    """Within-dataset correlations of CES with each disentanglement metric, and the CES-DCI scatter (4+ runs per
-    dataset)."""
+def _correlation_section(runs, figs:Path) -> list:
+    """Within-dataset correlations of CES with each disentanglement metric over configurations (seeds averaged), the
+    mixed model over runs, and the CES-DCI scatter (4+ configurations per dataset)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
-    if core.groupby('dataset').size().min() < 4: return []
-    ct = correlation_table(core, 'ces', [m for m in DISENTANGLEMENT if m in core.columns], n_boot=1000)
+    cfg = by_config(runs)
+    if cfg.groupby('dataset').size().min() < 4: return []
+    ct = correlation_table(runs, 'ces', [m for m in DISENTANGLEMENT if m in runs.columns], n_boot=1000)
+    me = mixed_effect(runs, 'ces')
     md = ['## CES and disentanglement within each dataset', '',
-          'Pearson r with a two-sided p-value and a 95 % percentile-bootstrap CI over runs; Spearman ρ beside it.', '',
-          _md(ct.set_index(['dataset', 'y'])), '']
-    ds_names = sorted(core.dataset.unique())
+          'Points are configurations (the mean over their seeds). Pearson r with a two-sided p, Holm–Šidák over the '
+          'datasets, and a 95 % percentile-bootstrap CI over configurations; Spearman ρ beside it; detectable_r is '
+          'the smallest |r| the test finds with 80 % power at its corrected level — a p above 0.05 where '
+          'detectable_r is large says nothing.', '', _md(ct.set_index(['dataset', 'y'])), '',
+          f'Mixed model over all {me["n_runs"]} runs ({me["model"]}; DCI disentanglement ~ CES + reconstruction + '
+          'dataset, random intercepts for architecture and configuration; standardised within dataset): CES '
+          f'coefficient {me["coef"]:.3f}, 95 % CI [{me["ci"][0]:.3f}, {me["ci"][1]:.3f}], p = {me["p"]:.3g}.', '']
+    ds_names = sorted(cfg.dataset.unique())
     fig, axs = plt.subplots(1, len(ds_names), figsize=(3.6 * len(ds_names), 3.2), squeeze=False)
     for ax, d in zip(axs[0], ds_names):
-        dd = core[core.dataset == d]
+        dd = cfg[cfg.dataset == d]
         sns.scatterplot(data=dd, x='dci_disentanglement', y='ces', hue='arch', ax=ax, s=40, legend=ax is axs[0, -1])
         c = correlation(dd['dci_disentanglement'], dd['ces'], n_boot=1000)
         ax.set_title(f'{d}: r = {c["pearson"]:.2f} [{c["pearson_ci"][0]:.2f}, {c["pearson_ci"][1]:.2f}]', fontsize=9)
@@ -92,12 +101,14 @@ def _correlation_section(core, figs:Path) -> list:
     return md + ['![CES vs DCI](figures/ces_vs_dci.png)', '']
 
 # %% ../nbs/10b_report.ipynb #4f5a0d72
-def _recon_section(core) -> list:
-    "Each causal metric against DCI disentanglement with reconstruction as a covariate (5+ runs per dataset)."
-    if core.groupby('dataset').size().min() < 5: return []
-    t = recon_adjusted(core, [m for m in CAUSAL if m in core.columns], n_boot=1000)
+def _recon_section(runs) -> list:
+    "Each causal metric against DCI disentanglement with reconstruction as a covariate (5+ configurations a dataset)."
+    cfg = by_config(runs)
+    if cfg.groupby('dataset').size().min() < 5: return []
+    t = recon_adjusted(cfg, [m for m in CAUSAL if m in cfg.columns], n_boot=1000)
     return ['## Reconstruction as a covariate', '',
-            'Within each dataset: r(x, recon) is how much the causal metric x follows the reconstruction error; r is '
+            'Within each dataset, over configurations: r(x, recon) is how much the causal metric x follows the '
+            'reconstruction error; r is '
             'its raw Pearson correlation with DCI disentanglement; r | recon the partial correlation given the '
             'reconstruction error (p, 95 % bootstrap CI); slope the standardised coefficient of x in '
             'DCI ~ x + recon (OLS, p).', '', _md(t.set_index(['dataset', 'x'])), '']
@@ -182,19 +193,21 @@ COLUMNS = {
 }
 
 def _flags_section(df) -> list:
-    "Runs a reader should not take at face value: collapsed, codebooks barely used, budgets below the settled range."
+    """Runs a reader should not take at face value: excluded by the study's rule (stats.exclusions), a single active
+    latent, budgets below the settled range."""
     import pandas as pd
     flags = []
-    for _, r in df.iterrows():
-        why = []
-        if r.get('n_active', 2) <= 1: why.append(f'collapsed: {int(r.n_active)} active latents')
-        if r.get('final_codebook_usage', 1) < 0.25: why.append(f'codebook use {r.final_codebook_usage:.0%}')
+    for (_, r), excluded in zip(df.iterrows(), exclusions(df)):
+        why = [f'excluded: {excluded}'] if excluded else []
+        if r.get('n_active', 2) == 1: why.append('one active latent (no modularity)')
         if why: flags.append({'run': r['name'], 'flag': '; '.join(why)})
     md = ['## Flags', '']
     if df.steps.max() < 10_000:
         md += [f'All runs trained {int(df.steps.max()):,} steps or fewer: the metrics are still changing at such '
                'budgets (findings/00_training_budget), so this study is a **pilot**.', '']
-    if not flags: return md + ['No collapsed runs or unused codebooks.', '']
+    md += ['Excluded runs (the rule of `stats.exclusions`: diverged, no active latent, or a VQ codebook below 25 % '
+           'use, written before the data) stay in `results.csv` and the tables, and leave every test.', '']
+    if not flags: return md + ['No run is excluded or flagged.', '']
     return md + [_md(pd.DataFrame(flags).set_index('run')), '']
 
 def _columns_section(df) -> list:
@@ -214,9 +227,10 @@ def write_report(root:str|Path, # a study root
     with atomic_write(out / 'results.csv', 'w') as f: df.to_csv(f, index=False)
     if 'variant' not in df.columns: df['variant'] = 'standard'                   # studies from before the controls
     df['variant'] = df['variant'].fillna('standard')
-    core = df[(df.latent_dim == df.latent_dim.mode()[0]) & (df.variant == 'standard')]   # the architecture grid
-    md = (_header_section(df, root) + _results_section(core) + _correlation_section(core, figs) +
-          _recon_section(core) + _controls_section(df) + _architecture_section(core, figs) + _sweep_section(df) +
+    runs = df[(df.variant == 'standard') & (exclusions(df) == '')]       # what the tests use
+    core = runs[runs.latent_dim == runs.latent_dim.mode()[0]]               # the architecture grid
+    md = (_header_section(df, root) + _results_section(core) + _correlation_section(runs, figs) +
+          _recon_section(runs) + _controls_section(df) + _architecture_section(core, figs) + _sweep_section(df) +
           _traversal_section(core, root, figs) + _flags_section(df) + _columns_section(df))
     report = out / 'report.md'
     with atomic_write(report, 'w') as f: f.write('\n'.join(md) + '\n')

@@ -5,9 +5,10 @@
 # %% ../nbs/10a_stats.ipynb #7411dba1
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,7 +18,9 @@ from .core import check
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['correlation', 'partial_correlation', 'hedges_g', 'compare_architectures', 'correlation_table', 'recon_adjusted']
+__all__ = ['CODEBOOK_MIN_USE', 'correlation', 'partial_correlation', 'hedges_g', 'sidak_alpha', 'detectable_r', 'configs_needed',
+           'detectable_g', 'by_config', 'cluster_bootstrap', 'mixed_effect', 'exclusions', 'compare_architectures',
+           'correlation_table', 'recon_adjusted']
 
 # %% ../nbs/10a_stats.ipynb #4b5d1340
 def _pearson(x, y, axis=-1):
@@ -119,33 +122,163 @@ def hedges_g(a, # values of group a
     if sp == 0: return float('nan') if a.mean() == b.mean() else math.copysign(math.inf, a.mean() - b.mean())
     return float((a.mean() - b.mean()) / sp * (1 - 3 / (4 * (na + nb) - 9)))
 
+# %% ../nbs/10a_stats.ipynb #859ae6cb
+def _z(p:float) -> float:
+    from scipy.stats import norm
+    return float(norm.ppf(p))
+
+def sidak_alpha(alpha:float, # family-wise error rate
+                m:int, # tests in the family
+               ) -> float:
+    "The per-test level of Šidák's correction (Holm–Šidák's first, strictest step): 1 − (1 − α)^(1/m)."
+    check(0 < alpha < 1 and m >= 1, f'need 0 < alpha < 1 and m >= 1, got alpha={alpha}, m={m}')
+    return 1 - (1 - alpha) ** (1 / m)
+
+# %% ../nbs/10a_stats.ipynb #322f2454
+def detectable_r(n:int, # configurations (independent points)
+                 alpha:float=0.05, # two-sided level (Šidák-corrected already, if several tests)
+                 power:float=0.8, # probability of detecting it
+                ) -> float:
+    "The smallest |r| a correlation test on `n` points detects with `power` at level `alpha` (Fisher's z)."
+    if n <= 3: return float('nan')
+    return math.tanh((_z(1 - alpha / 2) + _z(power)) / math.sqrt(n - 3))
+
+def configs_needed(r:float, # the correlation to detect
+                   alpha:float=0.05, # family-wise level
+                   power:float=0.8, # probability of detecting it
+                   tests:int=1, # tests in the family (e.g. one per dataset; Šidák-corrected)
+                  ) -> int:
+    "How many configurations a correlation test needs to detect `r` with `power` (Fisher's z)."
+    check(0 < abs(r) < 1, f'r must be in (-1, 1) and not 0, got {r}')
+    a = sidak_alpha(alpha, tests)
+    return math.ceil(((_z(1 - a / 2) + _z(power)) / math.atanh(abs(r))) ** 2 + 3)
+
+# %% ../nbs/10a_stats.ipynb #9a37c268
+def detectable_g(n_a:int, # points in group a
+                 n_b:int, # points in group b
+                 alpha:float=0.05, # two-sided level (Šidák-corrected already, if several tests)
+                 power:float=0.8, # probability of detecting it
+                ) -> float:
+    "The smallest Hedges' g (Cohen's d) a two-sample t test on n_a and n_b points detects with `power`."
+    from statsmodels.stats.power import TTestIndPower
+    if min(n_a, n_b) < 2: return float('nan')
+    return float(TTestIndPower().solve_power(effect_size=None, nobs1=n_a, ratio=n_b / n_a, alpha=alpha, power=power))
+
+# %% ../nbs/10a_stats.ipynb #2f4498ea
+def by_config(df:'pandas.DataFrame', # one row per run, with `config` (study.load_results adds it)
+              by:str='dataset', # configurations are distinct within each value of this column
+             ) -> 'pandas.DataFrame':
+    "The mean over seeds of every numeric column, one row per (by, config), with `arch`, `latent_dim` and `n_seeds`."
+    check('config' in df.columns, "no 'config' column: load the table with study.load_results (it adds one)")
+    num = [c for c in df.select_dtypes('number').columns if c not in ('seed',)]
+    g = df.groupby([by, 'config'], sort=True)
+    out = g[num].mean()
+    out['n_seeds'] = g.size()
+    out['arch'] = g['arch'].first()
+    return out.reset_index()
+
+# %% ../nbs/10a_stats.ipynb #f7b63367
+def cluster_bootstrap(df:'pandas.DataFrame', # one row per run
+                      stat:Callable, # DataFrame -> float
+                      cluster:str='config', # resample whole groups of this column
+                      n_boot:int=2000, # resamples
+                      seed:int=0, # resampling seed
+                      level:float=0.95, # confidence level
+                     ) -> tuple[float, tuple[float, float]]:
+    "`stat(df)` and its percentile CI over resamples of whole clusters (seeds of a configuration move together)."
+    import pandas as pd
+    check(cluster in df.columns, f'no column {cluster!r} to resample by; the table has {", ".join(df.columns)}')
+    groups = [d for _, d in df.groupby(cluster)]
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n_boot):
+        pick = rng.integers(len(groups), size=len(groups))
+        with np.errstate(all='ignore'): vals.append(stat(pd.concat([groups[i] for i in pick], ignore_index=True)))
+    vals = np.asarray(vals, float); vals = vals[np.isfinite(vals)]
+    a = (1 - level) / 2
+    ci = tuple(float(v) for v in np.quantile(vals, [a, 1 - a])) if len(vals) >= 20 else (float('nan'),) * 2
+    return float(stat(df)), ci
+
+# %% ../nbs/10a_stats.ipynb #870bf8e1
+def mixed_effect(df:'pandas.DataFrame', # one row per run: x, y, covariates, `by`, `arch`, `config`
+                 x:str, # the predictor (e.g. 'ces')
+                 y:str='dci_disentanglement', # the response
+                 covariates:Sequence[str]=('final_recon',), # more fixed effects (standardised like x and y)
+                 by:str='dataset', # a fixed effect; x, y and covariates are standardised within each of its values
+                 level:float=0.95, # confidence level of the interval
+                ) -> dict:
+    """The standardised effect of x on y with random intercepts for architecture and configuration (statsmodels
+    MixedLM); plain OLS when every configuration has one run. {'coef', 'se', 'p', 'ci', 'n_runs', 'n_configs',
+    'model', 'converged'}."""
+    import statsmodels.formula.api as smf
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+    cols = [x, y, *covariates]
+    miss = [c for c in [*cols, by, 'arch', 'config'] if c not in df.columns]
+    check(not miss, f'no column(s) {", ".join(miss)}; the table has {", ".join(df.columns)}')
+    d = df[[*cols, by, 'arch', 'config']].replace([np.inf, -np.inf], np.nan).dropna().copy()
+    for c in cols: d[c] = d.groupby(by)[c].transform(lambda v: (v - v.mean()) / v.std(ddof=0) if v.std() > 0 else v * 0)
+    d.columns = [f'v{i}' for i in range(len(cols))] + ['by', 'arch', 'config']         # formula-safe names
+    rhs = ' + '.join([f'v{i}' for i in [0, *range(2, len(cols))]] + ['C(by)'] * (d['by'].nunique() > 1))
+    out = {'n_runs': len(d), 'n_configs': d.groupby(['by', 'config']).ngroups}
+    if out['n_configs'] < len(cols) + 3: return {**out, 'coef': np.nan, 'se': np.nan, 'p': np.nan,
+                                                   'ci': (np.nan, np.nan), 'model': 'too few', 'converged': False}
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        if out['n_runs'] > out['n_configs']:
+            fit = smf.mixedlm(f'v1 ~ {rhs}', d, groups=d['arch'], re_formula='1',
+                              vc_formula={'config': '0 + C(config)'}).fit(reml=True)
+            model, conv = 'mixedlm', bool(fit.converged) and not any(issubclass(i.category, ConvergenceWarning)
+                                                                     for i in w)
+        else: fit, model, conv = smf.ols(f'v1 ~ {rhs}', d).fit(), 'ols (one run per configuration)', True
+    lo, hi = fit.conf_int(alpha=1 - level).loc['v0']
+    return {**out, 'coef': float(fit.params['v0']), 'se': float(fit.bse['v0']), 'p': float(fit.pvalues['v0']),
+            'ci': (float(lo), float(hi)), 'model': model, 'converged': conv}
+
+# %% ../nbs/10a_stats.ipynb #5373b8f5
+CODEBOOK_MIN_USE = 0.25       # rule 3: the least share of codewords a VQ-VAE must use at the end of training
+
+def exclusions(df:'pandas.DataFrame', # one row per run (a study's results)
+              ) -> 'pandas.Series':
+    "Why each run is excluded from the confirmatory tests by rules 1–3 ('' when kept), in the table's index."
+    import pandas as pd
+    def why(r):
+        out = []
+        if not all(np.isfinite(r.get(c, 0.0)) for c in ('final_loss', 'final_recon')): out.append('diverged')
+        if r.get('n_active', 1) == 0: out.append('collapsed: no active latent')
+        use = r.get('final_codebook_usage', np.nan)
+        if np.isfinite(use) and use < CODEBOOK_MIN_USE: out.append(f'codebook use {use:.0%} < {CODEBOOK_MIN_USE:.0%}')
+        return '; '.join(out)
+    return pd.Series([why(r) for _, r in df.iterrows()], index=df.index, dtype=object)
+
 # %% ../nbs/10a_stats.ipynb #46333bf3
-def compare_architectures(df:'pandas.DataFrame', # one row per run
+def compare_architectures(df:'pandas.DataFrame', # one row per run (with `config` when unit='config')
                           metric:str, # the column compared
                           by:str='dataset', # comparisons within each value of this column
                           alpha:float=0.05, # family-wise error rate
+                          unit:str='config', # 'config': seeds averaged per configuration first; 'run': runs as points
                          ) -> 'pandas.DataFrame':
-    """Every pair of architectures within each `by` group: means, Welch t-test p, Holm–Šidák adjusted p, Hedges' g,
-    significant."""
+    """Every pair of architectures within each `by` group: means, Welch t-test p, Holm–Šidák adjusted p (over the whole
+    table), Hedges' g, the g detectable at 80 % power, significant."""
     import pandas as pd
     from scipy import stats
     from statsmodels.stats.multitest import multipletests
     check(metric in df.columns, f'no column {metric!r}; the table has {", ".join(df.columns)}')
+    check(unit in ('config', 'run'), f"unit must be 'config' or 'run', got {unit!r}")
+    if unit == 'config': df = by_config(df, by)
     rows = []
     for g, d in df.groupby(by):
-        archs = sorted(d['arch'].unique())
-        for i, a in enumerate(archs):
-            for b in archs[i + 1:]:
-                va, vb = d.loc[d.arch == a, metric].dropna().to_numpy(float), d.loc[d.arch == b,
-                    metric].dropna().to_numpy(float)
-                p = float(stats.ttest_ind(va, vb, equal_var=False).pvalue) if min(len(va),
-                    len(vb)) >= 2 else float('nan')
-                rows.append({by: g, 'a': a, 'b': b, 'mean_a': va.mean() if len(va) else np.nan,
-                             'mean_b': vb.mean() if len(vb) else np.nan, 'n_a': len(va), 'n_b': len(vb), 'p': p,
-                             'hedges_g': hedges_g(va, vb)})
+        vals = {a: v[metric].dropna().to_numpy(float) for a, v in d.groupby('arch')}
+        for a, b in itertools.combinations(sorted(vals), 2):
+            va, vb = vals[a], vals[b]
+            p = float(stats.ttest_ind(va, vb, equal_var=False).pvalue) if min(len(va), len(vb)) >= 2 else np.nan
+            rows.append({by: g, 'a': a, 'b': b, 'mean_a': va.mean() if len(va) else np.nan,
+                         'mean_b': vb.mean() if len(vb) else np.nan, 'n_a': len(va), 'n_b': len(vb), 'p': p,
+                         'hedges_g': hedges_g(va, vb)})
     out = pd.DataFrame(rows)
     if not len(out): return out
     ok = out['p'].notna().to_numpy()
+    a1 = sidak_alpha(alpha, max(1, int(ok.sum())))
+    out['detectable_g'] = [detectable_g(na, nb, a1) for na, nb in zip(out.n_a, out.n_b)]
     out['p_holm_sidak'] = np.nan
     out['significant'] = False
     if ok.any():
@@ -155,23 +288,33 @@ def compare_architectures(df:'pandas.DataFrame', # one row per run
     return out
 
 # %% ../nbs/10a_stats.ipynb #404be1e3
-def correlation_table(df:'pandas.DataFrame', # one row per run
+def correlation_table(df:'pandas.DataFrame', # one row per run (with `config` when unit='config')
                       x:str='ces', # the column correlated with each of `ys`
                       ys:list=('dci_disentanglement', 'mig', 'sap', 'factor_vae', 'beta_vae', 'irs'), # columns
                       by:str='dataset', # within each group
                       n_boot:int=2000, # bootstrap resamples
+                      unit:str='config', # 'config': seeds averaged per configuration first; 'run': runs as points
+                      alpha:float=0.05, # family-wise level of the Holm–Šidák correction over groups, per column
                      ) -> 'pandas.DataFrame':
-    "Within-group Pearson and Spearman correlations of `x` with each column of `ys`, with p-values and bootstrap CIs."
+    """Within-group Pearson and Spearman correlations of `x` with each column of `ys`: p-values, bootstrap CIs, the |r|
+    detectable at 80 % power (at Šidák's level over the groups) and Holm–Šidák p over the groups."""
     import pandas as pd
-    rows = []
+    from statsmodels.stats.multitest import multipletests
+    check(unit in ('config', 'run'), f"unit must be 'config' or 'run', got {unit!r}")
+    if unit == 'config': df = by_config(df, by)
+    rows, m = [], df[by].nunique()
     for g, d in df.groupby(by):
         for y in ys:
             c = correlation(d[x], d[y], n_boot=n_boot)
-            rows.append({by: g, 'y': y, 'n': c['n'], 'pearson': c['pearson'], 'p': c['pearson_p'],
-                         'ci_low': c['pearson_ci'][0], 'ci_high': c['pearson_ci'][1], 'spearman': c['spearman'],
-                         'spearman_p': c['spearman_p']})
-    return pd.DataFrame(rows)
-
+            rows.append({by: g, 'y': y, 'n': c['n'], 'detectable_r': detectable_r(c['n'], sidak_alpha(alpha, m)),
+                         'pearson': c['pearson'], 'p': c['pearson_p'], 'ci_low': c['pearson_ci'][0],
+                         'ci_high': c['pearson_ci'][1], 'spearman': c['spearman'], 'spearman_p': c['spearman_p']})
+    out = pd.DataFrame(rows)
+    out['p_holm_sidak'] = np.nan
+    for _, d in out[out.p.notna()].groupby('y'):
+        with np.errstate(divide='ignore'):
+            out.loc[d.index, 'p_holm_sidak'] = multipletests(d.p, method='holm-sidak')[1]
+    return out
 
 # %% ../nbs/10a_stats.ipynb #018060c6
 def _ols_slope(d, x:str, y:str, covariate:str) -> tuple[float, float]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import json
 import os
 import sys
@@ -32,9 +33,9 @@ from .train import TrainConfig, load_run, train
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'CPU_HPARAMS', 'PRESETS', 'SUMMARY_SEED', 'CAUSAL_SEED', 'StudySpec', 'preset',
-           'run_key', 'jobs', 'causal_images', 'measure', 'run_job', 'run_study', 'load_results', 'study_status',
-           'evaluation_path', 'evaluate_run']
+__all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'CPU_HPARAMS', 'SWEEP', 'CAPACITY_DIMS', 'PILOT_SWEEP', 'PRESETS', 'SUMMARY_SEED',
+           'CAUSAL_SEED', 'StudySpec', 'configurations', 'preset', 'run_key', 'jobs', 'causal_images', 'measure',
+           'run_job', 'run_study', 'config_label', 'load_results', 'study_status', 'evaluation_path', 'evaluate_run']
 
 # %% ../nbs/10_study.ipynb #ef859e92
 SPEC_VERSION = 1
@@ -53,6 +54,7 @@ class StudySpec:
     latent_dims: tuple = (10,)           # latent dimensions of every architecture
     extra_latent_dims: dict = field(default_factory=dict)  # arch -> more latent dims for it only (the capacity sweep)
     hparams: dict = field(default_factory=dict)    # arch -> hyperparameters (others: the model defaults)
+    sweep: dict = field(default_factory=dict)      # arch -> {hyperparameter: values}: a configuration per combination
     steps: int = 300                     # training steps per run
     batch_size: int = 64
     lr: float = 5e-4
@@ -97,6 +99,7 @@ def validate(self:StudySpec):
     for a, hp in self.hparams.items():
         check(a in ARCHS, f'hparams names an unknown architecture {a!r}')
         check_hparams(a, hp)
+    _check_sweep(self)
     for a in self.extra_latent_dims: check(a in self.archs, f'extra_latent_dims names {a!r}, which is not in archs')
     for k in ('steps', 'batch_size', 'causal_images', 'modularity_images', 'probe_steps'):
         check(isinstance(getattr(self, k), int) and getattr(self, k) >= 1,
@@ -108,20 +111,52 @@ def validate(self:StudySpec):
           f'{SPEC_VERSION}; start a new study root, or install the vaecausal_nb that wrote it')
     return self
 
+# %% ../nbs/10_study.ipynb #e264d2bd
+def _check_sweep(spec:StudySpec):
+    "Normalise `spec.sweep` to arch -> {name: tuple of values}; every combination must be valid hyperparameters."
+    check(isinstance(spec.sweep, dict), f'sweep must be a dict arch -> {{hyperparameter: values}}, got {spec.sweep!r}')
+    spec.sweep = {a: {k: tuple(v) if isinstance(v, (list, tuple)) else (v,) for k, v in grid.items()}
+                  for a, grid in spec.sweep.items()}
+    for a, grid in spec.sweep.items():
+        check(a in spec.archs, f'sweep names {a!r}, which is not in archs')
+        empty = [k for k, v in grid.items() if not v]
+        check(not empty, f'sweep[{a!r}] gives no values for {", ".join(empty)}')
+        for hp in configurations(spec, a): check_hparams(a, {**spec.hparams.get(a, {}), **hp})
+
+def configurations(spec:StudySpec, # a study spec
+                   arch:str, # one of its architectures
+                  ) -> list[dict]:
+    "The swept hyperparameters of each configuration of `arch` (`[{}]` when it is not swept), in grid order."
+    grid = spec.sweep.get(arch, {})
+    return [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())]
+
 # %% ../nbs/10_study.ipynb #177b9580
+# The powered design (#16): five values of each architecture's own hyperparameter, and the capacity grid (β × latent
+# dim, the plain VAE as β = 1): 4 + 20 + 4 × 5 = 44 configurations a dataset.
+SWEEP = {'beta_vae': {'beta': (2., 4., 6., 8., 16.)}, 'factor_vae': {'gamma': (10., 20., 35., 50., 100.)},
+         'beta_tc_vae': {'beta': (2., 4., 6., 8., 10.)}, 'dip_vae_ii': {'lambda_od': (1., 2., 5., 10., 50.)},
+         'vq_vae': {'commitment': (0.1, 0.25, 0.5, 1., 2.)}}
+CAPACITY_DIMS = {'vae': (4, 7, 16), 'beta_vae': (4, 7, 16)}      # beside latent_dims=(10,)
+# The CPU pilot: four values each (36 configurations a dataset)
+PILOT_SWEEP = {a: {k: tuple(v[i] for i in (0, 1, 3, 4)) for k, v in g.items()} for a, g in SWEEP.items()}
+
 PRESETS = {
     'quick': dict(name='quick', steps=250, probe_steps=400, modularity_images=4, hparams=CPU_HPARAMS),
-    'standard': dict(name='standard', datasets=('dsprites', 'shapes3d', 'mpi3d'), seeds=(0, 1, 2), steps=300,
-                     extra_latent_dims={'beta_vae': (4, 7)}, hparams=CPU_HPARAMS),
-    'paper': dict(name='paper', datasets=('dsprites', 'shapes3d', 'mpi3d', 'smallnorb', 'celeba'), seeds=(0, 1, 2),
-                  steps=300_000, lr=1e-4, metric_sizes='standard', causal_images=512, modularity_images=64,
-                  probe_steps=5000, procedural=None),
+    'standard': dict(name='standard', datasets=('dsprites', 'shapes3d'), seeds=(0,), steps=300, sweep=PILOT_SWEEP,
+                     extra_latent_dims=CAPACITY_DIMS, hparams=CPU_HPARAMS),
+    'gpu': dict(name='gpu', datasets=('dsprites', 'shapes3d', 'mpi3d'), seeds=(0, 1, 2, 3, 4), steps=10_000,
+                sweep=SWEEP, extra_latent_dims=CAPACITY_DIMS, metric_sizes='fast', causal_images=256,
+                modularity_images=32, probe_steps=3000, controls=('random_decoder',)),
+    'paper': dict(name='paper', datasets=('dsprites', 'shapes3d', 'mpi3d', 'smallnorb', 'celeba'),
+                  seeds=(0, 1, 2, 3, 4), steps=300_000, lr=1e-4, sweep=SWEEP, extra_latent_dims=CAPACITY_DIMS,
+                  metric_sizes='standard', causal_images=512, modularity_images=64, probe_steps=5000, procedural=None,
+                  controls=('random_decoder', 'refit_decoder', 'fixed_variance')),
 }
 
-def preset(name:str, # 'quick', 'standard', 'paper' (see PRESETS)
+def preset(name:str, # 'quick', 'standard', 'gpu', 'paper' (see PRESETS)
            **overrides, # StudySpec fields to change, e.g. seeds=(0, 1)
           ) -> StudySpec:
-    "The `StudySpec` of a named preset ('quick', 'standard', 'paper'), with fields overridden."
+    "The `StudySpec` of a named preset ('quick', 'standard', 'gpu', 'paper'), with fields overridden."
     check(name in PRESETS, f'unknown preset {name!r}; choose one of {", ".join(PRESETS)}')
     return StudySpec(**{**copy.deepcopy(PRESETS[name]), **overrides}).validate()
 
@@ -148,7 +183,8 @@ def run_key(job:dict) -> str:
     return TrainConfig.from_dict(job['train']).key(extra={'eval': job['eval'], 'version': job['version']})
 
 def jobs(spec:StudySpec) -> list[dict]:
-    "One job per run of the grid: {'key', 'name', 'train' (TrainConfig dict), 'eval' (settings), 'version'}."
+    """One job per run of the grid (architecture × configuration × latent dim × variant, per dataset and seed):
+    {'key', 'name', 'train' (TrainConfig dict), 'eval' (settings), 'version'}."""
     spec.validate()
     ds_kw = {d: _resolve_dataset(d, spec.procedural, spec.allow_procedural) for d in spec.datasets}
     ev = {'metric_sizes': spec.metric_sizes, 'causal_images': spec.causal_images,
@@ -158,17 +194,18 @@ def jobs(spec:StudySpec) -> list[dict]:
     out = []
     for s in spec.seeds:                   # seeds outermost: a study stopped half-way has every cell with fewer seeds
         for d in spec.datasets:
-            for a in spec.archs:
+            for a, sw in [(arch, sw) for arch in spec.archs for sw in configurations(spec, arch)]:
                 dims = list(spec.latent_dims) + [L for L in spec.extra_latent_dims.get(a,
                     ()) if L not in spec.latent_dims]
                 for L, variant in [(L, v) for L in dims for v in _variants(spec, a)]:
-                    hp = {**spec.hparams.get(a, {}), **({'posterior_var': FIXED_VARIANCE} if variant else {})}
+                    hp = {**spec.hparams.get(a, {}), **sw, **({'posterior_var': FIXED_VARIANCE} if variant else {})}
                     cfg = TrainConfig(arch=a, hparams=hp, dataset=d, dataset_kwargs=ds_kw[d],
                                       latent_dim=int(L), steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
                                       seed=int(s), progress=False).validate()
                     job = {'train': cfg.to_dict(), 'eval': ev, 'version': spec.version}
                     key = run_key(job)
-                    out.append({**job, 'key': key, 'name': f'{a}{"-fixedvar" if variant else ""}-{d}-L{L}-s{s}-{key}'})
+                    tag = ''.join(f'-{k}{v:g}' for k, v in sw.items()) + '-fixedvar' * variant
+                    out.append({**job, 'key': key, 'name': f'{a}{tag}-{d}-L{L}-s{s}-{key}'})
     return out
 
 def _variants(spec:StudySpec, arch:str) -> list[bool]:
@@ -390,11 +427,21 @@ def _run_ray(todo, root, address, cpus, gpus, bar) -> dict:
     finally:
         if started: ray.shutdown()
 
+# %% ../nbs/10_study.ipynb #8ef61bf9
+def config_label(arch:str, # the architecture
+                 hparams:str|dict, # its hyperparameters (a dict or a results table's JSON text)
+                 latent_dim:int, # its latent dim
+                ) -> str:
+    "A configuration's name: everything that defines a run but its seed and dataset, e.g. `beta_vae beta=4 L10`."
+    hp = json.loads(hparams) if isinstance(hparams, str) else hparams
+    return ' '.join([arch, *(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k, v in sorted(hp.items())),
+                     f'L{int(latent_dim)}'])
+
 # %% ../nbs/10_study.ipynb #c4719ddc
 def load_results(root:str|Path, # a study root
                  keys:set|None=None, # only these run keys (default: every finished run)
                 ) -> 'pandas.DataFrame':
-    "One row per finished run under `root`, with every metric."
+    "One row per finished run under `root`, with every metric and its `config` (what its seeds replicate)."
     import pandas as pd
     root = Path(root)
     check((root / 'runs').is_dir() or (root / 'study.json').exists(),
@@ -402,6 +449,7 @@ def load_results(root:str|Path, # a study root
     rows = [load_json(p) for p in sorted((root / 'runs').glob('*/metrics.json'))] if (root / 'runs').is_dir() else []
     df = pd.DataFrame(rows)
     if keys is not None and len(df): df = df[df['key'].isin(keys)]
+    if len(df): df['config'] = [config_label(*r) for r in zip(df.arch, df.hparams, df.latent_dim)]
     return df.reset_index(drop=True)
 
 def study_status(root:str|Path) -> dict:
