@@ -46,6 +46,6 @@ def test_bad_input_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr.strip().count('\n') == 0
     assert 'vae has no hyperparameter(s) beta; valid: posterior_var' in r.stderr
     r = cli('study', '--preset', 'bogus', '--out', str(tmp_path / 'p'))
-    assert r.returncode == 2 and "unknown preset 'bogus'; choose one of quick, standard, paper" in r.stderr
+    assert r.returncode == 2 and "unknown preset 'bogus'; choose one of quick, standard, gpu, paper" in r.stderr
     r = cli('train', '--arch', 'wae', '--out', str(tmp_path / 'y'))
     assert r.returncode == 2 and 'invalid choice' in r.stderr
