@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .core import atomic_write, check, load_json
+from .core import VaeCausalError, atomic_write, check, load_json
 from .stats import (by_config, correlation, correlation_table, exclusions, mixed_effect,
                                 recon_adjusted)
-from .study import load_results, study_status
+from .study import StudySpec, config_label, jobs, load_results, study_status
+
+if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['MAIN_METRICS', 'CAUSAL', 'DISENTANGLEMENT', 'COLUMNS', 'write_report']
+__all__ = ['MAIN_METRICS', 'CAUSAL', 'DISENTANGLEMENT', 'COLUMNS', 'completeness', 'write_report']
 
 # %% ../nbs/10b_report.ipynb #7dc5714d
 MAIN_METRICS = ['final_recon', 'final_kl', 'dci_disentanglement', 'dci_completeness', 'dci_informativeness_train',
@@ -51,6 +54,11 @@ def _header_section(df, root:Path) -> list:
           f'seeds {", ".join(map(str, sorted(df.seed.unique())))}; {steps} training steps). '
           f'Compute: {hours:.2f} h of run time (training + measurement). `results.csv` holds every number; '
           f'`runs/<name>/` holds each run.', '']
+    try: planned = {j['key'] for s in specs for j in jobs(StudySpec.from_dict(s))}
+    except VaeCausalError: planned = set()                 # a spec whose real files are not on this machine
+    if planned:
+        md += [f'Design: {len(planned)} planned runs, {df.key.isin(planned).sum()} of them finished; '
+               f'{df.groupby("dataset").config.nunique().to_dict()} configurations a dataset.', '']
     st = study_status(root)
     if st['unfinished']: md += [f'> {len(st["unfinished"])} runs are not finished; run the study again to complete '
                                 'them.', '']
@@ -214,6 +222,30 @@ def _columns_section(df) -> list:
     "What every column of the tables means, with its unit."
     import pandas as pd
     return ['## Columns', '', _md(pd.DataFrame({'definition': {c: d for c, d in COLUMNS.items() if c in df}})), '']
+
+# %% ../nbs/10b_report.ipynb #9f1a7615
+def completeness(df:'pandas.DataFrame', # a study's results (one row per finished run)
+                 spec:StudySpec, # the spec whose plan they are measured against
+                ) -> 'pandas.DataFrame':
+    """Per dataset and architecture: runs planned / finished / excluded / kept, configurations planned and kept, seeds
+    per kept configuration (min–max)."""
+    import pandas as pd
+    plan = pd.DataFrame([{'dataset': j['train']['dataset'], 'arch': j['train']['arch'], 'key': j['key'],
+                          'config': config_label(j['train']['arch'], j['train']['hparams'], j['train']['latent_dim'])}
+                         for j in jobs(spec)])
+    why = dict(zip(df['key'], exclusions(df))) if len(df) else {}
+    plan['finished'] = plan.key.isin(why)
+    plan['excluded'] = plan.key.map(lambda k: bool(why.get(k)))
+    plan['kept'] = plan.finished & ~plan.excluded
+    g = plan.groupby(['dataset', 'arch'])
+    seeds = plan[plan.kept].groupby(['dataset', 'arch', 'config']).size().groupby(['dataset', 'arch'])
+    span = lambda s: f'{s.min()}' if s.min() == s.max() else f'{s.min()}–{s.max()}'
+    out = pd.DataFrame({'runs planned': g.size(), 'finished': g.finished.sum(), 'excluded': g.excluded.sum(),
+                        'kept': g.kept.sum(), 'configs planned': g.config.nunique(),
+                        'configs kept': plan[plan.kept].groupby(['dataset', 'arch']).config.nunique()})
+    out['configs kept'] = out['configs kept'].fillna(0).astype(int)
+    out['seeds per kept config'] = seeds.agg(span).reindex(out.index).fillna('–')
+    return out
 
 # %% ../nbs/10b_report.ipynb #08f46d4d
 def write_report(root:str|Path, # a study root

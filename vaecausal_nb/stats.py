@@ -255,16 +255,19 @@ def compare_architectures(df:'pandas.DataFrame', # one row per run (with `config
                           metric:str, # the column compared
                           by:str='dataset', # comparisons within each value of this column
                           alpha:float=0.05, # family-wise error rate
-                          unit:str='config', # 'config': seeds averaged per configuration first; 'run': runs as points
+                          unit:str='config', # 'config': configurations as points (see below); 'run': runs as points
                          ) -> 'pandas.DataFrame':
     """Every pair of architectures within each `by` group: means, Welch t-test p, Holm–Šidák adjusted p (over the whole
-    table), Hedges' g, the g detectable at 80 % power, significant."""
+    table), Hedges' g, the g detectable at 80 % power, significant. With unit='config' an architecture's points are its
+    configurations (seeds averaged), or its runs when it has a single configuration there (the plain VAE)."""
     import pandas as pd
     from scipy import stats
     from statsmodels.stats.multitest import multipletests
     check(metric in df.columns, f'no column {metric!r}; the table has {", ".join(df.columns)}')
     check(unit in ('config', 'run'), f"unit must be 'config' or 'run', got {unit!r}")
-    if unit == 'config': df = by_config(df, by)
+    if unit == 'config':
+        one = df.groupby([by, 'arch']).config.transform('nunique') == 1
+        df = pd.concat([by_config(df[~one], by), df[one]], ignore_index=True)
     rows = []
     for g, d in df.groupby(by):
         vals = {a: v[metric].dropna().to_numpy(float) for a, v in d.groupby('arch')}
