@@ -25,7 +25,8 @@ from .models import DECODER_SITE, kl_normal
 
 # %% auto #0
 __all__ = ['MIN_FACTOR_EFFECT', 'MetricResult', 'slot_codewords', 'intervention_values', 'active_latents', 'ces',
-           'pixel_specificity', 'intervention_specificity', 'causal_profile', 'circuit_modularity', 'causal_summary']
+           'pixel_specificity', 'intervention_specificity', 'factor_pixel_specificity', 'causal_profile',
+           'circuit_modularity', 'causal_summary']
 
 # %% ../nbs/07_causal_metrics.ipynb #ec90f8b4
 @dataclass
@@ -219,6 +220,25 @@ def intervention_specificity(model:nn.Module, # a trained model
         return _specificity_result(e['pixel'], e['active'])
     e = _effects(model, x, ks, active, probe=probe, min_effect=min_effect)
     return _specificity_result(e['factor'], e['active'], e['factor_effects'])
+
+# %% ../nbs/07_causal_metrics.ipynb #0f727be9
+def factor_pixel_specificity(ds, # a FactorDataset
+                             n:int=128, # images per factor
+                             seed:int=0, # draws the images and the new factor values
+                            ) -> dict:
+    """The pixel-level specificity of each ground-truth factor (name -> value): each of `n` images with that factor
+    changed to another of its values, scored like a latent's effect (`pixel_specificity`, weighted by change size)."""
+    g = torch.Generator().manual_seed(seed)
+    f = ds.sample_factors(n, g)
+    x = ds.images(ds.index_of(f)).float() / 255
+    out = {}
+    for k, (name, size) in enumerate(zip(ds.factor_names, ds.factor_sizes)):
+        if size < 2: continue
+        f2 = f.clone()
+        f2[:, k] = (f[:, k] + torch.randint(1, size, (n,), generator=g)) % size   # always another value
+        s, w = pixel_specificity((ds.images(ds.index_of(f2)).float() / 255 - x).flatten(1))
+        out[name] = float((s * w).sum() / w.sum()) if w.sum() > 0 else float('nan')
+    return out
 
 # %% ../nbs/07_causal_metrics.ipynb #d14f6cc8
 def causal_profile(model:nn.Module, # a trained model
