@@ -195,7 +195,9 @@ COLUMNS = {
     'beta_vae': 'BetaVAE score (linear classifier accuracy, 0–1)', 'irs': 'interventional robustness score (0–1)',
     'n_active': 'active latents (KL ≥ 0.01 nats; quantised: slots with codeword entropy ≥ 0.01 nats)',
     'ces': 'causal effect strength: RMS pixel change per intervention, mean over active latents (probabilities, 0–1)',
-    'specificity_pixel': '1 − entropy of the pixel-change distribution / log P, over active latents (0–1)',
+    'specificity_pixel': '1 − entropy of the pixel-change distribution / log P, over active latents (0–1); the '
+                         'ground-truth factors score 0.29–0.46 on dSprites, 0.09–0.30 on Shapes3D '
+                         '(causal_metrics.factor_pixel_specificity)',
     'specificity_factor': 'max / sum of the factor-probe changes, weighted by effect size (0–1)',
     'modularity': '1 − mean cosine of the latents\' NIE vectors over decoder channels (0–1); with a permutation null',
 }

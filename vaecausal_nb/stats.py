@@ -184,16 +184,17 @@ def cluster_bootstrap(df:'pandas.DataFrame', # one row per run
                       n_boot:int=2000, # resamples
                       seed:int=0, # resampling seed
                       level:float=0.95, # confidence level
+                      strata:str|None=None, # resample clusters within each value of this column (group sizes kept)
                      ) -> tuple[float, tuple[float, float]]:
     "`stat(df)` and its percentile CI over resamples of whole clusters (seeds of a configuration move together)."
     import pandas as pd
     check(cluster in df.columns, f'no column {cluster!r} to resample by; the table has {", ".join(df.columns)}')
-    groups = [d for _, d in df.groupby(cluster)]
+    layers = [[d for _, d in s.groupby(cluster)] for _, s in (df.groupby(strata) if strata else [(None, df)])]
     rng = np.random.default_rng(seed)
     vals = []
     for _ in range(n_boot):
-        pick = rng.integers(len(groups), size=len(groups))
-        with np.errstate(all='ignore'): vals.append(stat(pd.concat([groups[i] for i in pick], ignore_index=True)))
+        pick = [g[i] for g in layers for i in rng.integers(len(g), size=len(g))]
+        with np.errstate(all='ignore'): vals.append(stat(pd.concat(pick, ignore_index=True)))
     vals = np.asarray(vals, float); vals = vals[np.isfinite(vals)]
     a = (1 - level) / 2
     ci = tuple(float(v) for v in np.quantile(vals, [a, 1 - a])) if len(vals) >= 20 else (float('nan'),) * 2
