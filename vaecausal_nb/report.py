@@ -58,7 +58,8 @@ def _header_section(df, root:Path) -> list:
     except VaeCausalError: planned = set()                 # a spec whose real files are not on this machine
     if planned:
         md += [f'Design: {len(planned)} planned runs, {df.key.isin(planned).sum()} of them finished; '
-               f'{df.groupby("dataset").config.nunique().to_dict()} configurations a dataset.', '']
+               + ', '.join(f'{d}: {n}' for d, n in df.groupby('dataset').config.nunique().items())
+               + ' configurations measured.', '']
     st = study_status(root)
     if st['unfinished']: md += [f'> {len(st["unfinished"])} runs are not finished; run the study again to complete '
                                 'them.', '']
@@ -71,9 +72,12 @@ def _results_section(core) -> list:
     runs = f'{int(n.min())}' if n.min() == n.max() else f'{int(n.min())}–{int(n.max())}'
     g = core.groupby(['dataset', 'arch'])[metrics]
     mean, sd = g.mean(), g.std()
-    cell = lambda m, s: '–' if not np.isfinite(m) else f'{m:.3f}' + (f' ± {s:.3f}' if np.isfinite(s) else '')
+    def cell(m, s, digits):
+        return '–' if not np.isfinite(m) else f'{m:.{digits}f}' + (f' ± {s:.{digits}f}' if np.isfinite(s) and s else '')
     table = mean.copy().astype(object)
-    for m in metrics: table[m] = [cell(a, b) for a, b in zip(mean[m], sd[m])]
+    for m in metrics:
+        whole = core[m].dropna().apply(float.is_integer).all()          # counts (active latents) print as integers
+        table[m] = [cell(a, b, 3 if not whole else 0 if float(a).is_integer() else 1) for a, b in zip(mean[m], sd[m])]
     return ['## Results (mean ± sd over runs)', '', f'Runs per cell (configurations × seeds, excluded runs left '
             f'out): {runs}. Columns are defined at the end.', '',
             _md(table), '']
