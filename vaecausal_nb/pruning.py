@@ -19,7 +19,7 @@ from .core import check, load_json, load_weights, save_json, save_weights
 from .hooks import get_module
 
 # %% auto #0
-__all__ = ['METHODS', 'find_producer', 'SiteStats', 'site_stats', 'constant_risk', 'fold_scores', 'risk_scores',
+__all__ = ['METHODS', 'find_producer', 'SiteStats', 'site_stats', 'constant_risk', 'fold_scores', 'risk_scores', 'BiasMapConv',
            'compile_abstraction', 'abstract', 'save_abstraction', 'load_abstraction', 'site_inputs', 'iia']
 
 # %% ../nbs/08_pruning.ipynb #7bf86b3d
@@ -27,7 +27,7 @@ def _linear(model, name, what='site') -> nn.Linear:
     m = get_module(model, name)
     check(isinstance(m, nn.Linear),
           f'the {what} {name!r} is a {type(m).__name__}; pruning folds removed units into the '
-          'next nn.Linear, so name the Linear layer that reads the units (conv channels are not supported yet)')
+          'next nn.Linear, so name the Linear layer that reads the units')
     return m
 
 # %% ../nbs/08_pruning.ipynb #23906254
@@ -67,15 +67,16 @@ def _fwd(model, forward):
 def find_producer(model:nn.Module, # the network
                   site:str, # the layer whose input units are scored
                  ) -> str:
-    """Name of the nn.Linear that produces the units `site` reads: the last Linear defined before `site` whose
-    out_features match."""
-    target = _linear(model, site)
+    """Name of the layer that produces the units `site` reads: the last layer of the site's kind (Linear, or a 2-D
+    (transposed) convolution) defined before `site` whose outputs match."""
+    target = _reader(model, site)
+    kind, U = (nn.Linear, target.in_features) if isinstance(target, nn.Linear) else (_CONV, target.in_channels)
     prev = None
     for n, m in model.named_modules():
         if n == site: break
-        if isinstance(m, nn.Linear) and m.out_features == target.in_features: prev = n
-    check(prev is not None,
-          f'no nn.Linear before {site!r} produces its {target.in_features} inputs; pass producer= explicitly')
+        if isinstance(m, kind) and (m.out_features if isinstance(m, nn.Linear) else m.out_channels) == U: prev = n
+    check(prev is not None, f'no {"nn.Linear" if kind is nn.Linear else "convolution"} before {site!r} produces its '
+          f'{U} inputs; pass producer= explicitly')
     return prev
 
 # %% ../nbs/08_pruning.ipynb #164fb4a8
@@ -93,6 +94,7 @@ class SiteStats:
     ha2: torch.Tensor         # E[h·a²]     [U]
     ga: torch.Tensor          # E[g·a]      [U]
     weight: torch.Tensor      # the site's weights as [outputs, U] (conv kernels flattened)
+    in_hw: tuple = ()         # conv sites: the height and width of the channels read (a compiled conv needs them)
 
 # %% ../nbs/08_pruning.ipynb #5e96319e
 def _sampled_loss(kind):
@@ -136,7 +138,7 @@ def site_stats(model:nn.Module, # the network
             check(torch.isfinite(out).all(),
                   f'the model output is not finite on the calibration data, so no statistics at '
                   f'{site} can be computed; check the model and the inputs')
-            a = store['a']
+            a = store['a']; store['shape'] = a.shape[2:]
             check(a.ndim in (2, 4),
                   f'{site} reads activations of shape {list(a.shape)}; [N, units] or [N, C, H, W] are supported')
             gs, = torch.autograd.grad(sampled(out), a, retain_graph=True)
@@ -153,7 +155,7 @@ def site_stats(model:nn.Module, # the network
     mean = acc['s'] / n
     cov = acc['ss'] / n - mean[:, None] * mean[None]
     st = SiteStats(site, n, mean, cov.diagonal().clamp_min(0), cov, acc['g'] / n, acc['h'] / n, acc['ha'] / n,
-                   acc['ha2'] / n, acc['ga'] / n, _columns(lin))
+                   acc['ha2'] / n, acc['ga'] / n, _columns(lin), tuple(store['shape']))
     for k in ('mean', 'var', 'g', 'h', 'ha', 'ha2', 'ga'):
         check(torch.isfinite(getattr(st, k)).all(),
               f'the {k} statistics at {site} are not finite: the model produces NaN '
@@ -207,6 +209,77 @@ def risk_scores(st:SiteStats, # from site_stats
                                              dtype=torch.float64)
     return fold_scores(st, 1 if keep is None else keep)[0]
 
+# %% ../nbs/08_pruning.ipynb #c8d9d4f8
+class BiasMapConv(nn.Module):
+    "A convolution plus a per-position bias map (the removed input channels' constant contribution, folded in)."
+    def __init__(self, conv:nn.Module, # a Conv2d or ConvTranspose2d without bias, on the kept channels
+                 bias_map:torch.Tensor, # [out_channels, H_out, W_out]: what the removed channels and the bias add
+                 in_hw:tuple, # the input height and width the map was computed for
+                ):
+        super().__init__()
+        self.conv, self.in_hw = conv, tuple(int(v) for v in in_hw)
+        self.register_buffer('bias_map', bias_map)
+    def forward(self, x):
+        check(tuple(x.shape[-2:]) == self.in_hw, f'this compiled layer was built for {self.in_hw[0]}×{self.in_hw[1]} '
+              f'inputs (its bias map is fixed), got {x.shape[-2]}×{x.shape[-1]}; compile it again for that size')
+        return self.conv(x) + self.bias_map
+
+# %% ../nbs/08_pruning.ipynb #1aade193
+def _conv_apply(conv, W, x):
+    "The convolution `conv` with weights W (no bias) on x, in x's dtype."
+    kw = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups)
+    if isinstance(conv, nn.Conv2d): return F.conv2d(x, W, **kw)
+    return F.conv_transpose2d(x, W, output_padding=conv.output_padding, **kw)
+
+def _conv_like(conv, W, bias) -> nn.Module:
+    "A copy of `conv`'s layer type and geometry with weights W and the given bias (None: no bias)."
+    cin, cout = (W.shape[1], W.shape[0]) if isinstance(conv, nn.Conv2d) else (W.shape[0], W.shape[1])
+    kw = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation, bias=bias is not None)
+    new = (nn.Conv2d(cin, cout, conv.kernel_size, **kw) if isinstance(conv, nn.Conv2d) else
+           nn.ConvTranspose2d(cin, cout, conv.kernel_size, output_padding=conv.output_padding, **kw))
+    new = new.to(device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(W)
+        if bias is not None: new.bias.copy_(bias)
+    return new
+
+@torch.no_grad()
+def _compile_conv(model, st:SiteStats, kept, replacement, producer) -> nn.Module:
+    site = _reader(model, st.site)
+    U, transposed = site.in_channels, isinstance(site, nn.ConvTranspose2d)
+    kept = sorted(int(k) for k in kept)
+    check(1 <= len(kept) <= U and len(set(kept)) == len(kept) and all(0 <= k < U for k in kept),
+          f'kept must be 1..{U} distinct channel indices in 0..{U - 1}, got {len(kept)} channels')
+    check(replacement in ('const', 'mean', 'fold'), f"replacement must be 'const', 'mean' or 'fold', got {replacement!r}")
+    check(site.groups == 1 and len(st.in_hw) == 2, f'{st.site}: grouped convolutions are not supported, and the site '
+          'statistics must come from site_stats of this version (they record the input size)')
+    producer = producer or find_producer(model, st.site)
+    prod = get_module(model, producer)
+    check(isinstance(prod, _CONV) and prod.out_channels == U and prod.groups == 1,
+          f'{producer} must be a convolution with {U} output channels (it produces what {st.site} reads)')
+    K, S = torch.tensor(kept), torch.tensor([j for j in range(U) if j not in set(kept)], dtype=torch.long)
+    W = site.weight.detach().double().cpu()                      # Conv2d [out, in, kh, kw]; transposed [in, out, kh, kw]
+    Wk = (W[K] if transposed else W[:, K]).clone()
+    const = torch.zeros(U, dtype=torch.float64)                   # the value each removed channel is held at
+    if len(S):
+        if replacement == 'fold':
+            B = torch.linalg.solve(_ridge(st.cov[K][:, K]), st.cov[K][:, S]).T          # a_S ≈ β + B a_K, [S, K]
+            const[S] = st.mean[S] - B @ st.mean[K]
+            Wk += torch.einsum('sk,soij->koij', B, W[S]) if transposed else torch.einsum('sk,osij->okij', B, W[:, S])
+        else: const[S] = (constant_risk(st)[0] if replacement == 'const' else st.mean)[S]
+    H, Wd = st.in_hw
+    bmap = _conv_apply(site, W, const.view(1, U, 1, 1).expand(1, U, H, Wd).contiguous())[0]
+    if site.bias is not None: bmap = bmap + site.bias.detach().double().cpu().view(-1, 1, 1)
+    out = copy.deepcopy(model)
+    dev, dt = site.weight.device, site.weight.dtype
+    _set_module(out, st.site, BiasMapConv(_conv_like(site, Wk, None), bmap.to(dev, dt), (H, Wd)))
+    Wp = prod.weight.detach()
+    _set_module(out, producer, _conv_like(prod, Wp[:, K] if isinstance(prod, nn.ConvTranspose2d) else Wp[K],
+                                          prod.bias.detach()[K] if prod.bias is not None else None))
+    out.abstraction = {'site': st.site, 'producer': producer, 'kept': kept, 'replacement': replacement, 'units': U,
+                       'kind': 'conv', 'in_hw': [H, Wd], 'map_shape': list(bmap.shape)}
+    return out
+
 # %% ../nbs/08_pruning.ipynb #9de5c4e6
 def _set_module(model, name, new):
     parent, _, child = name.rpartition('.')
@@ -224,10 +297,11 @@ def compile_abstraction(model:nn.Module, # the full network
                         st:SiteStats, # statistics of the site
                         kept:Sequence[int], # units to keep
                         replacement:str='const', # 'const' (c* into the bias), 'mean' (E[a]) or 'fold' (ridge on kept)
-                        producer:str|None=None, # the Linear producing the units (default: find_producer)
+                        producer:str|None=None, # the layer producing the units (default: find_producer)
                        ) -> nn.Module:
     """A smaller copy of `model`: removed units deleted from the producer, their replacement folded into the site's
-    weights and bias."""
+    weights and bias (a conv site: into a per-position bias map, `BiasMapConv`)."""
+    if isinstance(_reader(model, st.site), _CONV): return _compile_conv(model, st, kept, replacement, producer)
     site = _linear(model, st.site)
     U = site.in_features
     kept = sorted(int(k) for k in kept)
@@ -261,7 +335,7 @@ def compile_abstraction(model:nn.Module, # the full network
 
 # %% ../nbs/08_pruning.ipynb #e8706bf7
 def abstract(model:nn.Module, # the full network
-             site:str, # the Linear layer whose input units are pruned
+             site:str, # the Linear or 2-D (transposed) conv whose input units / channels are pruned
              data, # calibration batches (see site_stats)
              keep:int, # units to keep
              method:str='const', # const | affine | variance | random | fold
@@ -272,8 +346,8 @@ def abstract(model:nn.Module, # the full network
              **stats_kw, # site_stats arguments (forward, likelihood, loss)
             ) -> nn.Module:
     "Score the units of `site`, keep the `keep` best and compile the smaller model (it records `.abstraction`)."
-    lin = _linear(model, site)
-    U = lin.in_features
+    lin = _reader(model, site)
+    U = lin.in_features if isinstance(lin, nn.Linear) else lin.in_channels
     check(isinstance(keep, (int, np.integer)) and 1 <= keep <= U,
           f'keep must be an integer in 1..{U} (the units {site} reads), got {keep!r}')
     st = stats or site_stats(model, site, data, **stats_kw)
@@ -306,9 +380,20 @@ def load_abstraction(path:str|Path, # a folder written by save_abstraction
           f'{path / "abstraction.json"} lacks {", ".join(miss)}: it was not written by save_abstraction; save it again')
     out = copy.deepcopy(base)
     k = len(meta['kept'])
-    site, prod = _linear(out, meta['site']), _linear(out, meta['producer'], 'producer')
-    _set_module(out, meta['site'], nn.Linear(k, site.out_features))
-    _set_module(out, meta['producer'], nn.Linear(prod.in_features, k))
+    if meta.get('kind') == 'conv':                      # shapes only: the weights come from the safetensors file
+        site, prod = _reader(out, meta['site']), get_module(out, meta['producer'])
+        check(isinstance(site, _CONV) and isinstance(prod, _CONV), f'{meta["site"]} and {meta["producer"]} of '
+              f'{type(base).__name__} are not convolutions: this abstraction was made from another architecture')
+        kw = lambda c, cin, cout: torch.zeros(*((cin, cout) if isinstance(c, nn.ConvTranspose2d) else (cout, cin)),
+                                              *c.kernel_size)
+        _set_module(out, meta['site'], BiasMapConv(_conv_like(site, kw(site, k, site.out_channels), None),
+                                                   torch.zeros(meta['map_shape']), meta['in_hw']))
+        _set_module(out, meta['producer'], _conv_like(prod, kw(prod, prod.in_channels, k),
+                                                      torch.zeros(k) if prod.bias is not None else None))
+    else:
+        site, prod = _linear(out, meta['site']), _linear(out, meta['producer'], 'producer')
+        _set_module(out, meta['site'], nn.Linear(k, site.out_features))
+        _set_module(out, meta['producer'], nn.Linear(prod.in_features, k))
     load_weights(path / 'model.safetensors', out, rebuild=f'it does not fit {type(base).__name__} with {meta["site"]} '
                  f'pruned to {k} units: save the abstraction again with save_abstraction')
     out.abstraction = meta
