@@ -250,7 +250,8 @@ def _compile_conv(model, st:SiteStats, kept, replacement, producer) -> nn.Module
     kept = sorted(int(k) for k in kept)
     check(1 <= len(kept) <= U and len(set(kept)) == len(kept) and all(0 <= k < U for k in kept),
           f'kept must be 1..{U} distinct channel indices in 0..{U - 1}, got {len(kept)} channels')
-    check(replacement in ('const', 'mean', 'fold'), f"replacement must be 'const', 'mean' or 'fold', got {replacement!r}")
+    check(replacement in ('const', 'mean', 'fold'),
+          f"replacement must be 'const', 'mean' or 'fold', got {replacement!r}")
     check(site.groups == 1 and len(st.in_hw) == 2, f'{st.site}: grouped convolutions are not supported, and the site '
           'statistics must come from site_stats of this version (they record the input size)')
     producer = producer or find_producer(model, st.site)
@@ -258,7 +259,7 @@ def _compile_conv(model, st:SiteStats, kept, replacement, producer) -> nn.Module
     check(isinstance(prod, _CONV) and prod.out_channels == U and prod.groups == 1,
           f'{producer} must be a convolution with {U} output channels (it produces what {st.site} reads)')
     K, S = torch.tensor(kept), torch.tensor([j for j in range(U) if j not in set(kept)], dtype=torch.long)
-    W = site.weight.detach().double().cpu()                      # Conv2d [out, in, kh, kw]; transposed [in, out, kh, kw]
+    W = site.weight.detach().double().cpu()                    # Conv2d [out, in, kh, kw]; transposed [in, out, kh, kw]
     Wk = (W[K] if transposed else W[:, K]).clone()
     const = torch.zeros(U, dtype=torch.float64)                   # the value each removed channel is held at
     if len(S):
