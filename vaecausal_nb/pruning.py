@@ -405,18 +405,24 @@ def _pre_hook(module, fn):
     return module.register_forward_pre_hook(lambda m, inp: (fn(inp[0]),) + tuple(inp[1:]))
 
 
+def _reads(model, name) -> nn.Module:
+    "The module whose input is the units at `name`: the layer itself, or a compiled conv's inner convolution."
+    m = get_module(model, name)
+    return m.conv if isinstance(m, BiasMapConv) else _reader(model, name)
+
+
 @torch.no_grad()
 def site_inputs(model:nn.Module, # the network
                 site:str, # the layer whose input is read
                 x:torch.Tensor, # model inputs
                 forward:Callable|None=None, # (model, x) -> output (default model(x))
                ) -> torch.Tensor:
-    "The activations `[N, units]` that the Linear `site` reads when the model runs on `x`."
+    "The activations `[N, units]` (a conv site: `[N, C, H, W]`) that `site` reads when the model runs on `x`."
     store = {}
     def grab(a):
         store['a'] = a.detach().clone()
         return a
-    h = _pre_hook(_linear(model, site), grab)
+    h = _pre_hook(_reads(model, site), grab)
     try: _fwd(model, forward)(x)
     finally: h.remove()
     return store['a']
@@ -455,9 +461,10 @@ def iia(full:nn.Module, # the original network
     for p in (0.0, *ps):
         check(0 <= p <= 1, f'interchange probabilities must be in [0, 1], got {p}')
         M = (torch.rand(len(base), len(kept), generator=g) < p).to(fs.device)
+        M = M.view(*M.shape, *[1] * (fs.ndim - 2))                  # a conv site: one draw per channel
         def f_full(a, M=M): a = a.clone(); a[:, kept] = torch.where(M, fs[:, kept], a[:, kept]); return a
         def f_comp(a, M=M): return torch.where(M, cs, a)
-        h1, h2 = _pre_hook(_linear(full, site), f_full), _pre_hook(_linear(compiled, site), f_comp)
+        h1, h2 = _pre_hook(_reads(full, site), f_full), _pre_hook(_reads(compiled, site), f_comp)
         try: yf, yc = _fwd(full, forward)(base), _fwd(compiled, forward)(base)
         finally: h1.remove(); h2.remove()
         dist = (yf - yc).flatten(1).norm(dim=1).mean() / yf.flatten(1).norm(dim=1).mean().clamp_min(1e-12)
