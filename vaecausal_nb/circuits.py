@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -43,6 +44,12 @@ def _patched(model, site, z, base, keep) -> torch.Tensor:
     try: return torch.sigmoid(model.decode(z))
     finally: h.remove()
 
+def _prefix_iia(model, site, zi, base, y1, eff, order, tol, k) -> float:
+    "IIA of the first k channels of `order`: the share of pairs whose effect they carry within tol."
+    keep = torch.zeros(len(order), dtype=torch.bool); keep[order[:k]] = True
+    miss = (_patched(model, site, zi, base, keep) - y1).flatten(1).norm(dim=1)
+    return float((miss <= tol * eff).float().mean())
+
 # %% ../nbs/08a_circuits.ipynb #624fb5dd
 @torch.no_grad()
 def latent_circuits(model:nn.Module, # a trained model with `decode`
@@ -73,10 +80,7 @@ def latent_circuits(model:nn.Module, # a trained model with `decode`
         eff = (y1 - y0.repeat(len(V), *[1] * (y0.ndim - 1))).flatten(1).norm(dim=1)
         score = _units_last((a1 - base).abs()).mean(0).float() * norms
         order = torch.argsort(score, descending=True)
-        def iia_of(k):
-            keep = torch.zeros(len(order), dtype=torch.bool); keep[order[:k]] = True
-            miss = (_patched(model, site, zi, base, keep) - y1).flatten(1).norm(dim=1)
-            return float((miss <= tol * eff).float().mean())
+        iia_of = partial(_prefix_iia, model, site, zi, base, y1, eff, order, tol)
         lo, hi = 0, len(order)                                             # iia(hi) = 1: nothing is patched
         while lo < hi:
             mid = (lo + hi) // 2
