@@ -53,6 +53,9 @@ def study_spec(args) -> StudySpec:
             'steps': args.steps, 'controls': _csv(args.controls)}
     for k, v in over.items():
         if v is not None: setattr(spec, k, v)
+    if over['archs'] is not None:                     # narrowing the architectures narrows their sweeps and grids
+        spec.sweep = {a: g for a, g in spec.sweep.items() if a in spec.archs}
+        spec.extra_latent_dims = {a: d for a, d in spec.extra_latent_dims.items() if a in spec.archs}
     if args.allow_procedural: spec.allow_procedural = True
     return spec.validate()
 

@@ -220,7 +220,8 @@ def _flags_section(df) -> list:
         md += [f'All runs trained {int(df.steps.max()):,} steps or fewer: the metrics are still changing at such '
                'budgets (findings/00_training_budget), so this study is a **pilot**.', '']
     md += ['Excluded runs (the rule of `stats.exclusions`: diverged, no active latent, or a VQ codebook below 25 % '
-           'use, written before the data) stay in `results.csv` and the tables, and leave every test.', '']
+           'use, written before the data) stay in `results.csv` and the traversals; they leave the tables and tests.',
+           '']
     if not flags: return md + ['No run is excluded or flagged.', '']
     return md + [_md(pd.DataFrame(flags).set_index('run')), '']
 
@@ -265,11 +266,12 @@ def write_report(root:str|Path, # a study root
     with atomic_write(out / 'results.csv', 'w') as f: df.to_csv(f, index=False)
     if 'variant' not in df.columns: df['variant'] = 'standard'                   # studies from before the controls
     df['variant'] = df['variant'].fillna('standard')
-    runs = df[(df.variant == 'standard') & (exclusions(df) == '')]       # what the tests use
-    core = runs[runs.latent_dim == runs.latent_dim.mode()[0]]               # the architecture grid
+    grid = df[(df.variant == 'standard') & (df.latent_dim == df.latent_dim.mode()[0])]   # the architecture grid
+    runs = df[(df.variant == 'standard') & (exclusions(df) == '')]       # what the tables and tests use
+    core = runs[runs.latent_dim == runs.latent_dim.mode()[0]]
     md = (_header_section(df, root) + _results_section(core) + _correlation_section(runs, figs) +
           _recon_section(runs) + _controls_section(df) + _architecture_section(core, figs) + _sweep_section(df) +
-          _traversal_section(core, root, figs) + _flags_section(df) + _columns_section(df))
+          _traversal_section(grid, root, figs) + _flags_section(df) + _columns_section(df))
     report = out / 'report.md'
     with atomic_write(report, 'w') as f: f.write('\n'.join(md) + '\n')
     return report
