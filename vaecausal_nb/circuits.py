@@ -93,7 +93,7 @@ def latent_circuits(model:nn.Module, # a trained model with `decode`
 # %% ../nbs/08a_circuits.ipynb #6a489bd3
 def circuit_overlap(circuits:Sequence, # channel sets, one per active latent (e.g. latent_circuits(...).circuit)
                    ) -> float:
-    "Circuit overlap modularity: 1 − the mean Jaccard index |C_i ∩ C_j| / |C_i ∪ C_j| over pairs (NaN below 2)."
+    "Circuit overlap modularity: 1 − the mean Jaccard index (size of C_i ∩ C_j over size of C_i ∪ C_j) over pairs."
     sets = [set(c) for c in circuits]
     pairs = [(a, b) for n, a in enumerate(sets) for b in sets[n + 1:]]
     if not pairs: return float('nan')

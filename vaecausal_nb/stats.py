@@ -139,7 +139,7 @@ def detectable_r(n:int, # configurations (independent points)
                  alpha:float=0.05, # two-sided level (Šidák-corrected already, if several tests)
                  power:float=0.8, # probability of detecting it
                 ) -> float:
-    "The smallest |r| a correlation test on `n` points detects with `power` at level `alpha` (Fisher's z)."
+    "The smallest absolute r a correlation test on `n` points detects with `power` at level `alpha` (Fisher's z)."
     if n <= 3: return float('nan')
     return math.tanh((_z(1 - alpha / 2) + _z(power)) / math.sqrt(n - 3))
 
@@ -300,8 +300,8 @@ def correlation_table(df:'pandas.DataFrame', # one row per run (with `config` wh
                       unit:str='config', # 'config': seeds averaged per configuration first; 'run': runs as points
                       alpha:float=0.05, # family-wise level of the Holm–Šidák correction over groups, per column
                      ) -> 'pandas.DataFrame':
-    """Within-group Pearson and Spearman correlations of `x` with each column of `ys`: p-values, bootstrap CIs, the |r|
-    detectable at 80 % power (at Šidák's level over the groups) and Holm–Šidák p over the groups."""
+    """Within-group Pearson and Spearman correlations of `x` with each column of `ys`: p-values, bootstrap CIs, the
+    absolute r detectable at 80 % power (at Šidák's level over the groups) and Holm–Šidák p over the groups."""
     import pandas as pd
     from statsmodels.stats.multitest import multipletests
     check(unit in ('config', 'run'), f"unit must be 'config' or 'run', got {unit!r}")
