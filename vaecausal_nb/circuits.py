@@ -16,7 +16,7 @@ import torch.nn as nn
 from .causal_metrics import SIGMA_GRID, active_latents, intervention_values
 from .core import check
 from .data import model_images
-from .pruning import _columns, _pre_hook, _reader, _units_last
+from .pruning import _columns, _pre_hook, _reader, _units_last, site_inputs
 
 if TYPE_CHECKING: import pandas
 
@@ -24,17 +24,9 @@ if TYPE_CHECKING: import pandas
 __all__ = ['latent_circuits', 'circuit_overlap']
 
 # %% ../nbs/08a_circuits.ipynb #7991df30
-@torch.no_grad()
 def _site_acts(model, site, z) -> torch.Tensor:
     "The activations the layer `site` reads when `model` decodes z."
-    store = {}
-    def grab(a):
-        store['a'] = a.detach().clone()
-        return a
-    h = _pre_hook(_reader(model, site), grab)
-    try: model.decode(z)
-    finally: h.remove()
-    return store['a']
+    return site_inputs(model, site, z, forward=lambda m, c: m.decode(c))
 
 @torch.no_grad()
 def _patched(model, site, z, base, keep) -> torch.Tensor:
