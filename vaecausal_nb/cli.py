@@ -24,6 +24,12 @@ from .train import TrainConfig, train
 __all__ = ['study_spec', 'build_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #3e33e2ac
+def _parse_fleet(text:str) -> int|str:
+    "`--fleet`: 'auto' or a positive integer."
+    if text == 'auto': return text
+    check(text.isdigit() and int(text) >= 1, f"--fleet takes a positive integer or 'auto', got {text!r}")
+    return int(text)
+
 def _parse_hparams(items:list[str]) -> dict:
     out = {}
     for it in items or []:
@@ -93,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--cpus-per-run', type=float, default=1, help='ray backend: CPUs per run')
     s.add_argument('--gpus-per-run', type=float, default=0,
                    help='ray backend: GPUs per run (0.25 packs four runs on a GPU)')
+    s.add_argument('--fleet', default='1', metavar='K|auto',
+                   help='train runs of one architecture K at a time as one model (fleet.train_fleet); auto: as many '
+                        'as fit in free device memory (default 1: each run alone)')
     s.add_argument('--archs', default=None, help='comma-separated architectures (override the preset)')
     s.add_argument('--datasets', default=None, help='comma-separated datasets (override the preset)')
     s.add_argument('--seeds', default=None, help='comma-separated seeds (override the preset)')
@@ -140,7 +149,7 @@ def main(argv:list[str]|None=None) -> int:
             root = Path(args.out or f'study_runs/{spec.name}')
             df = run_study(spec, root, backend=args.backend, workers=args.workers, address=args.address,
                            cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
-                               progress=not args.no_progress)
+                           progress=not args.no_progress, fleet=_parse_fleet(args.fleet))
             print(f'\n{len(df)} runs finished in {root.resolve()}')
             if not args.no_report: print(f'report written to {write_report(root).resolve()}')
         elif args.cmd == 'report':

@@ -136,9 +136,12 @@ class GaussianVAE(Conv64AE):
         fixed = self.hparams['posterior_var']
         if fixed is not None: logvar = torch.full_like(logvar, math.log(fixed))
         return self.hook_mu(mu), self.hook_logvar(logvar)
-    def forward(self, x) -> dict:
+    def forward(self, x, # images [N, C, H, W] in [0, 1]
+                noise:torch.Tensor|None=None, # ε ~ N(0, I) of the reparameterisation, [N, L] (None: drawn here)
+               ) -> dict:
         mu, logvar = self.encode(x)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
+        if noise is None and self.training: noise = torch.randn_like(mu)
+        z = mu + noise * (0.5 * logvar).exp() if self.training else mu
         z = self.hook_z(z)
         return {'mu': mu, 'logvar': logvar, 'z': z, 'logits': self.decode(z)}
     def representation(self, x): return self.encode(x)[0]
@@ -251,7 +254,11 @@ class FactorVAE(GaussianVAE):
                 ) -> torch.Tensor:
         "Discriminator loss: class 0 for codes from q(z), class 1 for dimension-permuted codes."
         z = out['z'].detach()
-        zp = permute_dims(z, generator)
+        return self.disc_loss(z, permute_dims(z, generator))
+    def disc_loss(self, z, # codes from q(z) [N, L]
+                  zp, # the same codes, dimension-permuted
+                 ) -> torch.Tensor:
+        "Cross-entropy of the discriminator on codes (class 0) and permuted codes (class 1)."
         logits = self.discriminator(torch.cat([z, zp]))
         target = torch.cat([torch.zeros(len(z)), torch.ones(len(z))]).long().to(z.device)
         return F.cross_entropy(logits, target)
@@ -310,7 +317,8 @@ class VQVAE(QuantisedAE):
     def regularisers(self, x, # the input batch
                      out, # the model's forward output
                     ):
-        counts = torch.bincount(out['codes'].reshape(-1), minlength=self.hparams['num_codes']).float()
+        k = self.hparams['num_codes']
+        counts = F.one_hot(out['codes'].reshape(-1), k).sum(0).float()     # (a bincount, written so vmap can batch it)
         p = counts / counts.sum()
         return {'commit': (out['ze'] - out['zq'].detach()).pow(2).sum(1).mean(),
                 'codebook_perplexity': torch.exp(-(p * (p + 1e-10).log()).sum()).detach(),

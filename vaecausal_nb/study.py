@@ -5,8 +5,10 @@
 # %% ../nbs/10_study.ipynb #cc8def75
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import math
 import itertools
 import json
 import os
@@ -23,11 +25,12 @@ import torch
 from .causal_metrics import causal_summary
 from .controls import CONTROLS, FIXED_VARIANCE, control_measures
 from .interventions import save_traversal
-from .core import VaeCausalError, check, load_json, logger, save_json
+from .core import VaeCausalError, check, get_device, load_json, logger, save_json
 from .data import DATASETS, PROCEDURAL, load_dataset, random_batch, to_float
 from .metrics import SIZES, evaluate, resolve_sizes
 from .models import ARCHS, MODELS, check_hparams
 from .probes import factor_probe
+from .fleet import STRUCTURAL, fleet_capacity, train_fleet
 from .train import TrainConfig, load_run, train
 
 if TYPE_CHECKING: import pandas
@@ -35,7 +38,8 @@ if TYPE_CHECKING: import pandas
 # %% auto #0
 __all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'CPU_HPARAMS', 'SWEEP', 'CAPACITY_DIMS', 'PILOT_SWEEP', 'PRESETS', 'SUMMARY_SEED',
            'CAUSAL_SEED', 'StudySpec', 'configurations', 'preset', 'run_key', 'jobs', 'causal_images', 'measure',
-           'run_job', 'run_study', 'config_label', 'load_results', 'study_status', 'evaluation_path', 'evaluate_run']
+           'run_job', 'fleets', 'run_fleet', 'run_study', 'config_label', 'load_results', 'study_status',
+           'evaluation_path', 'evaluate_run']
 
 # %% ../nbs/10_study.ipynb #ef859e92
 SPEC_VERSION = 1
@@ -289,15 +293,25 @@ def _run_lock(path:Path, run_dir:Path):
         try: yield
         finally: path.unlink(missing_ok=True)            # still ours while we hold the lock: remove it with the run
 
+# %% ../nbs/10_study.ipynb #55800db6
+def _job_config(job:dict, # from `jobs`
+                d:Path, # its run folder
+               ) -> TrainConfig:
+    "A job's `TrainConfig`, written into `d` with four checkpoints over the run."
+    return TrainConfig.from_dict({**job['train'], 'out_dir': str(d),
+                                  'checkpoint_every': max(1, job['train']['steps'] // 4)})
 
 def _train_and_measure(job, root, d, done) -> dict:
-    cfg = TrainConfig.from_dict({**job['train'], 'out_dir': str(d), 'checkpoint_every': max(1,
-        job['train']['steps'] // 4)})
-    ds = load_dataset(cfg.dataset,
-                      **cfg.dataset_kwargs)          # loaded once, for training, the figure and measurement
+    cfg = _job_config(job, d)
+    ds = load_dataset(cfg.dataset, **cfg.dataset_kwargs)   # loaded once, for training, the figure and measurement
     t0 = time.perf_counter()
     run = train(cfg, ds)
-    t_train = time.perf_counter() - t0
+    return _measure_run(job, root, d, done, run, ds, time.perf_counter() - t0)
+
+# %% ../nbs/10_study.ipynb #0953bdec
+def _measure_run(job, root, d, done, run, ds, t_train:float, fleet_size:int=1) -> dict:
+    "Measure a trained job (its traversal figure, every metric, the controls) and write its row to `done`."
+    cfg = run.config
     if not (d / 'traversal.png').exists(): save_traversal(run.model, ds, d / 'traversal.png')
     probe = _probe(root, ds, job['eval']['probe_steps'])
     m = measure(run.model, ds, job['eval'], cfg.seed, probe)
@@ -311,9 +325,77 @@ def _train_and_measure(job, root, d, done) -> dict:
            'latent_dim': cfg.latent_dim, 'seed': cfg.seed, 'steps': cfg.steps,
            'variant': 'fixed_variance' if cfg.hparams.get('posterior_var') is not None else 'standard',
            'hparams': json.dumps(cfg.hparams, sort_keys=True),
-           **m, 'seconds_train': t_train}
+           **m, 'seconds_train': t_train, 'fleet_size': fleet_size}
     save_json(row, done)
     return row
+
+# %% ../nbs/10_study.ipynb #7a120749
+def _fleet_key(job:dict, shapes:dict) -> tuple:
+    "What members of one fleet share (see `fleet.SHARED` and `fleet.STRUCTURAL`)."
+    t = job['train']
+    hp = {**MODELS[t['arch']].shared, **MODELS[t['arch']].defaults, **t['hparams']}
+    return (t['arch'], t['latent_dim'], t['batch_size'], shapes[t['dataset']], t['precision'], t['device'],
+            repr(t['channels_last']), repr([hp.get(k) for k in STRUCTURAL]))
+
+def fleets(todo:list[dict], # jobs (from `jobs`)
+           size:int|str, # members per fleet at most, or 'auto' (what fits in the free device memory)
+           workers:int=1, # processes that will train fleets side by side ('auto' leaves each a share of the jobs)
+          ) -> list[list[dict]]:
+    "The jobs grouped into fleets that can train as one model, in the order of their first job."
+    shapes = {}
+    for j in todo:
+        t = j['train']
+        if t['dataset'] not in shapes: shapes[t['dataset']] = tuple(load_dataset(t['dataset'],
+                                                                                  **t['dataset_kwargs']).image_shape)
+    groups = {}
+    for j in todo: groups.setdefault(_fleet_key(j, shapes), []).append(j)
+    out = []
+    for key, js in groups.items():
+        k = size
+        if size == 'auto':                 # a GPU takes all that fit; CPU workers take an equal share each
+            cfg = TrainConfig.from_dict(js[0]['train'])
+            share = len(js) if get_device(cfg.device).type == 'cuda' else math.ceil(len(js) / workers)
+            k = max(1, min(fleet_capacity(cfg, key[3]), share))
+        out += [js[i:i + k] for i in range(0, len(js), k)]
+    return out
+
+# %% ../nbs/10_study.ipynb #40531ebb
+def run_fleet(fleet_jobs:list[dict], # jobs of one fleet (from `fleets`)
+              root:str|Path, # the study root
+              threads:int|None=None, # torch CPU threads (None: leave as is)
+              mode:str='auto', # the fleet's executor (`fleet.train_fleet`)
+             ) -> list[tuple]:
+    "Train a fleet's unfinished jobs together, then measure each; `(key, row, error)` per job (finished ones are read)."
+    if threads: torch.set_num_threads(threads)
+    root = Path(root); runs_dir = root / 'runs'
+    d = {j['key']: runs_dir / j['name'] for j in fleet_jobs}
+    out = [(j['key'], load_json(d[j['key']] / 'metrics.json'), None) for j in fleet_jobs
+           if (d[j['key']] / 'metrics.json').exists()]
+    todo = [j for j in fleet_jobs if not (d[j['key']] / 'metrics.json').exists()]
+    if not todo: return out
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as locks:
+        for j in todo: locks.enter_context(_run_lock(runs_dir / f'.{j["name"]}.lock', d[j['key']]))
+        cfgs = [_job_config(j, d[j['key']]) for j in todo]
+        dss = {c.dataset: None for c in cfgs}
+        for c in cfgs: dss[c.dataset] = dss[c.dataset] or load_dataset(c.dataset, **c.dataset_kwargs)
+        t0 = time.perf_counter()
+        runs = train_fleet(cfgs, mode=mode, dataset=list(dss.values()), progress=False)
+        share = (time.perf_counter() - t0) / len(todo)
+        for j, r in zip(todo, runs):
+            if r.error: out.append((j['key'], None, r.error)); continue
+            try: out.append((j['key'], _measure_run(j, root, d[j['key']], d[j['key']] / 'metrics.json', r,
+                                                    dss[r.config.dataset], share, len(todo)), None))
+            except VaeCausalError as e: out.append((j['key'], None, str(e)))
+    return out
+
+# %% ../nbs/10_study.ipynb #b5586209
+def _run_unit(unit:list[dict], root, threads=None, catch=(VaeCausalError,)) -> list[tuple]:
+    "One unit of work: a single job (`run_job`, through `train`) or a fleet (`run_fleet`); `(key, row, error)` each."
+    if len(unit) > 1: return run_fleet(unit, root, threads)
+    try: return [(unit[0]['key'], run_job(unit[0], root, threads), None)]
+    except catch as e: return [(unit[0]['key'], None, str(e) if isinstance(e, VaeCausalError) else
+                                f'{type(e).__name__}: {e}')]
 
 # %% ../nbs/10_study.ipynb #58f10838
 def _check_root(root:Path, spec:StudySpec):
@@ -342,9 +424,9 @@ def _die_with_parent(parent:int):
 
 
 def _pool_run(args):
-    job, root, threads = args
-    try: return job['key'], run_job(job, root, threads), None
-    except Exception as e: return job['key'], None, f'{type(e).__name__}: {e}'
+    "A pool or Ray task: one unit (a job or a fleet); every error is returned, not raised."
+    unit, root, threads = args
+    return _run_unit(unit, root, threads, catch=(Exception,))
 
 # %% ../nbs/10_study.ipynb #b04ef729
 def run_study(spec:StudySpec|str, # a StudySpec or a preset name
@@ -355,6 +437,7 @@ def run_study(spec:StudySpec|str, # a StudySpec or a preset name
               cpus_per_run:float=1, # ray: num_cpus of each task
               gpus_per_run:float=0, # ray: num_gpus of each task (fractions pack several runs on one GPU)
               progress:bool=True, # tqdm bar over runs
+              fleet:int|str=1, # members per fleet (1: each run alone; 'auto': what fits in the free device memory)
              ) -> 'pandas.DataFrame':
     """Run every unfinished job of `spec` under `root` (finished runs are skipped, interrupted ones resumed); returns
     `load_results(root)` for this spec."""
@@ -364,6 +447,8 @@ def run_study(spec:StudySpec|str, # a StudySpec or a preset name
     check(backend in ('local', 'ray'), f"backend must be 'local' or 'ray', got {backend!r}")
     if workers is None: workers = min(2, os.cpu_count() or 1)
     check(isinstance(workers, int) and workers >= 1, f'workers must be a positive integer, got {workers!r}')
+    check(fleet == 'auto' or (isinstance(fleet, int) and not isinstance(fleet, bool) and fleet >= 1),
+          f"fleet must be a positive integer or 'auto', got {fleet!r}")
     root = Path(root) if root is not None else Path('study_runs') / spec.name
     todo_all = jobs(spec)                      # resolves the datasets: a missing file fails here, before any write
     _check_root(root, spec)
@@ -374,15 +459,18 @@ def run_study(spec:StudySpec|str, # a StudySpec or a preset name
         if any(j['train']['dataset'] == d for j in todo):
             kw = next(j['train']['dataset_kwargs'] for j in todo if j['train']['dataset'] == d)
             _probe(root, load_dataset(d, **kw), spec.probe_steps)
+    units = [[j] for j in todo] if fleet == 1 else fleets(todo, fleet, workers if backend == 'local' else 1)
     failed = {}
     bar = tqdm(total=len(todo), desc=f'study {spec.name}', disable=not progress or not todo)   # no empty 0it bar
-    if backend == 'ray': failed = _run_ray(todo, root, address, cpus_per_run, gpus_per_run, bar)
+    def done(results):
+        for key, _, err in results:
+            if err: failed[key] = err
+        bar.update(len(results))
+    if backend == 'ray': _run_ray(units, root, address, cpus_per_run, gpus_per_run, done)
     elif workers == 1:
-        for j in todo:
-            bar.set_postfix_str(j['name'])
-            try: run_job(j, root)
-            except VaeCausalError as e: failed[j['key']] = str(e)
-            bar.update(1)
+        for u in units:
+            bar.set_postfix_str(u[0]['name'] if len(u) == 1 else f'fleet of {len(u)} {u[0]["train"]["arch"]}')
+            done(_run_unit(u, root))
     else:
         import concurrent.futures as cf
         import multiprocessing as mp
@@ -394,11 +482,8 @@ def run_study(spec:StudySpec|str, # a StudySpec or a preset name
         from vaecausal_nb.study import _die_with_parent
         with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_die_with_parent,
                                     initargs=(os.getpid(),)) as ex:
-            futs = [ex.submit(_pool_run, (j, str(root), threads)) for j in todo]
-            for f in cf.as_completed(futs):
-                key, _, err = f.result()
-                if err: failed[key] = err
-                bar.update(1)
+            futs = [ex.submit(_pool_run, (u, str(root), threads)) for u in units]
+            for f in cf.as_completed(futs): done(f.result())
     bar.close()
     if failed:
         names = {j['key']: j['name'] for j in todo}
@@ -407,7 +492,7 @@ def run_study(spec:StudySpec|str, # a StudySpec or a preset name
     return load_results(root, keys={j['key'] for j in todo_all})
 
 # %% ../nbs/10_study.ipynb #f245e999
-def _run_ray(todo, root, address, cpus, gpus, bar) -> dict:
+def _run_ray(units, root, address, cpus, gpus, done):
     try: import ray
     except ImportError: raise VaeCausalError("backend='ray' needs Ray: pip install 'vaecausal_nb[ray]'") from None
     started = not ray.is_initialized()
@@ -416,14 +501,10 @@ def _run_ray(todo, root, address, cpus, gpus, bar) -> dict:
         from vaecausal_nb.study import _pool_run  # by module path: workers import the package, not this notebook
         task = ray.remote(num_cpus=cpus, num_gpus=gpus)(_pool_run)
         threads = max(1, int(cpus))
-        pending = [task.remote((j, str(root), threads)) for j in todo]
-        failed = {}
+        pending = [task.remote((u, str(root), threads)) for u in units]     # a fleet is one task (its GPU share)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
-            key, _, err = ray.get(ready[0])
-            if err: failed[key] = err
-            bar.update(1)
-        return failed
+            done(ray.get(ready[0]))
     finally:
         if started: ray.shutdown()
 

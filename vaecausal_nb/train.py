@@ -30,7 +30,8 @@ if TYPE_CHECKING: import pandas
 
 # %% auto #0
 __all__ = ['NOT_A_RESULT', 'ZOO_ENV', 'TrainConfig', 'save_checkpoint', 'load_state', 'Run', 'build_optimizer',
-           'default_channels_last', 'train', 'check_run_dir', 'load_run', 'zoo_root', 'pretrained']
+           'default_channels_last', 'Session', 'start_session', 'train_step', 'log_and_save', 'finish_session', 'train',
+           'check_run_dir', 'load_run', 'zoo_root', 'pretrained']
 
 # %% ../nbs/04_train.ipynb #c283728b
 @dataclass
@@ -153,6 +154,7 @@ class Run:
     history: 'pandas.DataFrame'
     path: Path|None
     config: TrainConfig
+    error: str|None = None     # why training stopped early (a fleet member that diverged); None: it finished
 
 
 def _history_frame(history):
@@ -194,7 +196,79 @@ def _out_of_memory(e:BaseException) -> bool:
     return isinstance(e, (torch.OutOfMemoryError,
                           MemoryError)) or "can't allocate" in str(e) or 'out of memory' in str(e)
 
-# %% ../nbs/04_train.ipynb #6206ef6b
+# %% ../nbs/04_train.ipynb #ef04d64e
+@dataclass
+class Session:
+    "What a run holds while it trains: model, optimisers, batch stream, steps done, logged history."
+    cfg: TrainConfig
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    aux_opt: torch.optim.Optimizer|None
+    it: BatchIterator
+    channels_last: bool
+    step: int = 0
+    history: list = field(default_factory=list)
+    last_good: dict = field(default_factory=dict)   # the last logged loss terms (named when training diverges)
+
+def start_session(cfg:TrainConfig, # a validated config
+                  ds:FactorDataset, # the dataset it names
+                  device:torch.device, # where to train
+                 ) -> Session:
+    "Seed, build the model, optimisers and batch stream of `cfg`; resume them from its run folder if it has one."
+    check(getattr(ds, 'name', None) == cfg.dataset,
+          f'train got the dataset {getattr(ds, "name", ds)!r} for a config that names {cfg.dataset!r}')
+    seed_everything(cfg.seed)
+    model = build_model(cfg.arch, cfg.latent_dim, ds.image_shape, **cfg.hparams).to(device)
+    it = BatchIterator(ds, cfg.batch_size, device=device, seed=cfg.seed)
+    opt, aux_opt = build_optimizer(model, cfg.lr), model.aux_optimizer()
+    cl = cfg.channels_last if cfg.channels_last is not None else default_channels_last(device)
+    if cl: model = model.to(memory_format=torch.channels_last)
+    s = Session(cfg, model.train(), opt, aux_opt, it, cl)
+    if cfg.out_dir: s.step, s.history = _resume(Path(cfg.out_dir), cfg, model, opt, aux_opt, it)
+    s.last_good = s.history[-1] if s.history else {}
+    return s
+
+# %% ../nbs/04_train.ipynb #52abd622
+def train_step(s:Session, # the run
+               fwd, # what runs the forward pass: `s.model` or its compiled form
+               amp, # the autocast context (disabled for fp32)
+              ) -> tuple[dict, bool]:
+    """One optimisation step on the next batch: the loss terms, and whether the loss was finite (if not, nothing was
+    updated and `s.step` is unchanged)."""
+    x = next(s.it)
+    if s.channels_last: x = x.contiguous(memory_format=torch.channels_last)
+    with amp:
+        out = fwd(x)
+        terms = s.model.loss(x, out)
+    if not torch.isfinite(terms['loss']): return terms, False
+    s.opt.zero_grad(set_to_none=True)
+    terms['loss'].backward()
+    s.opt.step()
+    if s.aux_opt is not None:
+        with amp: dl = s.model.aux_loss(out)
+        s.aux_opt.zero_grad(set_to_none=True); dl.backward(); s.aux_opt.step()
+        terms = {**terms, 'disc': dl}
+    s.step += 1
+    return terms, True
+
+# %% ../nbs/04_train.ipynb #ccabfbe2
+def log_and_save(s:Session, # the run, just stepped
+                 terms:dict, # the step's loss terms
+                 bar, # its progress bar
+                ):
+    "Log the step's terms when `log_every` says so, and checkpoint when `checkpoint_every` says so (or at the end)."
+    cfg, end = s.cfg, s.step == s.cfg.steps
+    if s.step % cfg.log_every == 0 or end: s.last_good = _log_row(s.history, s.step, terms, bar)
+    if cfg.out_dir and (s.step % cfg.checkpoint_every == 0 or end):
+        save_checkpoint(Path(cfg.out_dir), s.step, s.model, s.opt, s.aux_opt, s.it, s.history)
+
+def finish_session(s:Session) -> Run:
+    "Hand back the trained model (in the layout `load_run` gives) and write its final weights and history."
+    model = s.model.eval().to(memory_format=torch.contiguous_format)
+    if s.cfg.out_dir: _finish(Path(s.cfg.out_dir), model, s.history)
+    return Run(model, _history_frame(s.history), Path(s.cfg.out_dir) if s.cfg.out_dir else None, s.cfg)
+
+# %% ../nbs/04_train.ipynb #2fd29a19
 def train(cfg:TrainConfig, # what to train
           dataset:FactorDataset|None=None, # the dataset `cfg` names, if the caller has it loaded (not reloaded)
          ) -> Run:
@@ -203,57 +277,26 @@ def train(cfg:TrainConfig, # what to train
     cfg.validate()
     device = get_device(cfg.device)
     if device.type == 'cpu': retain_freed_memory()        # no page faults on every step's activations (core)
-    run_dir = Path(cfg.out_dir) if cfg.out_dir else None
-    if run_dir is not None: check_run_dir(run_dir, cfg)     # before any write
-    seed_everything(cfg.seed)
+    if cfg.out_dir: check_run_dir(Path(cfg.out_dir), cfg)     # before any write
     ds = dataset if dataset is not None else load_dataset(cfg.dataset, **cfg.dataset_kwargs)
-    check(getattr(ds, 'name', None) == cfg.dataset,
-          f'train got the dataset {getattr(ds, "name", ds)!r} for a config that '
-          f'names {cfg.dataset!r}')
-    model = build_model(cfg.arch, cfg.latent_dim, ds.image_shape, **cfg.hparams).to(device)
-    it = BatchIterator(ds, cfg.batch_size, device=device, seed=cfg.seed)
-    opt = build_optimizer(model, cfg.lr)
-    aux_opt = model.aux_optimizer()
-    cl = cfg.channels_last if cfg.channels_last is not None else default_channels_last(device)
-    if cl: model = model.to(memory_format=torch.channels_last)
-    step, history = 0, []
-    if run_dir is not None: step, history = _resume(run_dir, cfg, model, opt, aux_opt, it)
-    fwd = torch.compile(model) if cfg.compile else model
+    s = start_session(cfg, ds, device)
+    fwd = torch.compile(s.model) if cfg.compile else s.model
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == 'bf16')
-    model.train()
-    last_good = history[-1] if history else {}
-    bar = tqdm(total=cfg.steps, initial=step, desc=f'{cfg.arch} on {cfg.dataset}', disable=not cfg.progress,
+    bar = tqdm(total=cfg.steps, initial=s.step, desc=f'{cfg.arch} on {cfg.dataset}', disable=not cfg.progress,
                leave=False)
     try:
-        while step < cfg.steps:
-            x = next(it)
-            if cl: x = x.contiguous(memory_format=torch.channels_last)
-            with amp:
-                out = fwd(x)
-                terms = model.loss(x, out)
-            loss = terms['loss']
-            if not torch.isfinite(loss): raise _diverged(step + 1, loss, last_good, cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if aux_opt is not None:
-                with amp: dl = model.aux_loss(out)
-                aux_opt.zero_grad(set_to_none=True); dl.backward(); aux_opt.step()
-                terms = {**terms, 'disc': dl}
-            step += 1
+        while s.step < cfg.steps:
+            terms, ok = train_step(s, fwd, amp)
+            if not ok: raise _diverged(s.step + 1, terms['loss'], s.last_good, cfg)
             bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.steps: last_good = _log_row(history, step, terms, bar)
-            if run_dir is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-                save_checkpoint(run_dir, step, model, opt, aux_opt, it, history)
+            log_and_save(s, terms, bar)
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
         if not _out_of_memory(e): raise
         raise VaeCausalError(f'a training step with batch_size={cfg.batch_size} does not fit in {device.type} memory '
                              f'({type(e).__name__}); lower batch_size (the last checkpoint, if any, is kept)') from None
     finally:
         bar.close()
-    model = model.eval().to(memory_format=torch.contiguous_format)   # hand back the layout `load_run` gives
-    if run_dir is not None: _finish(run_dir, model, history)
-    return Run(model, _history_frame(history), run_dir, cfg)
+    return finish_session(s)
 
 # %% ../nbs/04_train.ipynb #36700666
 def check_run_dir(run_dir:Path, # the run directory `train` will write

@@ -1,0 +1,156 @@
+"""Benchmark (not a test): training images/s of conv64 beta-VAEs one model at a time against fleets of K members
+(`vaecausal_nb.fleet`), in one process and one run, on the CPU or on CUDA.
+
+one at a time: K sessions built exactly as `train` builds them, each stepped `--steps` times in turn (the study's
+               behaviour without fleets, minus process start-up).
+fleet:         the same K members stepped together by the fleet's executor: `stacked` (parameters stacked, the step
+               vmapped, one backward) and `loop` (members in turn in one process, each on its own RNG).
+
+For each K it prints training images/s (K x batch x steps / wall time after a warm-up), the ratio to one model at a
+time, peak memory (CUDA: max allocated; CPU: the process's peak RSS so far) and the share of the device's peak FLOP/s
+(FLOPs of one training step counted from the model with torch.utils.flop_counter; the peak is looked up for known
+GPUs or given with --peak-tflops). The executors take turns in --rounds rounds, so drift in the machine's load hits
+them alike; rates and ratios are medians over rounds. K: 1, 4, 8 on the CPU; 1, 8, 32, 64 and the largest that fits
+on CUDA; then one fleet on the 3-channel Shapes3D.
+
+    python bench/fleet_throughput.py [--device cpu|cuda] [--steps 6] [--rounds 3] [--batch 64] [--ks 1,4,8] [--bf16]
+                                     [--peak-tflops X] [--modes loop,stacked]
+"""
+import argparse, resource, statistics, time
+
+import torch
+
+from vaecausal_nb.core import get_device, retain_freed_memory
+from vaecausal_nb.data import load_dataset
+from vaecausal_nb.fleet import _loop_phase, _stacked_phase, _start, fleet_capacity, member_bytes
+from vaecausal_nb.models import build_model
+from vaecausal_nb.train import TrainConfig, start_session, train_step
+
+PEAK_TFLOPS = {'H100': {'bf16': 989.0, 'fp32': 494.0}, 'H200': {'bf16': 989.0, 'fp32': 494.0},   # dense; fp32 = TF32
+               'A100': {'bf16': 312.0, 'fp32': 156.0}, 'L4': {'bf16': 121.0, 'fp32': 60.0}}
+
+
+class _Bar:
+    def update(self, n=1): pass
+    def set_postfix(self, *a, **k): pass
+
+
+def step_flops(cfg, shape, device):
+    "FLOPs of one training step (forward + backward) of one model at the config's batch size."
+    from torch.utils.flop_counter import FlopCounterMode
+    model = build_model(cfg.arch, cfg.latent_dim, shape, **cfg.hparams).to(device).train()
+    x = torch.rand(cfg.batch_size, *shape, device=device)
+    with FlopCounterMode(display=False) as fc:
+        model.loss(x, model(x))['loss'].backward()
+    return fc.get_total_flops()
+
+
+def configs(k, dataset, args):
+    return [TrainConfig(arch='beta_vae', hparams={'beta': float(1 + i % 8)}, dataset=dataset,
+                        dataset_kwargs={'procedural': True}, steps=10**9, batch_size=args.batch, lr=1e-4, seed=i,
+                        device=args.device, precision='bf16' if args.bf16 else 'fp32', progress=False)
+            for i in range(k)]
+
+
+def sync(dev):
+    if dev.type == 'cuda': torch.cuda.synchronize(dev)
+
+
+def peak_reset(dev):
+    if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats(dev)
+
+
+def peak_mib(dev):
+    if dev.type == 'cuda': return torch.cuda.max_memory_allocated(dev) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timer(dev, fn):
+    "A function of n that runs `fn(n)` and returns its wall time (the device synchronised around it)."
+    def run(n):
+        sync(dev); t = time.perf_counter(); fn(n); sync(dev)
+        return time.perf_counter() - t
+    return run
+
+
+def one_at_a_time(cfgs, ds, dev, warm):
+    "Sessions built as `train` builds them, warmed up; the timer steps each in turn for n steps."
+    amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfgs[0].precision == 'bf16')
+    sessions = [start_session(c, ds, dev) for c in cfgs]
+    def run(n):
+        for s in sessions:
+            for _ in range(n): train_step(s, s.model, amp)
+    run(warm)
+    return timer(dev, run)
+
+
+def fleet(cfgs, ds, dev, warm, mode):
+    "The members as the fleet builds them, warmed up; the timer runs one phase of n steps."
+    bf16 = cfgs[0].precision == 'bf16'
+    amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16)
+    members = [_start(c, ds, dev) for c in cfgs]
+    run = (lambda n: _loop_phase(members, n, amp, _Bar())) if mode == 'loop' else \
+        (lambda n: _stacked_phase(members, n, amp, torch.bfloat16 if bf16 else torch.float32, _Bar()))
+    run(warm)
+    return timer(dev, run)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--device', default=None)
+    ap.add_argument('--steps', type=int, default=None, help='timed steps per measurement (CPU 10, CUDA 50)')
+    ap.add_argument('--warm', type=int, default=3)
+    ap.add_argument('--rounds', type=int, default=3, help='timed rounds per executor, taken in turn (median reported)')
+    ap.add_argument('--batch', type=int, default=64)
+    ap.add_argument('--ks', default=None, help='fleet sizes (CPU: 1,4,8; CUDA: 1,8,32,64 and the largest that fits)')
+    ap.add_argument('--modes', default='loop,stacked')
+    ap.add_argument('--bf16', action='store_true')
+    ap.add_argument('--peak-tflops', type=float, default=None)
+    ap.add_argument('--max-k', type=int, default=512, help='cap on "the largest that fits"')
+    args = ap.parse_args()
+    dev = get_device(args.device)
+    args.device = str(dev)
+    if dev.type == 'cpu': retain_freed_memory()          # as train and train_fleet do
+    cuda = dev.type == 'cuda'
+    steps = args.steps or (50 if cuda else 6)
+    name = torch.cuda.get_device_name(dev) if cuda else f'CPU, {torch.get_num_threads()} threads'
+    prec = 'bf16' if args.bf16 else 'fp32'
+    peak = args.peak_tflops or next((v[prec] for k, v in PEAK_TFLOPS.items() if cuda and k in name), None)
+    ds1 = load_dataset('dsprites', procedural=True)
+    probe = configs(1, 'dsprites', args)[0]
+    cap = min(args.max_k, fleet_capacity(probe, ds1.image_shape, dev))
+    ks = [int(k) for k in args.ks.split(',')] if args.ks else ([1, 8, 32, 64, cap] if cuda else [1, 4, 8])
+    ks = sorted({k for k in ks if k <= cap})
+    modes = args.modes.split(',')
+    print(f'device: {name}; torch {torch.__version__}; conv64 beta-VAE, batch {args.batch}, {prec}, {steps} timed steps '
+          f'after {args.warm} warm-up; {member_bytes(probe, ds1.image_shape) / 2**20:.0f} MiB a member (estimate), '
+          f'{cap} fit; peak {peak or "unknown"} TFLOP/s')
+    runs = [('dsprites', k) for k in ks] + [('shapes3d', min(8 if not cuda else 64, cap))]
+    print(f'{"dataset":9} {"K":>4} {"executor":13} {"images/s":>10} {"ratio":>6} {"peak MiB":>9} {"% peak":>7}')
+    for dname, k in runs:
+        ds = ds1 if dname == 'dsprites' else load_dataset(dname, procedural=True)
+        cfgs = configs(k, dname, args)
+        flops = step_flops(cfgs[0], ds.image_shape, dev)
+        n = min(k, 8)                         # one at a time: the rate of 8 in turn stands for any K above (it is flat)
+        peak_reset(dev)
+        runners = {'one at a time': one_at_a_time(cfgs[:n], ds, dev, args.warm)}
+        mem = {'one at a time': peak_mib(dev)}
+        for mode in modes:
+            peak_reset(dev)
+            try: runners[mode] = fleet(cfgs, ds, dev, args.warm, mode)
+            except torch.OutOfMemoryError: print(f'{dname:9} {k:>4} {mode:13} out of memory'); continue
+            mem[mode] = peak_mib(dev)
+        rates = {m: [] for m in runners}
+        for _ in range(args.rounds):          # the executors take turns, so drift in the machine's load hits all alike
+            for m, r in runners.items(): rates[m].append((n if m == 'one at a time' else k) * args.batch * steps / r(steps))
+        base = rates['one at a time']
+        for m, rs in rates.items():
+            ratio = statistics.median(a / b for a, b in zip(rs, base))
+            rate = statistics.median(rs)
+            share = rate / args.batch * flops / 1e12 / peak * 100 if peak else float('nan')
+            print(f'{dname:9} {k:>4} {m:13} {rate:>10.0f} {ratio:>6.2f} {mem[m]:>9.0f} {share:>7.2f}', flush=True)
+        del runners
+        if cuda: torch.cuda.empty_cache()
+
+if __name__ == '__main__':
+    main()
