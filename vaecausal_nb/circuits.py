@@ -16,12 +16,12 @@ import torch.nn as nn
 from .causal_metrics import SIGMA_GRID, active_latents, intervention_values
 from .core import check
 from .data import model_images
-from .pruning import _columns, _pre_hook, _reader, _units_last, site_inputs
+from .pruning import _columns, _pre_hook, _reader, _units_last, abstract, site_inputs, site_stats
 
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['latent_circuits', 'circuit_overlap']
+__all__ = ['DECODER_CONV_SITES', 'latent_circuits', 'circuit_overlap', 'circuit_site', 'abstract_decoder', 'decoder_fidelity']
 
 # %% ../nbs/08a_circuits.ipynb #7991df30
 def _site_acts(model, site, z) -> torch.Tensor:
@@ -35,6 +35,14 @@ def _patched(model, site, z, base, keep) -> torch.Tensor:
     h = _pre_hook(_reader(model, site), f)
     try: return torch.sigmoid(model.decode(z))
     finally: h.remove()
+
+def _intervened(z:torch.Tensor, # codes [N, D]
+                dims, # the coordinates of one latent (slot)
+                V:torch.Tensor, # values [M, len(dims)]
+               ) -> torch.Tensor:
+    "The codes with do(z_dims = v) for every value: [M·N, D], value-major."
+    zi = z.repeat(len(V), 1); zi[:, list(dims)] = V.to(z).repeat_interleave(len(z), 0)
+    return zi
 
 def _prefix_iia(model, site, zi, base, y1, eff, order, tol, k) -> float:
     "IIA of the first k channels of `order`: the share of pairs whose effect they carry within tol."
@@ -65,8 +73,7 @@ def latent_circuits(model:nn.Module, # a trained model with `decode`
     y0 = torch.sigmoid(model.decode(z))
     rows = []
     for i in np.flatnonzero(act):
-        dims, V = list(slots[i]), values[i]
-        zi = z.repeat(len(V), 1); zi[:, dims] = V.to(z).repeat_interleave(len(z), 0)
+        zi, V = _intervened(z, slots[i], values[i]), values[i]
         base = a0.repeat(len(V), *[1] * (a0.ndim - 1))
         a1, y1 = _site_acts(model, site, zi), torch.sigmoid(model.decode(zi))
         eff = (y1 - y0.repeat(len(V), *[1] * (y0.ndim - 1))).flatten(1).norm(dim=1)
@@ -90,3 +97,59 @@ def circuit_overlap(circuits:Sequence, # channel sets, one per active latent (e.
     pairs = [(a, b) for n, a in enumerate(sets) for b in sets[n + 1:]]
     if not pairs: return float('nan')
     return 1 - float(np.mean([len(a & b) / max(1, len(a | b)) for a, b in pairs]))
+
+# %% ../nbs/08a_circuits.ipynb #1fc1758e
+def circuit_site(hook:str, # a decoder hook point, e.g. 'decoder.hooks.0'
+                ) -> str|None:
+    "The conv64 decoder layer that reads a hook point's output (the site `latent_circuits` takes), or None."
+    import re
+    m = re.fullmatch(r'decoder\.hooks\.(\d+)', hook)
+    if m: return f'decoder.deconvs.{int(m.group(1)) + 1}'
+    return {'decoder.hook_fc1': 'decoder.fc2', 'decoder.hook_fc2': 'decoder.deconvs.0'}.get(hook)
+
+# %% ../nbs/08a_circuits.ipynb #d5a36409
+# the decoder's conv sites (the layers whose input channels are pruned), compiled from the output back
+DECODER_CONV_SITES = ('decoder.deconvs.3', 'decoder.deconvs.2', 'decoder.deconvs.1')
+
+def abstract_decoder(model:nn.Module, # a trained conv64 model
+                     z:torch.Tensor, # calibration codes [N, D] (e.g. posterior means of held-out images)
+                     budget:float=0.25, # the share of each block's channels kept
+                     method:str='const', # pruning.risk_scores method: const | affine | variance | random | fold
+                     sites:Sequence[str]=DECODER_CONV_SITES, # the blocks, in the order they are compiled
+                     seed:int=0, # curvature sampling and the random baseline
+                    ) -> nn.Module:
+    """A copy of `model` whose decoder keeps `budget` of the channels of every block, compiled block after block (each
+    scored on the model with the blocks after it compiled); `.abstraction` records each block."""
+    check(0 < budget <= 1, f'budget must be in (0, 1], got {budget}')
+    out, record = model, []
+    for site in sites:
+        keep = max(1, round(budget * _reader(out, site).in_channels))
+        st = site_stats(out, site, list(z.split(256)), forward=lambda m, c: m.decode(c), likelihood='bernoulli',
+                        seed=seed)
+        out = abstract(out, site, None, keep, method, stats=st, seed=seed)
+        record.append(out.abstraction)
+    out.abstraction = {'blocks': record, 'budget': budget, 'method': method}
+    return out.eval()
+
+# %% ../nbs/08a_circuits.ipynb #8e463882
+@torch.no_grad()
+def decoder_fidelity(full:nn.Module, # the trained model
+                     compiled:nn.Module, # its abstraction (abstract_decoder, or any model with `decode`)
+                     x:torch.Tensor, # held-out images [N, C, H, W]
+                     ks:Sequence[float]=SIGMA_GRID, # intervention values (mean + k·std; quantised: codewords)
+                     tol:float=0.05, # RMS difference of output probabilities below which a pair agrees
+                     active=None, # boolean mask of active latents (default: active_latents of `full`)
+                    ) -> dict:
+    """Reconstruction RMSE of the compiled decoder against the full one, and its IIA under latent interventions (the
+    share of (image, latent, value) pairs whose outputs agree within `tol`)."""
+    full.eval(); compiled.eval(); x = model_images(full, x)
+    act = active_latents(full, x)['active'] if active is None else np.asarray(active, bool)
+    z, slots, values = intervention_values(full, x, ks)
+    rmse = float((torch.sigmoid(full.decode(z)) - torch.sigmoid(compiled.decode(z))).pow(2).mean().sqrt())
+    agree = []
+    for i in np.flatnonzero(act):
+        zi = _intervened(z, slots[i], values[i])
+        d = (torch.sigmoid(full.decode(zi)) - torch.sigmoid(compiled.decode(zi))).flatten(1).pow(2).mean(1).sqrt()
+        agree.append(d < tol)
+    iia_z = float(torch.cat(agree).float().mean()) if agree else float('nan')
+    return {'rmse': rmse, 'iia': iia_z, 'pairs': int(sum(len(a) for a in agree))}

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from .causal_metrics import active_latents
+from .circuits import circuit_site, latent_circuits
 from .core import VaeCausalError, check
 from .data import FactorDataset, model_images
 from .interventions import SIGMA_GRID, aggregate_posterior, latent_sweep, mediation, show_sweep, value_grid
@@ -182,14 +183,17 @@ def bar_image(values, # one bar per value
               height:int=60, # pixels
               bar:int=4, # bar width in pixels
               gap:int=1, # gap between bars in pixels
+              highlight:Sequence[int]|None=None, # bars drawn in orange (e.g. a latent's circuit), the others blue
              ) -> np.ndarray:
     "A bar chart of non-negative values as a uint8 RGB array (no matplotlib: fast enough for live updates)."
     v = np.nan_to_num(np.asarray(values, dtype=np.float64).clip(min=0))
+    hi = set(highlight or ())
     img = np.full((height, len(v) * (bar + gap) + gap, 3), 255, np.uint8)
     top = v.max() if len(v) and v.max() > 0 else 1.0
     for j, x in enumerate(v):
         h = int(round(x / top * (height - 1)))
-        if h: img[height - h:, gap + j * (bar + gap): gap + j * (bar + gap) + bar] = (31, 119, 180)
+        if h: img[height - h:, gap + j * (bar + gap): gap + j * (bar + gap) + bar] = (255, 127, 14) if j in hi else \
+            (31, 119, 180)
     return img
 
 # %% ../nbs/09_widgets.ipynb #eb12b98f
@@ -203,6 +207,7 @@ class InterventionExplorer:
                  site:str|None=None, # decoder site for the mediation plot (default: 'decoder.hooks.0' when present)
                  seed:int=0, # which images
                  scale:int=3, # display enlargement
+                 circuit:bool=True, # show the latent's circuit (circuits.latent_circuits) among the NIE bars
                 ):
         import ipywidgets as W
 
@@ -210,7 +215,7 @@ class InterventionExplorer:
         self.model, self.ds, self.probe, self.scale, self.last_ms = model.eval(), dataset, probe, scale, float('nan')
         self.error, self.image = W.HTML(), W.Image(format='png')
         self.factors, self.nie_image = W.HTML(), W.Image(format='png')
-        self.nie_label = W.HTML()
+        self.nie_label, self._circuits = W.HTML(), {}
         try:
             check(isinstance(dataset, FactorDataset), f'dataset must be a FactorDataset, got {type(dataset).__name__}')
             g = torch.Generator().manual_seed(seed)
@@ -233,8 +238,10 @@ class InterventionExplorer:
         self.k = W.FloatSlider(value=2.0, min=-6, max=6, step=0.1, description='value (σ)', readout_format='+.1f')
         self.index = W.IntSlider(value=0, min=0, max=n - 1, description='image')
         self.site_box = W.Dropdown(options=sites or ['(none)'], value=self.site or '(none)', description='site')
-        for w in (self.latent, self.k, self.index, self.site_box): w.observe(self._update, names='value')
-        self.widget = W.VBox([W.HBox([self.latent, self.k]), W.HBox([self.index, self.site_box]),
+        self.show_circuit = W.Checkbox(value=circuit, description="latent's circuit", indent=False)
+        for w in (self.latent, self.k, self.index, self.site_box, self.show_circuit):
+            w.observe(self._update, names='value')
+        self.widget = W.VBox([W.HBox([self.latent, self.k]), W.HBox([self.index, self.site_box, self.show_circuit]),
                               W.HTML('<small>base · do(z_i = v) · |difference|</small>'), self.image, self.factors,
                                   self.nie_label, self.nie_image, self.error])
         self._update()
@@ -260,7 +267,20 @@ def state(self:InterventionExplorer) -> dict:
         out['factors'] = {name: (float(a), float(b)) for name, a, b in zip(self.ds.factor_names, f0, f1)}
     if self.site is not None and self.site_box.value != '(none)':
         out['nie'] = mediation(self.model, z, i, v, self.site_box.value, nde=False)['nie_norm']
+        reader = circuit_site(self.site_box.value)
+        if self.show_circuit.value and reader is not None: out['circuit'] = self.circuit(i, reader)
     return out
+
+@patch
+def circuit(self:InterventionExplorer, i:int, # the latent
+            reader:str, # the layer reading the site's channels (circuits.circuit_site)
+           ) -> list[int]:
+    "Latent i's circuit at `reader` over the explorer's first 32 images (computed once per latent and site)."
+    if (i, reader) not in self._circuits:
+        one = np.zeros(self.codes.shape[1], bool); one[i] = True
+        lc = latent_circuits(self.model, self.x[:32], site=reader, active=one)
+        self._circuits[(i, reader)] = lc.circuit[0] if len(lc) else []
+    return self._circuits[(i, reader)]
 
 # %% ../nbs/09_widgets.ipynb #596565f3
 @patch
@@ -275,8 +295,11 @@ def _update(self:InterventionExplorer, *_):
             self.factors.value = ('<table><tr><th>factor (probe, 0–1)</th><th>base</th><th>do</th><th>change</th></tr>'
                                   f'{rows}</table>')
         if 'nie' in s:
-            self.nie_image.value = png_bytes(bar_image(s['nie']), 2)
-            self.nie_label.value = f'<small>|NIE| per unit of {self.site_box.value} (max {s["nie"].max():.2g})</small>'
+            self.nie_image.value = png_bytes(bar_image(s['nie'], highlight=s.get('circuit')), 2)
+            circ = (f'; orange: the latent\'s circuit, {len(s["circuit"])} channels (IIA ≥ 0.95)' if 'circuit' in s
+                    else '')
+            self.nie_label.value = (f'<small>|NIE| per unit of {self.site_box.value} (max {s["nie"].max():.2g})'
+                                    f'{circ}</small>')
         self.error.value = ''
     except VaeCausalError as e: self.error.value = _error_html(e)
     self.last_ms = 1000 * (time.perf_counter() - t)
