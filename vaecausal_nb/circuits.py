@@ -115,6 +115,7 @@ def abstract_decoder(model:nn.Module, # a trained conv64 model
                      z:torch.Tensor, # calibration codes [N, D] (e.g. posterior means of held-out images)
                      budget:float=0.25, # the share of each block's channels kept
                      method:str='const', # pruning.risk_scores method: const | affine | variance | random | fold
+                     replacement:str|None=None, # 'const', 'mean' or 'fold' (default: as pruning.abstract chooses)
                      sites:Sequence[str]=DECODER_CONV_SITES, # the blocks, in the order they are compiled
                      seed:int=0, # curvature sampling and the random baseline
                     ) -> nn.Module:
@@ -126,7 +127,7 @@ def abstract_decoder(model:nn.Module, # a trained conv64 model
         keep = max(1, round(budget * _reader(out, site).in_channels))
         st = site_stats(out, site, list(z.split(256)), forward=lambda m, c: m.decode(c), likelihood='bernoulli',
                         seed=seed)
-        out = abstract(out, site, None, keep, method, stats=st, seed=seed)
+        out = abstract(out, site, None, keep, method, replacement, stats=st, seed=seed)
         record.append(out.abstraction)
     out.abstraction = {'blocks': record, 'budget': budget, 'method': method}
     return out.eval()
