@@ -99,9 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--cpus-per-run', type=float, default=1, help='ray backend: CPUs per run')
     s.add_argument('--gpus-per-run', type=float, default=0,
                    help='ray backend: GPUs per run (0.25 packs four runs on a GPU)')
-    s.add_argument('--fleet', default='1', metavar='K|auto',
-                   help='train runs of one architecture K at a time as one model (fleet.train_fleet); auto: as many '
-                        'as fit in free device memory (default 1: each run alone)')
+    s.add_argument('--fleet', default='1', metavar='K|auto', help='train runs of one architecture K at a time as one '
+                   'model (fleet.train_fleet); auto: as many as fit in free device memory (default 1: each alone)')
     s.add_argument('--archs', default=None, help='comma-separated architectures (override the preset)')
     s.add_argument('--datasets', default=None, help='comma-separated datasets (override the preset)')
     s.add_argument('--seeds', default=None, help='comma-separated seeds (override the preset)')

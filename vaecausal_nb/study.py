@@ -471,25 +471,29 @@ def run_study(spec:StudySpec|str, # a StudySpec or a preset name
         for u in units:
             bar.set_postfix_str(u[0]['name'] if len(u) == 1 else f'fleet of {len(u)} {u[0]["train"]["arch"]}')
             done(_run_unit(u, root))
-    else:
-        import concurrent.futures as cf
-        import multiprocessing as mp
-
-        from vaecausal_nb.study import (
-            _pool_run,  # by module path, so spawned workers can import it (also from a notebook)
-        )
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        from vaecausal_nb.study import _die_with_parent
-        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_die_with_parent,
-                                    initargs=(os.getpid(),)) as ex:
-            futs = [ex.submit(_pool_run, (u, str(root), threads)) for u in units]
-            for f in cf.as_completed(futs): done(f.result())
+    else: _run_pool(units, root, workers, done)
     bar.close()
     if failed:
         names = {j['key']: j['name'] for j in todo}
         raise VaeCausalError(f'{len(failed)} of {len(todo)} runs failed (the others are stored; run the study again to '
                              'retry these):\n' + '\n'.join(f'  {names[k]}: {e}' for k, e in failed.items()))
     return load_results(root, keys={j['key'] for j in todo_all})
+
+# %% ../nbs/10_study.ipynb #e056b375
+def _run_pool(units, root, workers:int, done):
+    "Run the units in a process pool of `workers` (spawned; each gets cores // workers torch threads)."
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    from vaecausal_nb.study import (  # by module path, so spawned workers can import them (also from a notebook)
+        _die_with_parent,
+        _pool_run,
+    )
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_die_with_parent,
+                                initargs=(os.getpid(),)) as ex:
+        futs = [ex.submit(_pool_run, (u, str(root), threads)) for u in units]
+        for f in cf.as_completed(futs): done(f.result())
 
 # %% ../nbs/10_study.ipynb #f245e999
 def _run_ray(units, root, address, cpus, gpus, done):
