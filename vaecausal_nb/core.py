@@ -20,8 +20,8 @@ import torch
 
 # %% auto #0
 __all__ = ['logger', 'DEVICE_ENV', 'RETAIN_MEMORY_ENV', 'CACHE_ENV', 'VaeCausalError', 'check', 'log_once', 'get_device',
-           'seed_everything', 'retain_freed_memory', 'atomic_write', 'save_json', 'load_json', 'cache_root',
-           'save_weights', 'load_weights', 'is_quantised', 'check_slots', 'code_slots']
+           'free_memory', 'seed_everything', 'retain_freed_memory', 'atomic_write', 'save_json', 'load_json',
+           'cache_root', 'save_weights', 'load_weights', 'is_quantised', 'check_slots', 'code_slots']
 
 # %% ../nbs/00_core.ipynb #4881d329
 class VaeCausalError(Exception):
@@ -87,6 +87,15 @@ def get_device(device:str|torch.device|None=None, # 'cpu', 'cuda', 'cuda:1', 'mp
         check(getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(),
               f"device 'mps' was asked for (from the {source}) but MPS is not available here; use 'cpu' or 'auto'")
     return torch.device(name)
+
+# %% ../nbs/00_core.ipynb #786a935e
+def free_memory(device:str|torch.device, # where the memory would be used
+               ) -> int:
+    "Bytes free on `device` now (CUDA: the driver's count; elsewhere: the machine's available RAM, or 8 GiB if unknown)."
+    device = torch.device(device)
+    if device.type == 'cuda': return torch.cuda.mem_get_info(device)[0]
+    try: return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    except (ValueError, OSError, AttributeError): return 8 << 30
 
 # %% ../nbs/00_core.ipynb #ad4dddaf
 def seed_everything(seed:int, # an integer in [0, 2**32)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import VaeCausalError, atomic_write, cache_root, check, log_once, logger
+from .core import VaeCausalError, atomic_write, cache_root, check, free_memory, log_once, logger
 
 # %% auto #0
 __all__ = ['DATA_ENV', 'DSPRITES_FILES', 'SHAPES3D_FILES', 'MPI3D_FILES', 'MPI3D_GRID', 'NORB_SPLITS', 'DATASETS', 'SOURCES',
@@ -29,7 +29,8 @@ __all__ = ['DATA_ENV', 'DSPRITES_FILES', 'SHAPES3D_FILES', 'MPI3D_FILES', 'MPI3D
            'image_grid', 'show_traversals', 'traversal_factors', 'hsv_to_rgb', 'ProceduralShapes3D', 'ProceduralMPI3D',
            'data_root', 'ArrayDataset', 'load_dsprites_file', 'load_shapes3d_file', 'load_mpi3d_file',
            'read_norb_matrix', 'SmallNORB', 'load_smallnorb', 'CelebA', 'load_celeba', 'load_dataset', 'fetch_file',
-           'download', 'random_batch', 'fixed_factor_batch', 'counterfactual_pairs', 'BatchIterator', 'model_images']
+           'download', 'random_batch', 'fixed_factor_batch', 'counterfactual_pairs', 'BatchIterator',
+           'should_materialise', 'model_images']
 
 # %% ../nbs/01_data.ipynb #fbf434bb
 def to_float(x:torch.Tensor) -> torch.Tensor:
@@ -43,6 +44,7 @@ class FactorDataset:
     name = 'factors'
     procedural = False
     nuisance: tuple = ()  # factor names that vary but are not meant to be learned (e.g. SmallNORB instance)
+    resident: torch.Tensor|None = None  # every image as uint8 [N, C, H, W] once `materialise` has run
     def __init__(self,
                  factor_names:list[str], # one name per factor
                  factor_sizes:tuple[int, ...], # number of classes of each factor
@@ -79,20 +81,21 @@ class FactorDataset:
         return (u * self._sizes).long().clamp_max_(self._sizes - 1)
 
     def images(self, idx) -> torch.Tensor:
-        "uint8 images `[N, C, H, W]` at `idx` (on `self.device`)."
+        "uint8 images `[N, C, H, W]` at `idx` (on `self.device`): gathered when the dataset is resident, else rendered."
         idx = self._as_idx(idx)
+        if self.resident is not None: return self.resident[idx.to(self.resident.device)]
         return self._render(self.factors(idx), idx)
 
     def images_of(self, factors) -> torch.Tensor:
         "uint8 images `[N, C, H, W]` with the given factor classes."
-        idx = self.index_of(factors)
-        return self._render(self.factors(idx), idx)
+        return self.images(self.index_of(factors))
 
     def _render(self, factors:torch.Tensor, idx:torch.Tensor) -> torch.Tensor: raise NotImplementedError
 
     def to(self, device):
         "Move whatever the dataset renders from to `device`; images then come out on that device."
         self.device = torch.device(device)
+        if self.resident is not None: self.resident = self.resident.to(self.device)
         return self
 
 # %% ../nbs/01_data.ipynb #340d99fa
@@ -460,7 +463,7 @@ class ArrayDataset(FactorDataset):
         shape = arr.shape
         c = shape[3] if channels_last and len(shape) == 4 else 1
         super().__init__(factor_names, factor_sizes, (c, shape[1], shape[2]), factor_values)
-        self.name, self.arr, self.scale, self.resident = name, arr, scale, None
+        self.name, self.arr, self.scale = name, arr, scale
 
     def _read(self, idx:np.ndarray) -> np.ndarray:
         if isinstance(self.arr, np.ndarray): return self.arr[idx]
@@ -472,18 +475,10 @@ class ArrayDataset(FactorDataset):
         return out
 
     def _render(self, f, idx):
-        if self.resident is not None: return self.resident[idx.to(self.resident.device)]
         x = torch.from_numpy(np.ascontiguousarray(self._read(idx.numpy())))
         x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)
         if self.scale != 1: x = x * self.scale
         return x.to(torch.uint8).to(self.device)
-
-    def load_to(self, device) -> ArrayDataset:
-        "Read every image once into a uint8 tensor on `device` (later batches are pure indexing)."
-        self.to(device)
-        chunks = [self._render(None, torch.arange(i, min(i + 8192, len(self)))) for i in range(0, len(self), 8192)]
-        self.resident = torch.cat(chunks).to(self.device)
-        return self
 
 # %% ../nbs/01_data.ipynb #32be0a39
 DSPRITES_FILES = ['dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz', 'dsprites_ndarray_co1sh3sc6or40x32y32_64x64.hdf5']
@@ -923,21 +918,57 @@ class BatchIterator:
         check(batch_size >= 1, f'batch_size must be at least 1, got {batch_size}')
         self.ds, self.batch_size, self.device = ds, int(batch_size), torch.device(device)
         if ds.procedural: ds.to(self.device)
-        elif resident and isinstance(ds, ArrayDataset) and ds.resident is None: ds.load_to(self.device)
+        elif resident and isinstance(ds, ArrayDataset) and ds.resident is None: ds.materialise(self.device)
         else: ds.to(self.device)
         self.gen = torch.Generator(device='cpu').manual_seed(int(seed))
         self.step = 0
 
     def __iter__(self): return self
-    def next_with_factors(self):
-        idx = torch.randint(0, len(self.ds), (self.batch_size,), generator=self.gen)
+    def next_index(self) -> torch.Tensor:
+        "The indices of the next batch (the stream moves on by one batch)."
         self.step += 1
+        return torch.randint(0, len(self.ds), (self.batch_size,), generator=self.gen)
+    def next_with_factors(self):
+        idx = self.next_index()
         return to_float(self.ds.images(idx)), self.ds.factors(idx)
     def __next__(self) -> torch.Tensor: return self.next_with_factors()[0]
 
     def state_dict(self) -> dict: return {'gen': self.gen.get_state(), 'step': torch.tensor(self.step)}
     def load_state_dict(self, sd:dict):
         self.gen.set_state(sd['gen']); self.step = int(sd['step'])
+
+# %% ../nbs/01_data.ipynb #25611845
+@patch
+def materialise(self:FactorDataset,
+                device=None, # where to hold the images (None: the dataset's device)
+                chunk:int=1024, # images rendered (or read) at a time
+                progress:bool=False, # a tqdm bar over the chunks
+               ) -> FactorDataset:
+    "Render (or read) every image once into one uint8 tensor on `device`; from then on every batch is a gather."
+    from tqdm.auto import tqdm
+    device = torch.device(device) if device is not None else self.device
+    need, free = len(self) * math.prod(self.image_shape), free_memory(device)
+    check(need < free, f'{self.name} needs {need / 2**30:.1f} GiB to be held on {device.type} whole, but '
+          f'{free / 2**30:.1f} GiB are free; leave it rendered (or read) batch by batch, or free memory')
+    self.resident = None
+    self.to(device)
+    out = torch.empty((len(self),) + tuple(self.image_shape), dtype=torch.uint8, device=device)
+    for i in tqdm(range(0, len(self), chunk), desc=f'{self.name} onto {device.type}', disable=not progress):
+        idx = torch.arange(i, min(i + chunk, len(self)))
+        out[i:i + len(idx)] = self._render(self.factors(idx), idx)
+    self.resident = out
+    return self
+
+# %% ../nbs/01_data.ipynb #9678bf50
+def should_materialise(ds:FactorDataset, # a dataset
+                       device, # where it would be held
+                       images:int, # how many images training will draw from it
+                       share:float=0.5, # the part of the free memory its images may take
+                      ) -> bool:
+    "Hold `ds` on `device` whole? When it is not already, training draws at least `len(ds)` images, and it fits."
+    if ds.resident is not None and ds.resident.device == torch.device(device): return False
+    need = len(ds) * math.prod(ds.image_shape)
+    return images >= len(ds) and need <= share * free_memory(device)
 
 # %% ../nbs/01_data.ipynb #5560e048
 def model_images(model:torch.nn.Module, # the model the images are for (its `image_shape` is checked when it has one)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +14,8 @@ import torch
 from fastcore.basics import patch
 from torch.func import functional_call, stack_module_state, vmap
 
-from .core import VaeCausalError, check, get_device, retain_freed_memory
-from .data import load_dataset
+from .core import VaeCausalError, check, free_memory, get_device, retain_freed_memory
+from .data import load_dataset, should_materialise, to_float
 from .hooks import HookPoint
 from .models import MODELS, build_model
 from .train import (
@@ -24,7 +23,7 @@ from .train import (
     check_run_dir, finish_session, log_and_save, start_session, train_step)
 
 # %% auto #0
-__all__ = ['STRUCTURAL', 'SHARED', 'check_fleet', 'member_bytes', 'fleet_capacity', 'train_fleet']
+__all__ = ['STRUCTURAL', 'SHARED', 'check_fleet', 'member_bytes', 'fleet_capacity', 'fleet_batches', 'train_fleet']
 
 # %% ../nbs/04a_fleet.ipynb #fd5c6f8f
 # hyperparameters that shape the network or enter its forward pass as Python numbers: one value per fleet
@@ -89,12 +88,6 @@ def member_bytes(cfg:TrainConfig, # a member
     return 4 * (4 * weights + 2 * cfg.batch_size * sum(sizes))
 
 # %% ../nbs/04a_fleet.ipynb #aede3ab3
-def _free_bytes(device:torch.device) -> int:
-    "Memory free on `device` now (CUDA: the driver's count; elsewhere: the machine's available RAM)."
-    if device.type == 'cuda': return torch.cuda.mem_get_info(device)[0]
-    try: return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
-    except (ValueError, OSError, AttributeError): return 8 << 30
-
 def fleet_capacity(cfg:TrainConfig, # a member (its architecture, latent size and batch size count)
                    image_shape:tuple, # its images' (C, H, W)
                    device=None, # where it would train (None: `cfg.device`, then the default device)
@@ -103,7 +96,7 @@ def fleet_capacity(cfg:TrainConfig, # a member (its architecture, latent size an
                   ) -> int:
     "How many members like `cfg` fit in `share` of the free memory."
     dev = get_device(device if device is not None else cfg.device)
-    free = memory if memory is not None else _free_bytes(dev)
+    free = memory if memory is not None else free_memory(dev)
     return int(share * free // member_bytes(cfg, image_shape))
 
 # %% ../nbs/04a_fleet.ipynb #9e1c8e60
@@ -205,6 +198,20 @@ def put_state(self:_StackedOpt, k:int, # the member
                       'exp_avg': torch.empty_like(q).copy_(self.m[j][k]),
                       'exp_avg_sq': torch.empty_like(q).copy_(self.v[j][k])}
 
+# %% ../nbs/04a_fleet.ipynb #be29ca4b
+def fleet_batches(its:list, # the members' `BatchIterator`s (each moves on by one batch)
+                 ) -> torch.Tensor:
+    "The next batch of every member, `[K, B, C, H, W]` floats in [0, 1]: one gather (or render) per dataset."
+    idx = [it.next_index() for it in its]
+    ds0 = its[0].ds
+    out = torch.empty((len(its), its[0].batch_size) + tuple(ds0.image_shape), dtype=torch.uint8, device=ds0.device)
+    groups = {}
+    for k, it in enumerate(its): groups.setdefault(id(it.ds), []).append(k)
+    for ks in groups.values():
+        ds = its[ks[0]].ds
+        out[ks] = ds.images(torch.cat([idx[k] for k in ks])).view(len(ks), *out.shape[1:])
+    return to_float(out)
+
 # %% ../nbs/04a_fleet.ipynb #47f7b990
 class _Objective(torch.nn.Module):
     "One member's loss as a single call (what the fleet maps over members)."
@@ -265,7 +272,7 @@ def _call(self:_Stack, params:dict, buffers:dict, *args, **kw):
 def step(self:_Stack) -> tuple[dict, torch.Tensor]:
     "One step of every member; returns the loss terms [K] and which members' losses were finite."
     s0 = self.members[0].s
-    x = torch.stack([next(m.s.it) for m in self.members])
+    x = fleet_batches([m.s.it for m in self.members])
     b, L = s0.cfg.batch_size, s0.model.latent_dim
     noise = torch.stack([torch.randn(b, L, generator=g, device=self.dev, dtype=self.dtype) for _, g in self.gens]) \
         if s0.model.gaussian_posterior else torch.zeros(len(x), 1, device=self.dev)
@@ -353,12 +360,26 @@ def _phases(members:list[_Member]):
         group = [m for m in todo if m.s.step == at]
         yield group, min([m.s.cfg.steps for m in group] + [m.s.step for m in todo if m.s.step > at]) - at
 
+def _hold_data(members:list[_Member], # the started members
+               device:torch.device, # where they train
+               resident:bool|None, # True: hold every dataset on the device; False: never; None: `should_materialise`
+              ):
+    "Materialise each distinct dataset on the device when it pays: the members still to train draw >= its size."
+    draws = {}
+    for m in members:
+        ds, n = m.s.it.ds, (m.s.cfg.steps - m.s.step) * m.s.cfg.batch_size
+        draws[id(ds)] = (ds, draws.get(id(ds), (ds, 0))[1] + n)
+    for ds, n in draws.values():
+        held = ds.resident is not None and ds.resident.device == device
+        if (resident and not held) or (resident is None and should_materialise(ds, device, n)): ds.materialise(device)
+
 # %% ../nbs/04a_fleet.ipynb #b120c1ec
 def train_fleet(configs:list[TrainConfig], # members: one architecture, latent size, batch size and image shape
                 mode:str='auto', # 'stacked' (vmap over stacked parameters), 'loop' (in turn), 'auto' (CUDA: stacked)
                 memory:int|None=None, # bytes of device memory to plan for (None: what is free now)
                 dataset=None, # a loaded dataset (or a list of them) that members name: not loaded again
                 progress:bool=True, # one tqdm bar over all members' steps
+                resident:bool|None=None, # hold the datasets on the device whole (None: when it pays, see `_hold_data`)
                ) -> list[Run]:
     "Train (or resume) K runs as one fleet; each member's result equals `train(cfg)` of its config (see the tolerance)."
     from tqdm.auto import tqdm
@@ -375,6 +396,7 @@ def train_fleet(configs:list[TrainConfig], # members: one architecture, latent s
     if mode == 'auto': mode = 'stacked' if device.type == 'cuda' else 'loop'
     if device.type == 'cpu': retain_freed_memory()
     members = [_start(c, d, device) for c, d in zip(cfgs, dss)]
+    _hold_data(members, device, resident)
     bf16 = cfgs[0].precision == 'bf16'
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     bar = tqdm(total=sum(c.steps for c in cfgs), initial=sum(m.s.step for m in members), leave=False,

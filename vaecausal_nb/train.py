@@ -23,7 +23,7 @@ import torch
 from .core import (
     VaeCausalError, atomic_write, cache_root, check, get_device, load_json, load_weights, logger,
     retain_freed_memory, save_json, save_weights, seed_everything)
-from .data import BatchIterator, FactorDataset, load_dataset
+from .data import BatchIterator, FactorDataset, load_dataset, should_materialise
 from .models import build_model, check_hparams
 
 if TYPE_CHECKING: import pandas
@@ -280,6 +280,7 @@ def train(cfg:TrainConfig, # what to train
     if cfg.out_dir: check_run_dir(Path(cfg.out_dir), cfg)     # before any write
     ds = dataset if dataset is not None else load_dataset(cfg.dataset, **cfg.dataset_kwargs)
     s = start_session(cfg, ds, device)
+    if should_materialise(ds, device, (cfg.steps - s.step) * cfg.batch_size): ds.materialise(device)
     fwd = torch.compile(s.model) if cfg.compile else s.model
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == 'bf16')
     bar = tqdm(total=cfg.steps, initial=s.step, desc=f'{cfg.arch} on {cfg.dataset}', disable=not cfg.progress,
