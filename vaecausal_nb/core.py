@@ -91,7 +91,7 @@ def get_device(device:str|torch.device|None=None, # 'cpu', 'cuda', 'cuda:1', 'mp
 # %% ../nbs/00_core.ipynb #786a935e
 def free_memory(device:str|torch.device, # where the memory would be used
                ) -> int:
-    "Bytes free on `device` now (CUDA: the driver's count; elsewhere: the machine's available RAM, or 8 GiB if unknown)."
+    "Bytes free on `device` now (CUDA: the driver's count; elsewhere: the available RAM, or 8 GiB if unknown)."
     device = torch.device(device)
     if device.type == 'cuda': return torch.cuda.mem_get_info(device)[0]
     try: return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
