@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--controls', default=None, help=f'comma-separated controls: {", ".join(CONTROLS)}')
     s.add_argument('--allow-procedural', action='store_true',
                    help='paper preset: use a generator where a real file is missing')
+    s.add_argument('--time-limit', type=float, default=None, metavar='SECONDS', help='stop training (at a checkpoint) '
+                   'and start no run after this many seconds; exit status 3: run the same command again to go on')
     s.add_argument('--no-report', action='store_true', help='do not write the report at the end')
     s.add_argument('--no-progress', action='store_true')
     r = sub.add_parser('report', help='write the report of a study root',
@@ -148,7 +150,11 @@ def main(argv:list[str]|None=None) -> int:
             root = Path(args.out or f'study_runs/{spec.name}')
             df = run_study(spec, root, backend=args.backend, workers=args.workers, address=args.address,
                            cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
-                           progress=not args.no_progress, fleet=_parse_fleet(args.fleet))
+                           progress=not args.no_progress, fleet=_parse_fleet(args.fleet), time_limit=args.time_limit)
+            if df.attrs.get('unfinished'):
+                print(f'\n{len(df)} runs finished, {df.attrs["unfinished"]} left at the time limit in {root.resolve()}: '
+                      'run the same command again to continue')
+                return 3
             print(f'\n{len(df)} runs finished in {root.resolve()}')
             if not args.no_report: print(f'report written to {write_report(root).resolve()}')
         elif args.cmd == 'report':

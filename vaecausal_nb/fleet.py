@@ -20,7 +20,7 @@ from .hooks import HookPoint
 from .models import MODELS, build_model
 from .train import (
     Run, Session, TrainConfig, _diverged, _history_frame, _log_row, _out_of_memory, _rng_state, _set_rng_state,
-    check_run_dir, finish_session, log_and_save, start_session, train_step)
+    OutOfTime, check_run_dir, finish_session, log_and_save, pause_session, start_session, time_up, train_step)
 
 # %% auto #0
 __all__ = ['STRUCTURAL', 'SHARED', 'check_fleet', 'member_bytes', 'fleet_capacity', 'fleet_batches', 'train_fleet']
@@ -125,11 +125,13 @@ def _loop_phase(members:list[_Member], # members at one step
                 steps:int, # how many steps to take
                 amp, # autocast context
                 bar, # the fleet's progress bar
+                until:float|None=None, # a `time.time()` deadline (see `train`)
                ):
     "Train each member in turn for `steps` steps on its own RNG: `train`'s arithmetic, so the same result bit for bit."
     for m in members:                 # whole phases, not alternating steps: a member's weights stay in cache
         with _own_rng(m):
             for _ in range(steps):
+                if time_up(until): raise OutOfTime('deadline')
                 terms, ok = train_step(m.s, m.s.model, amp)
                 if not ok:
                     m.error = str(_diverged(m.s.step + 1, terms['loss'], m.s.last_good, m.s.cfg)); break
@@ -318,10 +320,12 @@ def _stacked_phase(members:list[_Member], # members at one step
                    amp, # autocast context
                    dtype:torch.dtype, # the noise's dtype
                    bar, # the fleet's progress bar
+                   until:float|None=None, # a `time.time()` deadline (see `train`)
                   ):
     "Train the members as one stacked model; a member whose loss is not finite is stopped and the phase ends there."
-    st = _Stack(members, amp, dtype)
+    st, late = _Stack(members, amp, dtype), False
     for _ in range(steps):
+        if late := time_up(until): break
         terms, ok = st.step()
         ok, tc = ok.tolist(), {n: t.float().cpu() for n, t in terms.items()}
         for k, m in enumerate(members):
@@ -337,6 +341,7 @@ def _stacked_phase(members:list[_Member], # members at one step
         if not all(ok): break
     for k, m in enumerate(members):
         if not m.error: st.write_back(k)
+    if late: raise OutOfTime('deadline')
 
 # %% ../nbs/04a_fleet.ipynb #08c9c661
 def _datasets(cfgs:list[TrainConfig], # the members
@@ -380,6 +385,7 @@ def train_fleet(configs:list[TrainConfig], # members: one architecture, latent s
                 dataset=None, # a loaded dataset (or a list of them) that members name: not loaded again
                 progress:bool=True, # one tqdm bar over all members' steps
                 resident:bool|None=None, # hold the datasets on the device whole (None: when it pays, see `_hold_data`)
+                until:float|None=None, # a `time.time()` deadline: past it, checkpoint every member, raise `OutOfTime`
                ) -> list[Run]:
     "Train (or resume) K runs as one fleet; each member's result equals `train(cfg)` of its config (see the tolerance)."
     from tqdm.auto import tqdm
@@ -403,8 +409,14 @@ def train_fleet(configs:list[TrainConfig], # members: one architecture, latent s
                desc=f'fleet of {len(cfgs)} {cfgs[0].arch}', disable=not progress)
     try:
         for group, n in _phases(members):
-            if mode == 'loop': _loop_phase(group, n, amp, bar)
-            else: _stacked_phase(group, n, amp, torch.bfloat16 if bf16 else torch.float32, bar)
+            if mode == 'loop': _loop_phase(group, n, amp, bar, until)
+            else: _stacked_phase(group, n, amp, torch.bfloat16 if bf16 else torch.float32, bar, until)
+    except OutOfTime:
+        for m in members:
+            if not m.error:
+                with _own_rng(m): pause_session(m.s)
+        raise OutOfTime(f'a fleet of {len(cfgs)} {cfgs[0].arch} stopped at steps {[m.s.step for m in members]} of '
+                        f'{[c.steps for c in cfgs]}') from None
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
         if not _out_of_memory(e): raise
         raise VaeCausalError(f'a step of {len(cfgs)} members at batch_size {cfgs[0].batch_size} does not fit in '

@@ -31,14 +31,14 @@ from .metrics import SIZES, evaluate, resolve_sizes
 from .models import ARCHS, MODELS, check_hparams
 from .probes import factor_probe
 from .fleet import STRUCTURAL, fleet_capacity, train_fleet
-from .train import TrainConfig, load_run, train
+from .train import OutOfTime, TrainConfig, deadline, load_run, time_up, train
 
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
 __all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'CPU_HPARAMS', 'SWEEP', 'CAPACITY_DIMS', 'PILOT_SWEEP', 'PRESETS', 'SUMMARY_SEED',
-           'CAUSAL_SEED', 'StudySpec', 'configurations', 'preset', 'run_key', 'jobs', 'causal_images', 'measure',
-           'run_job', 'fleets', 'run_fleet', 'run_study', 'config_label', 'load_results', 'study_status',
+           'CAUSAL_SEED', 'UNFINISHED', 'StudySpec', 'configurations', 'preset', 'run_key', 'jobs', 'causal_images',
+           'measure', 'run_job', 'fleets', 'run_fleet', 'run_study', 'config_label', 'load_results', 'study_status',
            'evaluation_path', 'evaluate_run']
 
 # %% ../nbs/10_study.ipynb #ef859e92
@@ -252,12 +252,13 @@ def measure(model:torch.nn.Module, # a trained model
             seed:int, # the run's seed (the measurement images are drawn from it)
             probe=None, # the dataset's factor probe (None: no factor-level specificity)
             progress:bool=False, # tqdm bars over the metrics
+            n_jobs:int=1, # DCI's per-factor classifiers fitted in parallel (the same numbers as serial)
            ) -> dict:
     "Every metric of one trained model on its dataset, as a flat dict of floats."
     t0 = time.perf_counter()
     out = _model_summary(model, ds, seed)
-    out.update({k: v for k, v in evaluate(model, ds, sizes=ev['metric_sizes'], seed=seed, progress=progress).items()
-                if k != 'seconds_total'})
+    ev_all = evaluate(model, ds, sizes=ev['metric_sizes'], seed=seed, progress=progress, n_jobs=n_jobs)
+    out.update({k: v for k, v in ev_all.items() if k != 'seconds_total'})
     x = causal_images(ds, ev['causal_images'], seed)
     out.update(causal_summary(model, x, probe=probe, modularity_images=ev['modularity_images']))
     out['seconds_eval'] = time.perf_counter() - t0
@@ -267,6 +268,7 @@ def measure(model:torch.nn.Module, # a trained model
 def run_job(job:dict, # from `jobs`
             root:str|Path, # the study root
             threads:int|None=None, # torch CPU threads for this run (None: leave as is)
+            until:float|None=None, # a `time.time()` deadline: not started, or checkpointed, past it (`OutOfTime`)
            ) -> dict:
     """Train (or resume) and measure one job; returns its row (also in `root/runs/<name>/metrics.json`). A finished run
     is read, not redone."""
@@ -274,10 +276,11 @@ def run_job(job:dict, # from `jobs`
     root = Path(root); d = root / 'runs' / job['name']
     done = d / 'metrics.json'
     if done.exists(): return load_json(done)
+    if time_up(until): raise OutOfTime('not started')
     d.parent.mkdir(parents=True, exist_ok=True)
     with _run_lock(d.parent / f'.{job["name"]}.lock', d):
         if done.exists(): return load_json(done)
-        return _train_and_measure(job, root, d, done)
+        return _train_and_measure(job, root, d, done, until)
 
 # %% ../nbs/10_study.ipynb #4e646699
 @contextmanager
@@ -301,11 +304,12 @@ def _job_config(job:dict, # from `jobs`
     return TrainConfig.from_dict({**job['train'], 'out_dir': str(d),
                                   'checkpoint_every': max(1, job['train']['steps'] // 4)})
 
-def _train_and_measure(job, root, d, done) -> dict:
+def _train_and_measure(job, root, d, done, until=None) -> dict:
     cfg = _job_config(job, d)
     ds = load_dataset(cfg.dataset, **cfg.dataset_kwargs)   # loaded once, for training, the figure and measurement
     t0 = time.perf_counter()
-    run = train(cfg, ds)
+    run = train(cfg, ds, until=until)
+    if time_up(until): raise OutOfTime('trained, not measured')
     return _measure_run(job, root, d, done, run, ds, time.perf_counter() - t0)
 
 # %% ../nbs/10_study.ipynb #0953bdec
@@ -314,7 +318,7 @@ def _measure_run(job, root, d, done, run, ds, t_train:float, fleet_size:int=1) -
     cfg = run.config
     if not (d / 'traversal.png').exists(): save_traversal(run.model, ds, d / 'traversal.png')
     probe = _probe(root, ds, job['eval']['probe_steps'])
-    m = measure(run.model, ds, job['eval'], cfg.seed, probe)
+    m = measure(run.model, ds, job['eval'], cfg.seed, probe, n_jobs=torch.get_num_threads())
     if job['eval'].get('controls'):
         x = causal_images(ds, job['eval']['causal_images'], cfg.seed)
         m.update(control_measures(run.model, ds, x, job['eval']['controls'], steps=cfg.steps, probe=probe,
@@ -364,6 +368,7 @@ def run_fleet(fleet_jobs:list[dict], # jobs of one fleet (from `fleets`)
               root:str|Path, # the study root
               threads:int|None=None, # torch CPU threads (None: leave as is)
               mode:str='auto', # the fleet's executor (`fleet.train_fleet`)
+              until:float|None=None, # a `time.time()` deadline: runs not finished by then come back as UNFINISHED
              ) -> list[tuple]:
     "Train a fleet's unfinished jobs together, then measure each; `(key, row, error)` per job (finished ones are read)."
     if threads: torch.set_num_threads(threads)
@@ -373,6 +378,7 @@ def run_fleet(fleet_jobs:list[dict], # jobs of one fleet (from `fleets`)
            if (d[j['key']] / 'metrics.json').exists()]
     todo = [j for j in fleet_jobs if not (d[j['key']] / 'metrics.json').exists()]
     if not todo: return out
+    if time_up(until): return out + [(j['key'], None, UNFINISHED) for j in todo]
     runs_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as locks:
         for j in todo: locks.enter_context(_run_lock(runs_dir / f'.{j["name"]}.lock', d[j['key']]))
@@ -380,20 +386,24 @@ def run_fleet(fleet_jobs:list[dict], # jobs of one fleet (from `fleets`)
         dss = {c.dataset: None for c in cfgs}
         for c in cfgs: dss[c.dataset] = dss[c.dataset] or load_dataset(c.dataset, **c.dataset_kwargs)
         t0 = time.perf_counter()
-        runs = train_fleet(cfgs, mode=mode, dataset=list(dss.values()), progress=False)
+        try: runs = train_fleet(cfgs, mode=mode, dataset=list(dss.values()), progress=False, until=until)
+        except OutOfTime: return out + [(j['key'], None, UNFINISHED) for j in todo]
         share = (time.perf_counter() - t0) / len(todo)
         for j, r in zip(todo, runs):
-            if r.error: out.append((j['key'], None, r.error)); continue
+            if r.error or time_up(until): out.append((j['key'], None, r.error or UNFINISHED)); continue
             try: out.append((j['key'], _measure_run(j, root, d[j['key']], d[j['key']] / 'metrics.json', r,
                                                     dss[r.config.dataset], share, len(todo)), None))
             except VaeCausalError as e: out.append((j['key'], None, str(e)))
     return out
 
 # %% ../nbs/10_study.ipynb #b5586209
-def _run_unit(unit:list[dict], root, threads=None, catch=(VaeCausalError,)) -> list[tuple]:
+UNFINISHED = 'unfinished: the time limit came first'   # the "error" of a run stopped by the deadline
+
+def _run_unit(unit:list[dict], root, threads=None, catch=(VaeCausalError,), until=None) -> list[tuple]:
     "One unit of work: a single job (`run_job`, through `train`) or a fleet (`run_fleet`); `(key, row, error)` each."
-    if len(unit) > 1: return run_fleet(unit, root, threads)
-    try: return [(unit[0]['key'], run_job(unit[0], root, threads), None)]
+    if len(unit) > 1: return run_fleet(unit, root, threads, until=until)
+    try: return [(unit[0]['key'], run_job(unit[0], root, threads, until), None)]
+    except OutOfTime: return [(unit[0]['key'], None, UNFINISHED)]
     except catch as e: return [(unit[0]['key'], None, str(e) if isinstance(e, VaeCausalError) else
                                 f'{type(e).__name__}: {e}')]
 
@@ -425,8 +435,8 @@ def _die_with_parent(parent:int):
 
 def _pool_run(args):
     "A pool or Ray task: one unit (a job or a fleet); every error is returned, not raised."
-    unit, root, threads = args
-    return _run_unit(unit, root, threads, catch=(Exception,))
+    unit, root, threads, until = args
+    return _run_unit(unit, root, threads, catch=(Exception,), until=until)
 
 # %% ../nbs/10_study.ipynb #b04ef729
 def run_study(spec:StudySpec|str, # a StudySpec or a preset name
@@ -438,9 +448,10 @@ def run_study(spec:StudySpec|str, # a StudySpec or a preset name
               gpus_per_run:float=0, # ray: num_gpus of each task (fractions pack several runs on one GPU)
               progress:bool=True, # tqdm bar over runs
               fleet:int|str=1, # members per fleet (1: each run alone; 'auto': what fits in the free device memory)
+              time_limit:float|None=None, # seconds: then training stops at a checkpoint, no run starts (None: none)
              ) -> 'pandas.DataFrame':
     """Run every unfinished job of `spec` under `root` (finished runs are skipped, interrupted ones resumed); returns
-    `load_results(root)` for this spec."""
+    `load_results(root)` for this spec, with `attrs['unfinished']` the runs left for another call by `time_limit`."""
     from tqdm.auto import tqdm
     if isinstance(spec, str): spec = preset(spec)
     spec.validate()
@@ -449,6 +460,8 @@ def run_study(spec:StudySpec|str, # a StudySpec or a preset name
     check(isinstance(workers, int) and workers >= 1, f'workers must be a positive integer, got {workers!r}')
     check(fleet == 'auto' or (isinstance(fleet, int) and not isinstance(fleet, bool) and fleet >= 1),
           f"fleet must be a positive integer or 'auto', got {fleet!r}")
+    check(time_limit is None or time_limit >= 0, f'time_limit must be seconds >= 0, got {time_limit!r}')
+    until = deadline(time_limit)
     root = Path(root) if root is not None else Path('study_runs') / spec.name
     todo_all = jobs(spec)                      # resolves the datasets: a missing file fails here, before any write
     _check_root(root, spec)
@@ -460,27 +473,32 @@ def run_study(spec:StudySpec|str, # a StudySpec or a preset name
             kw = next(j['train']['dataset_kwargs'] for j in todo if j['train']['dataset'] == d)
             _probe(root, load_dataset(d, **kw), spec.probe_steps)
     units = [[j] for j in todo] if fleet == 1 else fleets(todo, fleet, workers if backend == 'local' else 1)
-    failed = {}
+    failed, unfinished = {}, set()
     bar = tqdm(total=len(todo), desc=f'study {spec.name}', disable=not progress or not todo)   # no empty 0it bar
     def done(results):
         for key, _, err in results:
-            if err: failed[key] = err
-        bar.update(len(results))
-    if backend == 'ray': _run_ray(units, root, address, cpus_per_run, gpus_per_run, done)
+            if err == UNFINISHED: unfinished.add(key)
+            elif err: failed[key] = err
+        bar.update(sum(err != UNFINISHED for _, _, err in results))
+    if backend == 'ray': _run_ray(units, root, address, cpus_per_run, gpus_per_run, done, until)
     elif workers == 1:
         for u in units:
             bar.set_postfix_str(u[0]['name'] if len(u) == 1 else f'fleet of {len(u)} {u[0]["train"]["arch"]}')
-            done(_run_unit(u, root))
-    else: _run_pool(units, root, workers, done)
+            done(_run_unit(u, root, until=until))
+    else: _run_pool(units, root, workers, done, until)
     bar.close()
     if failed:
         names = {j['key']: j['name'] for j in todo}
         raise VaeCausalError(f'{len(failed)} of {len(todo)} runs failed (the others are stored; run the study again to '
                              'retry these):\n' + '\n'.join(f'  {names[k]}: {e}' for k, e in failed.items()))
-    return load_results(root, keys={j['key'] for j in todo_all})
+    if unfinished: logger.info(f'{len(unfinished)} of {len(todo)} runs unfinished at the time limit '
+                               f'({time_limit:g} s): run the study again to go on from their checkpoints')
+    df = load_results(root, keys={j['key'] for j in todo_all})
+    df.attrs['unfinished'] = len(unfinished)
+    return df
 
 # %% ../nbs/10_study.ipynb #e056b375
-def _run_pool(units, root, workers:int, done):
+def _run_pool(units, root, workers:int, done, until=None):
     "Run the units in a process pool of `workers` (spawned; each gets cores // workers torch threads)."
     import concurrent.futures as cf
     import multiprocessing as mp
@@ -492,11 +510,11 @@ def _run_pool(units, root, workers:int, done):
     threads = max(1, (os.cpu_count() or 1) // workers)
     with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_die_with_parent,
                                 initargs=(os.getpid(),)) as ex:
-        futs = [ex.submit(_pool_run, (u, str(root), threads)) for u in units]
+        futs = [ex.submit(_pool_run, (u, str(root), threads, until)) for u in units]
         for f in cf.as_completed(futs): done(f.result())
 
 # %% ../nbs/10_study.ipynb #f245e999
-def _run_ray(units, root, address, cpus, gpus, done):
+def _run_ray(units, root, address, cpus, gpus, done, until=None):
     try: import ray
     except ImportError: raise VaeCausalError("backend='ray' needs Ray: pip install 'vaecausal_nb[ray]'") from None
     started = not ray.is_initialized()
@@ -505,7 +523,7 @@ def _run_ray(units, root, address, cpus, gpus, done):
         from vaecausal_nb.study import _pool_run  # by module path: workers import the package, not this notebook
         task = ray.remote(num_cpus=cpus, num_gpus=gpus)(_pool_run)
         threads = max(1, int(cpus))
-        pending = [task.remote((u, str(root), threads)) for u in units]     # a fleet is one task (its GPU share)
+        pending = [task.remote((u, str(root), threads, until)) for u in units]     # a fleet is one task (its GPU share)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             done(ray.get(ready[0]))

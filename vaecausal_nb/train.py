@@ -14,6 +14,7 @@ import math
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,8 +31,9 @@ if TYPE_CHECKING: import pandas
 
 # %% auto #0
 __all__ = ['NOT_A_RESULT', 'ZOO_ENV', 'TrainConfig', 'save_checkpoint', 'load_state', 'Run', 'build_optimizer',
-           'default_channels_last', 'Session', 'start_session', 'train_step', 'log_and_save', 'finish_session', 'train',
-           'check_run_dir', 'load_run', 'zoo_root', 'pretrained']
+           'default_channels_last', 'Session', 'start_session', 'train_step', 'log_and_save', 'finish_session',
+           'OutOfTime', 'deadline', 'time_up', 'pause_session', 'train', 'check_run_dir', 'load_run', 'zoo_root',
+           'pretrained']
 
 # %% ../nbs/04_train.ipynb #c283728b
 @dataclass
@@ -268,9 +270,32 @@ def finish_session(s:Session) -> Run:
     if s.cfg.out_dir: _finish(Path(s.cfg.out_dir), model, s.history)
     return Run(model, _history_frame(s.history), Path(s.cfg.out_dir) if s.cfg.out_dir else None, s.cfg)
 
+# %% ../nbs/04_train.ipynb #da8270a2
+class OutOfTime(Exception):
+    "Training stopped at the caller's deadline; every run is checkpointed where it stood: run again to go on."
+
+_now = time.time                     # the clock deadlines are read on (the tests put a step counter in its place)
+
+def deadline(seconds:float|None, # how long from now (None: no deadline)
+            ) -> float|None:
+    "The deadline `seconds` from now, as `time_up` reads it."
+    return None if seconds is None else _now() + seconds
+
+def time_up(until:float|None, # a `time.time()` deadline, or None for none
+           ) -> bool:
+    "Whether the deadline `until` has passed."
+    return until is not None and _now() >= until
+
+def pause_session(s:Session, # a run part-way
+                 ):
+    "Checkpoint the run where it stands (unless its folder holds that step already), so a later call goes on from it."
+    if s.cfg.out_dir and s.step > 0 and _latest_step(Path(s.cfg.out_dir)) != s.step:
+        save_checkpoint(Path(s.cfg.out_dir), s.step, s.model, s.opt, s.aux_opt, s.it, s.history)
+
 # %% ../nbs/04_train.ipynb #2fd29a19
 def train(cfg:TrainConfig, # what to train
           dataset:FactorDataset|None=None, # the dataset `cfg` names, if the caller has it loaded (not reloaded)
+          until:float|None=None, # a `time.time()` deadline: past it, checkpoint and raise `OutOfTime` (None: none)
          ) -> Run:
     "Train (or resume) the run described by `cfg`; returns a `Run`."
     from tqdm.auto import tqdm
@@ -287,6 +312,7 @@ def train(cfg:TrainConfig, # what to train
                leave=False)
     try:
         while s.step < cfg.steps:
+            if time_up(until): pause_session(s); raise OutOfTime(f'{cfg.arch} stopped at step {s.step} of {cfg.steps}')
             terms, ok = train_step(s, fwd, amp)
             if not ok: raise _diverged(s.step + 1, terms['loss'], s.last_good, cfg)
             bar.update(1)
