@@ -150,7 +150,8 @@ def main(argv:list[str]|None=None) -> int:
             root = Path(args.out or f'study_runs/{spec.name}')
             df = run_study(spec, root, backend=args.backend, workers=args.workers, address=args.address,
                            cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
-                           progress=not args.no_progress, fleet=_parse_fleet(args.fleet), time_limit=args.time_limit)
+                           progress=not args.no_progress, fleet=_parse_fleet(args.fleet),
+                           time_limit=args.time_limit)
             if df.attrs.get('unfinished'):
                 print(f'\n{len(df)} runs finished, {df.attrs["unfinished"]} left at the time limit in {root.resolve()}: '
                       'run the same command again to continue')
