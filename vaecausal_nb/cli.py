@@ -153,8 +153,8 @@ def main(argv:list[str]|None=None) -> int:
                            progress=not args.no_progress, fleet=_parse_fleet(args.fleet),
                            time_limit=args.time_limit)
             if df.attrs.get('unfinished'):
-                print(f'\n{len(df)} runs finished, {df.attrs["unfinished"]} left at the time limit in {root.resolve()}: '
-                      'run the same command again to continue')
+                print(f'\n{len(df)} runs finished, {df.attrs["unfinished"]} left at the time limit in '
+                      f'{root.resolve()}: run the same command again to continue')
                 return 3
             print(f'\n{len(df)} runs finished in {root.resolve()}')
             if not args.no_report: print(f'report written to {write_report(root).resolve()}')
