@@ -17,7 +17,7 @@ from .interventions import save_traversal
 from .metrics import SIZES
 from .models import ARCHS
 from .report import write_report
-from .study import PRESETS, StudySpec, evaluate_run, evaluation_path, preset, run_study
+from .study import PRESETS, StudySpec, evaluate_run, evaluation_path, plan_study, preset, run_study
 from .train import TrainConfig, train
 
 # %% auto #0
@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='paper preset: use a generator where a real file is missing')
     s.add_argument('--time-limit', type=float, default=None, metavar='SECONDS', help='stop training (at a checkpoint) '
                    'and start no run after this many seconds; exit status 3: run the same command again to go on')
+    s.add_argument('--plan', action='store_true',
+                   help='estimate how long the study takes on this machine and exit (times a few steps; keeps nothing)')
     s.add_argument('--no-report', action='store_true', help='do not write the report at the end')
     s.add_argument('--no-progress', action='store_true')
     r = sub.add_parser('report', help='write the report of a study root',
@@ -127,6 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--probe-steps', type=int, default=600, help='factor-probe training steps (cached)')
     e.add_argument('--no-progress', action='store_true')
     return ap
+
+# %% ../nbs/11_cli.ipynb #24136a6a
+def _print_plan(p:dict, # from `study.plan_study`
+               ):
+    "The plan of a study as a user reads it: the totals, then the two tables."
+    print(f"{p['runs']} runs: about {p['wall_seconds'] / 60:.1f} min on this machine with {p['workers']} worker(s) "
+          f"(training {p['train_seconds'] / 60:.1f} min, measuring {p['measure_seconds'] / 60:.1f} min, summed over "
+          "runs; factor probes, report and start-up not counted)\n")
+    print(p['units'].to_string(index=False, float_format=lambda v: f'{v:.3g}'), '\n')
+    print(p['measure'].to_string(index=False, float_format=lambda v: f'{v:.3g}'))
 
 # %% ../nbs/11_cli.ipynb #05ad242a
 def main(argv:list[str]|None=None) -> int:
@@ -148,6 +160,9 @@ def main(argv:list[str]|None=None) -> int:
         elif args.cmd == 'study':
             spec = study_spec(args)
             root = Path(args.out or f'study_runs/{spec.name}')
+            if args.plan:
+                _print_plan(plan_study(spec, _parse_fleet(args.fleet), args.workers))
+                return 0
             df = run_study(spec, root, backend=args.backend, workers=args.workers, address=args.address,
                            cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
                            progress=not args.no_progress, fleet=_parse_fleet(args.fleet),

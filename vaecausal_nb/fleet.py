@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +25,8 @@ from .train import (
     OutOfTime, check_run_dir, finish_session, log_and_save, pause_session, start_session, time_up, train_step)
 
 # %% auto #0
-__all__ = ['STRUCTURAL', 'SHARED', 'check_fleet', 'member_bytes', 'fleet_capacity', 'fleet_batches', 'train_fleet']
+__all__ = ['STRUCTURAL', 'SHARED', 'check_fleet', 'member_bytes', 'fleet_capacity', 'fleet_batches', 'train_fleet',
+           'fleet_step_seconds']
 
 # %% ../nbs/04a_fleet.ipynb #fd5c6f8f
 # hyperparameters that shape the network or enter its forward pass as Python numbers: one value per fleet
@@ -425,3 +428,30 @@ def train_fleet(configs:list[TrainConfig], # members: one architecture, latent s
     finally: bar.close()
     return [Run(m.s.model.eval(), _history_frame(m.s.history), Path(m.s.cfg.out_dir) if m.s.cfg.out_dir else None,
                 m.s.cfg, m.error) if m.error else finish_session(m.s) for m in members]
+
+# %% ../nbs/04a_fleet.ipynb #65c703c5
+class _NoBar:
+    "A progress bar that shows nothing (for timing)."
+    def update(self, n=1): pass
+    def set_postfix(self, *a, **k): pass
+
+def fleet_step_seconds(configs:list[TrainConfig], # the members (their `out_dir` is ignored: nothing is written)
+                       steps:int=3, # timed steps
+                       warm:int=2, # untimed steps first (allocation, kernel choice)
+                       mode:str='auto', # the executor, as in `train_fleet`
+                       dataset=None, # a loaded dataset (or a list of them), as in `train_fleet`
+                      ) -> float:
+    "Wall seconds of one training step of these members together on their device (every member steps once)."
+    cfgs = [dataclasses.replace(c, out_dir=None, progress=False, steps=max(c.steps, warm + steps))
+            for c in check_fleet(configs)]
+    device, dss = get_device(cfgs[0].device), _datasets(cfgs, dataset)
+    if mode == 'auto': mode = 'stacked' if device.type == 'cuda' and len(cfgs) > 1 else 'loop'
+    members = [_start(c, d, device) for c, d in zip(cfgs, dss)]
+    bf16 = cfgs[0].precision == 'bf16'
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    phase = (lambda n: _loop_phase(members, n, amp, _NoBar())) if mode == 'loop' else \
+        (lambda n: _stacked_phase(members, n, amp, torch.bfloat16 if bf16 else torch.float32, _NoBar()))
+    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
+    phase(warm); sync()
+    t0 = time.perf_counter(); phase(steps); sync()
+    return (time.perf_counter() - t0) / steps

@@ -30,7 +30,7 @@ from .data import DATASETS, PROCEDURAL, load_dataset, random_batch, to_float
 from .metrics import SIZES, evaluate, resolve_sizes
 from .models import ARCHS, MODELS, check_hparams
 from .probes import factor_probe
-from .fleet import STRUCTURAL, fleet_capacity, train_fleet
+from .fleet import STRUCTURAL, fleet_capacity, fleet_step_seconds, train_fleet
 from .train import OutOfTime, TrainConfig, deadline, load_run, time_up, train
 
 if TYPE_CHECKING: import pandas
@@ -38,8 +38,8 @@ if TYPE_CHECKING: import pandas
 # %% auto #0
 __all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'CPU_HPARAMS', 'SWEEP', 'CAPACITY_DIMS', 'PILOT_SWEEP', 'PRESETS', 'SUMMARY_SEED',
            'CAUSAL_SEED', 'UNFINISHED', 'StudySpec', 'configurations', 'preset', 'run_key', 'jobs', 'causal_images',
-           'measure', 'run_job', 'fleets', 'run_fleet', 'run_study', 'config_label', 'load_results', 'study_status',
-           'evaluation_path', 'evaluate_run']
+           'measure', 'run_job', 'fleets', 'run_fleet', 'run_study', 'plan_study', 'config_label', 'load_results',
+           'study_status', 'evaluation_path', 'evaluate_run']
 
 # %% ../nbs/10_study.ipynb #ef859e92
 SPEC_VERSION = 1
@@ -529,6 +529,68 @@ def _run_ray(units, root, address, cpus, gpus, done, until=None):
             done(ray.get(ready[0]))
     finally:
         if started: ray.shutdown()
+
+# %% ../nbs/10_study.ipynb #e0b8401a
+def _unit_kinds(units:list[list[dict]], shapes:dict) -> dict:
+    "Units grouped by what their step time depends on (fleet key and size): kind -> (an example unit, units, steps)."
+    kinds = {}
+    for u in units:
+        k = (_fleet_key(u[0], shapes), len(u))
+        ex, n, steps = kinds.get(k, (u, 0, 0))
+        kinds[k] = (ex, n + 1, steps + max(j['train']['steps'] for j in u))
+    return kinds
+
+# %% ../nbs/10_study.ipynb #cea5d534
+def plan_study(spec:StudySpec|str, # a StudySpec or a preset name
+               fleet:int|str=1, # members per fleet, as `run_study` would use
+               workers:int|None=None, # local processes, as `run_study` would use (None: its default)
+               timed_steps:int=5, # training steps timed per kind of unit
+              ) -> dict:
+    """Estimated wall time of `run_study(spec, fleet=fleet, workers=workers)` on this machine (see the formula):
+    `units` and `measure` tables and the totals in seconds."""
+    import pandas as pd
+    spec = preset(spec) if isinstance(spec, str) else spec.validate()
+    if workers is None: workers = min(2, os.cpu_count() or 1)
+    todo = jobs(spec)
+    units = [[j] for j in todo] if fleet == 1 else fleets(todo, fleet, workers)
+    dss = {d: load_dataset(d, **next(j['train']['dataset_kwargs'] for j in todo if j['train']['dataset'] == d))
+           for d in spec.datasets}
+    kinds = _unit_kinds(units, {d: tuple(ds.image_shape) for d, ds in dss.items()})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    try:
+        rows = []
+        for (key, k), (ex, n, steps) in kinds.items():
+            cfgs = [TrainConfig.from_dict(j['train']) for j in ex]
+            t = fleet_step_seconds(cfgs, timed_steps, dataset=list(dss.values()))
+            rows.append({'arch': key[0], 'latent_dim': key[1], 'dataset': ex[0]['train']['dataset'], 'members': k,
+                         'units': n, 'seconds_a_step': t, 'seconds_train': t * steps})
+        meas = [{'dataset': d, 'runs': sum(j['train']['dataset'] == d for j in todo),
+                 'seconds_a_run': _measure_seconds(next(j for j in todo if j['train']['dataset'] == d), ds)}
+                for d, ds in dss.items()]
+    finally: torch.set_num_threads(threads)
+    units_df, meas_df = pd.DataFrame(rows), pd.DataFrame(meas)
+    tt, tm = float(units_df.seconds_train.sum()), float((meas_df.runs * meas_df.seconds_a_run).sum())
+    cuda = get_device(todo[0]['train']['device']).type == 'cuda'
+    return {'units': units_df, 'measure': meas_df, 'runs': len(todo), 'workers': workers, 'train_seconds': tt,
+            'measure_seconds': tm, 'wall_seconds': max(tt if cuda else 0.0, (tt + tm) / workers)}
+
+# %% ../nbs/10_study.ipynb #b8201c81
+def _measure_seconds(job:dict, # a job of the dataset
+                     ds, # its dataset
+                    ) -> float:
+    "Seconds one measurement of the job's model takes here (a model trained a few steps; no factor probe)."
+    cfg = TrainConfig.from_dict({**job['train'], 'steps': 5, 'out_dir': None, 'progress': False})
+    run = train(cfg, ds)
+    t0 = time.perf_counter()
+    measure(run.model, ds, job['eval'], cfg.seed, n_jobs=torch.get_num_threads())
+    timed = [c for c in job['eval'].get('controls', ()) if c != 'refit_decoder']   # (refit: a training, not counted)
+    if timed:
+        x = causal_images(ds, job['eval']['causal_images'], cfg.seed)
+        control_measures(run.model, ds, x, timed, steps=job['train']['steps'],
+                         modularity_images=job['eval']['modularity_images'], seed=cfg.seed,
+                         batch_size=cfg.batch_size, lr=cfg.lr)
+    return time.perf_counter() - t0
 
 # %% ../nbs/10_study.ipynb #8ef61bf9
 def config_label(arch:str, # the architecture
