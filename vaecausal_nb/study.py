@@ -57,6 +57,7 @@ class StudySpec:
     seeds: tuple = (0,)                  # one run per seed
     latent_dims: tuple = (10,)           # latent dimensions of every architecture
     extra_latent_dims: dict = field(default_factory=dict)  # arch -> more latent dims for it only (the capacity sweep)
+    extra_seeds: dict = field(default_factory=dict)  # arch -> more seeds for it only, at `latent_dims` (replicates)
     hparams: dict = field(default_factory=dict)    # arch -> hyperparameters (others: the model defaults)
     sweep: dict = field(default_factory=dict)      # arch -> {hyperparameter: values}: a configuration per combination
     steps: int = 300                     # training steps per run
@@ -88,6 +89,7 @@ def validate(self:StudySpec):
     bad = [c for c in self.controls if c not in CONTROLS]
     check(not bad, f'unknown control(s) {", ".join(map(repr, bad))}; choose from {", ".join(CONTROLS)}')
     self.extra_latent_dims = {a: tuple(int(L) for L in v) for a, v in self.extra_latent_dims.items()}
+    self.extra_seeds = {a: tuple(v) for a, v in self.extra_seeds.items()}
     if isinstance(self.metric_sizes, dict):
         self.metric_sizes = {m: tuple(v) if isinstance(v, (list, tuple)) else v for m, v in self.metric_sizes.items()}
     resolve_sizes(self.metric_sizes)                 # a bad size fails here, not after hours of training
@@ -104,7 +106,12 @@ def validate(self:StudySpec):
         check(a in ARCHS, f'hparams names an unknown architecture {a!r}')
         check_hparams(a, hp)
     _check_sweep(self)
-    for a in self.extra_latent_dims: check(a in self.archs, f'extra_latent_dims names {a!r}, which is not in archs')
+    for k in ('extra_latent_dims', 'extra_seeds'):
+        for a, vs in getattr(self, k).items():
+            check(a in self.archs, f'{k} names {a!r}, which is not in archs')
+            bad = [v for v in vs if not isinstance(v, int) or isinstance(v, bool) or v < (k == 'extra_latent_dims')]
+            check(not bad, f'{k}[{a!r}] must be integers >= {int(k == "extra_latent_dims")}, got '
+                  f'{", ".join(map(repr, bad))}')
     for k in ('steps', 'batch_size', 'causal_images', 'modularity_images', 'probe_steps'):
         check(isinstance(getattr(self, k), int) and getattr(self, k) >= 1,
               f'{k} must be a positive integer, got {getattr(self, k)!r}')
@@ -148,9 +155,9 @@ PRESETS = {
     'quick': dict(name='quick', steps=250, probe_steps=400, modularity_images=4, hparams=CPU_HPARAMS),
     'standard': dict(name='standard', datasets=('dsprites', 'shapes3d'), seeds=(0,), steps=300, sweep=PILOT_SWEEP,
                      extra_latent_dims=CAPACITY_DIMS, hparams=CPU_HPARAMS),
-    'gpu': dict(name='gpu', datasets=('dsprites', 'shapes3d', 'mpi3d'), seeds=(0, 1, 2, 3, 4), steps=10_000,
-                sweep=SWEEP, extra_latent_dims=CAPACITY_DIMS, metric_sizes='fast', causal_images=256,
-                modularity_images=32, probe_steps=3000, controls=('random_decoder',)),
+    'gpu': dict(name='gpu', datasets=('dsprites', 'shapes3d', 'mpi3d'), seeds=(0,), steps=10_000,
+                sweep=SWEEP, extra_latent_dims=CAPACITY_DIMS, extra_seeds={'vae': (1, 2, 3, 4)},
+                metric_sizes='fast', causal_images=256, modularity_images=32, probe_steps=3000, controls=('random_decoder',)),
     'paper': dict(name='paper', datasets=('dsprites', 'shapes3d', 'mpi3d', 'smallnorb', 'celeba'),
                   seeds=(0, 1, 2, 3, 4), steps=300_000, lr=1e-4, sweep=SWEEP, extra_latent_dims=CAPACITY_DIMS,
                   metric_sizes='standard', causal_images=512, modularity_images=64, probe_steps=5000, procedural=None,
@@ -195,12 +202,14 @@ def jobs(spec:StudySpec) -> list[dict]:
           'modularity_images': spec.modularity_images, 'probe_steps': spec.probe_steps}
     decoder_controls = [c for c in spec.controls if c != 'fixed_variance']
     if decoder_controls: ev['controls'] = decoder_controls        # (absent when none: older run keys stay valid)
-    out = []
-    for s in spec.seeds:                   # seeds outermost: a study stopped half-way has every cell with fewer seeds
+    out, extra = [], spec.extra_seeds
+    seeds = list(spec.seeds) + sorted({s for v in extra.values() for s in v} - set(spec.seeds))
+    for s in seeds:                        # seeds outermost: a study stopped half-way has every cell with fewer seeds
         for d in spec.datasets:
             for a, sw in [(arch, sw) for arch in spec.archs for sw in configurations(spec, arch)]:
                 dims = list(spec.latent_dims) + [L for L in spec.extra_latent_dims.get(a,
                     ()) if L not in spec.latent_dims]
+                if s not in spec.seeds: dims = list(spec.latent_dims) if s in extra.get(a, ()) else []
                 for L, variant in [(L, v) for L in dims for v in _variants(spec, a)]:
                     hp = {**spec.hparams.get(a, {}), **sw, **({'posterior_var': FIXED_VARIANCE} if variant else {})}
                     cfg = TrainConfig(arch=a, hparams=hp, dataset=d, dataset_kwargs=ds_kw[d],
