@@ -20,7 +20,7 @@ ratio of the data rate the training used to the best training rate of the row (t
 (`data.should_materialise`); yes / no force it.
 
     python bench/fleet_throughput.py [--device cpu|cuda] [--steps 6] [--rounds 3] [--batch 64] [--ks 1,4,8] [--bf16]
-                                     [--peak-tflops X] [--modes loop,stacked] [--resident auto|yes|no]
+                                     [--compile] [--peak-tflops X] [--modes loop,stacked] [--resident auto|yes|no]
 """
 import argparse, resource, statistics, time
 
@@ -54,7 +54,8 @@ def step_flops(cfg, shape, device):
 def configs(k, dataset, args):
     return [TrainConfig(arch='beta_vae', hparams={'beta': float(1 + i % 8)}, dataset=dataset,
                         dataset_kwargs={'procedural': True}, steps=10**9, batch_size=args.batch, lr=1e-4, seed=i,
-                        device=args.device, precision='bf16' if args.bf16 else 'fp32', progress=False)
+                        device=args.device, precision='bf16' if args.bf16 else 'fp32', compile=args.compile,
+                        progress=False)
             for i in range(k)]
 
 
@@ -83,9 +84,10 @@ def one_at_a_time(cfgs, ds, dev, warm):
     "Sessions built as `train` builds them, warmed up; the timer steps each in turn for n steps."
     amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfgs[0].precision == 'bf16')
     sessions = [start_session(c, ds, dev) for c in cfgs]
+    fwds = [torch.compile(s.model) if s.cfg.compile else s.model for s in sessions]     # as `train` does
     def run(n):
-        for s in sessions:
-            for _ in range(n): train_step(s, s.model, amp)
+        for s, f in zip(sessions, fwds):
+            for _ in range(n): train_step(s, f, amp)
     run(warm)
     return timer(dev, run)
 
@@ -122,6 +124,7 @@ def main():
     ap.add_argument('--ks', default=None, help='fleet sizes (CPU: 1,4,8; CUDA: 1,8,32,64 and the largest that fits)')
     ap.add_argument('--modes', default='loop,stacked')
     ap.add_argument('--bf16', action='store_true')
+    ap.add_argument('--compile', action='store_true', help='torch.compile the models (one at a time) and the mapped step')
     ap.add_argument('--peak-tflops', type=float, default=None)
     ap.add_argument('--max-k', type=int, default=512, help='cap on "the largest that fits"')
     ap.add_argument('--resident', default='auto', choices=('auto', 'yes', 'no'),
@@ -141,7 +144,8 @@ def main():
     ks = [int(k) for k in args.ks.split(',')] if args.ks else ([1, 8, 32, 64, cap] if cuda else [1, 4, 8])
     ks = sorted({k for k in ks if k <= cap})
     modes = args.modes.split(',')
-    print(f'device: {name}; torch {torch.__version__}; conv64 beta-VAE, batch {args.batch}, {prec}, {steps} timed steps '
+    print(f'device: {name}; torch {torch.__version__}; conv64 beta-VAE, batch {args.batch}, {prec}'
+          f'{", compiled" if args.compile else ""}, {steps} timed steps '
           f'after {args.warm} warm-up; {member_bytes(probe, ds1.image_shape) / 2**20:.0f} MiB a member (estimate), '
           f'{cap} fit; peak {peak or "unknown"} TFLOP/s')
     runs = [('dsprites', k) for k in ks] + [('shapes3d', min(8 if not cuda else 64, cap))]

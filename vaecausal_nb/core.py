@@ -20,8 +20,8 @@ import torch
 
 # %% auto #0
 __all__ = ['logger', 'DEVICE_ENV', 'RETAIN_MEMORY_ENV', 'CACHE_ENV', 'VaeCausalError', 'check', 'log_once', 'get_device',
-           'free_memory', 'seed_everything', 'retain_freed_memory', 'atomic_write', 'save_json', 'load_json',
-           'cache_root', 'save_weights', 'load_weights', 'is_quantised', 'check_slots', 'code_slots']
+           'free_memory', 'to_device', 'seed_everything', 'retain_freed_memory', 'atomic_write', 'save_json',
+           'load_json', 'cache_root', 'save_weights', 'load_weights', 'is_quantised', 'check_slots', 'code_slots']
 
 # %% ../nbs/00_core.ipynb #4881d329
 class VaeCausalError(Exception):
@@ -96,6 +96,15 @@ def free_memory(device:str|torch.device, # where the memory would be used
     if device.type == 'cuda': return torch.cuda.mem_get_info(device)[0]
     try: return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
     except (ValueError, OSError, AttributeError): return 8 << 30
+
+# %% ../nbs/00_core.ipynb #f2ead45e
+def to_device(t:torch.Tensor, # a tensor
+              device:str|torch.device, # where it is needed
+             ) -> torch.Tensor:
+    "`t` on `device`; a CPU tensor bound for CUDA is copied from pinned memory without waiting for the device."
+    device = torch.device(device)
+    if device.type == 'cuda' and t.device.type == 'cpu': return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 # %% ../nbs/00_core.ipynb #ad4dddaf
 def seed_everything(seed:int, # an integer in [0, 2**32)

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import VaeCausalError, atomic_write, cache_root, check, free_memory, log_once, logger
+from .core import (VaeCausalError, atomic_write, cache_root, check, free_memory, log_once, logger,
+                               to_device)
 
 # %% auto #0
 __all__ = ['DATA_ENV', 'DSPRITES_FILES', 'SHAPES3D_FILES', 'MPI3D_FILES', 'MPI3D_GRID', 'NORB_SPLITS', 'DATASETS', 'SOURCES',
@@ -83,7 +84,7 @@ class FactorDataset:
     def images(self, idx) -> torch.Tensor:
         "uint8 images `[N, C, H, W]` at `idx` (on `self.device`): gathered when the dataset is resident, else rendered."
         idx = self._as_idx(idx)
-        if self.resident is not None: return self.resident[idx.to(self.resident.device)]
+        if self.resident is not None: return self.resident[to_device(idx, self.resident.device)]
         return self._render(self.factors(idx), idx)
 
     def images_of(self, factors) -> torch.Tensor:
@@ -208,7 +209,7 @@ class ProceduralDSprites(FactorDataset):
         return self
 
     def _render(self, f, idx=None):
-        f = f.to(self.device)
+        f = to_device(f, self.device)
         sprite = self.bank[(f[:, 0] * 6 + f[:, 1]) * 40 + f[:, 2]]                      # [N, p, p]
         return paste_patches(sprite, self.offsets[f[:, 4]], self.offsets[f[:, 3]], 64)[:,
             None]   # posY rows, posX columns
@@ -365,7 +366,7 @@ class ProceduralShapes3D(FactorDataset):
         return alpha, shade
 
     def _render(self, f, idx=None):
-        f = f.to(self.device)
+        f = to_device(f, self.device)
         o = (f[:, 4] * 8 + f[:, 3]) * 15 + f[:, 5]
         rgb = lambda k: self.colors[f[:, k]][:, :, None, None]                                  # [N, 3, 1, 1]
         bg = self.floor[f[:, 5]][:, None] * rgb(0) + self.wall[f[:, 5]][:, None] * rgb(1)
@@ -420,7 +421,7 @@ class ProceduralMPI3D(FactorDataset):
 # %% ../nbs/01_data.ipynb #d3628156
 @patch
 def _render(self:ProceduralMPI3D, f, idx=None):
-    f = f.to(self.device)
+    f = to_device(f, self.device)
     cam = f[:, 3].float()[:, None, None]
     horizon = 44 + 6 * (cam - 1)                                     # top / centre / bottom camera
     bg = self.bg_colors[f[:, 4]][:, :, None, None]

@@ -16,7 +16,7 @@ import torch
 from fastcore.basics import patch
 from torch.func import functional_call, stack_module_state, vmap
 
-from .core import VaeCausalError, check, free_memory, get_device, retain_freed_memory
+from .core import VaeCausalError, check, free_memory, get_device, retain_freed_memory, to_device
 from .data import load_dataset, should_materialise, to_float
 from .hooks import HookPoint
 from .models import MODELS, build_model
@@ -25,14 +25,14 @@ from .train import (
     OutOfTime, check_run_dir, finish_session, log_and_save, pause_session, start_session, time_up, train_step)
 
 # %% auto #0
-__all__ = ['STRUCTURAL', 'SHARED', 'check_fleet', 'member_bytes', 'fleet_capacity', 'fleet_batches', 'train_fleet',
+__all__ = ['STRUCTURAL', 'SHARED', 'SYNC_EVERY', 'check_fleet', 'member_bytes', 'fleet_capacity', 'fleet_batches', 'train_fleet',
            'fleet_step_seconds']
 
 # %% ../nbs/04a_fleet.ipynb #fd5c6f8f
 # hyperparameters that shape the network or enter its forward pass as Python numbers: one value per fleet
 STRUCTURAL = ('disc_hidden', 'disc_layers', 'num_codes', 'code_dim', 'n_values', 'posterior_var', 'decay')
-# settings every member shares: one network, one batch shape, one device, one numeric format and memory layout
-SHARED = ('arch', 'latent_dim', 'batch_size', 'device', 'precision', 'channels_last')
+# settings every member shares: one network, one batch shape, one device, one numeric format, memory layout, compiler
+SHARED = ('arch', 'latent_dim', 'batch_size', 'device', 'precision', 'channels_last', 'compile')
 
 def _hparams(cfg:TrainConfig) -> dict:
     "Every hyperparameter of `cfg`'s architecture, defaults filled in."
@@ -208,13 +208,14 @@ def fleet_batches(its:list, # the members' `BatchIterator`s (each moves on by on
                  ) -> torch.Tensor:
     "The next batch of every member, `[K, B, C, H, W]` floats in [0, 1]: one gather (or render) per dataset."
     idx = [it.next_index() for it in its]
-    ds0 = its[0].ds
-    out = torch.empty((len(its), its[0].batch_size) + tuple(ds0.image_shape), dtype=torch.uint8, device=ds0.device)
+    shape = (len(its), its[0].batch_size) + tuple(its[0].ds.image_shape)
     groups = {}
     for k, it in enumerate(its): groups.setdefault(id(it.ds), []).append(k)
+    if len(groups) == 1: return to_float(its[0].ds.images(torch.cat(idx)).view(shape))    # one dataset: one gather
+    out = torch.empty(shape, dtype=torch.uint8, device=its[0].ds.device)
     for ks in groups.values():
-        ds = its[ks[0]].ds
-        out[ks] = ds.images(torch.cat([idx[k] for k in ks])).view(len(ks), *out.shape[1:])
+        imgs = its[ks[0]].ds.images(torch.cat([idx[k] for k in ks])).view(len(ks), *shape[1:])
+        for j, k in enumerate(ks): out[k] = imgs[j]      # integer indices: no index tensor is copied to the device
     return to_float(out)
 
 # %% ../nbs/04a_fleet.ipynb #47f7b990
@@ -230,8 +231,30 @@ class _Objective(torch.nn.Module):
         m = self.model
         if part == 'disc': return m.disc_loss(x, noise)
         m.hparams = {**self.base, **hp}
-        out = m(x, noise) if m.gaussian_posterior else m(x)
-        return m.loss(x, out), out['z']
+        try:
+            out = m(x, noise) if m.gaussian_posterior else m(x)
+            return m.loss(x, out), out['z']
+        finally: m.hparams = self.base     # no mapped tensor left on the module (torch.compile would trace it out)
+
+# %% ../nbs/04a_fleet.ipynb #f7f07c86
+_MAPPED = {}    # kind of fleet -> (a member's objective on its slice of the stacked weights, it mapped over members)
+
+def _mapped(model:torch.nn.Module, # a member (its architecture, sizes and fixed hyperparameters define the kind)
+            varying:dict, # the hyperparameters that differ over the fleet (passed in as tensors)
+            compiled:bool, # `torch.compile` the mapped objective
+           ) -> tuple:
+    """`(call, mapped)`, built once per kind of fleet: a later phase, round or fleet of the same kind reuses it, so
+    compiled code is compiled once, not once per phase."""
+    fixed = {k: v for k, v in model.hparams.items() if k not in varying}
+    key = (type(model).__name__, model.latent_dim, model.image_shape, repr(sorted(fixed.items())),
+           tuple(sorted(varying)), bool(compiled))
+    if key not in _MAPPED:
+        tmpl = _Objective(copy.deepcopy(model).to('meta'))
+        pre = lambda d: {f'model.{k}': v for k, v in d.items()}
+        def call(params:dict, buffers:dict, *args, **kw):
+            return functional_call(tmpl, (pre(params), pre(buffers)), args, kw, strict=False)
+        _MAPPED[key] = (call, torch.compile(vmap(call)) if compiled else vmap(call))
+    return _MAPPED[key]
 
 # %% ../nbs/04a_fleet.ipynb #9807ce4c
 class _Stack:
@@ -242,7 +265,6 @@ class _Stack:
                 ):
         self.members, self.amp, self.dtype = members, amp, dtype
         models = [m.s.model for m in members]
-        self.tmpl = _Objective(copy.deepcopy(models[0]).to('meta'))
         p, b = stack_module_state(models)
         self.params = {n: t.detach().contiguous().requires_grad_() for n, t in p.items()}
         self.bufs = {n: t.contiguous() for n, t in b.items()}
@@ -255,6 +277,8 @@ class _Stack:
         self.hp = {k: torch.tensor([float(h[k]) for h in hps], device=self.dev) for k, v in hps[0].items()
                    if isinstance(v, (int, float)) and len({h[k] for h in hps}) > 1}
         self.gens = [self._generators(m.rng) for m in members]
+        self.alive = torch.ones(len(members), dtype=torch.bool, device=self.dev)   # not yet stopped by a bad loss
+        self._call, self.fwd = _mapped(models[0], self.hp, members[0].s.cfg.compile)
 
 # %% ../nbs/04a_fleet.ipynb #dc9ebe0a
 @patch
@@ -266,23 +290,19 @@ def _generators(self:_Stack, rng:dict, # a member's RNG state (as `train` saves 
     g = torch.Generator(self.dev); g.set_state(rng['cuda'][self.dev.index or 0])
     return cpu, g
 
-@patch
-def _call(self:_Stack, params:dict, buffers:dict, *args, **kw):
-    "One member's `_Objective` on its slice of the stacked weights (what `vmap` maps)."
-    pre = lambda d: {f'model.{k}': v for k, v in d.items()}
-    return functional_call(self.tmpl, (pre(params), pre(buffers)), args, kw, strict=False)
 
 # %% ../nbs/04a_fleet.ipynb #11a8d6f7
 @patch
 def step(self:_Stack) -> tuple[dict, torch.Tensor]:
-    "One step of every member; returns the loss terms [K] and which members' losses were finite."
+    """One step of every member; returns the loss terms [K] and which members are still going (finite losses so far),
+    on the device: nothing here waits for it."""
     s0 = self.members[0].s
     x = fleet_batches([m.s.it for m in self.members])
     b, L = s0.cfg.batch_size, s0.model.latent_dim
     noise = torch.stack([torch.randn(b, L, generator=g, device=self.dev, dtype=self.dtype) for _, g in self.gens]) \
         if s0.model.gaussian_posterior else torch.zeros(len(x), 1, device=self.dev)
-    with self.amp: terms, z = vmap(self._call)(self.params, self.bufs, x, noise, self.hp)
-    ok = torch.isfinite(terms['loss'])
+    with self.amp: terms, z = self.fwd(self.params, self.bufs, x, noise, self.hp)
+    ok = self.alive = self.alive & torch.isfinite(terms['loss'])     # a member stopped once stays stopped
     main = [self.params[n] for n in self.names]
     grads = torch.autograd.grad(torch.where(ok, terms['loss'], 0).sum(), main, allow_unused=True)
     self.opt.update([torch.zeros_like(p) if g is None else g for p, g in zip(main, grads)], ok.double())
@@ -295,7 +315,7 @@ def _disc_step(self:_Stack, z:torch.Tensor, # the members' codes [K, B, L]
                ok:torch.Tensor, # which members stepped
               ) -> torch.Tensor:
     "FactorVAE: each member's discriminator step on its codes and their permutation (drawn from its CPU stream)."
-    zp = torch.stack([z[k].gather(0, torch.argsort(torch.rand(z.shape[1:], generator=c), 0).to(self.dev))
+    zp = torch.stack([z[k].gather(0, to_device(torch.argsort(torch.rand(z.shape[1:], generator=c), 0), self.dev))
                       for k, (c, _) in enumerate(self.gens)])
     names = [n for n in self.params if n.startswith('discriminator.')]
     with self.amp:
@@ -318,6 +338,38 @@ def write_back(self:_Stack, k:int, # the member
     m.rng = {'torch': cpu.get_state(), **({'cuda': [g.get_state()]} if self.dev.type == 'cuda' else {})}
 
 # %% ../nbs/04a_fleet.ipynb #57da107b
+SYNC_EVERY = 32     # stacked steps at most between two looks at the losses (a look waits for the device)
+
+def _due(members:list[_Member], # the phase's members
+         ahead:int, # steps taken since the last look
+        ) -> bool:
+    "Whether a member still going at the last look is at a checkpoint (or its end) `ahead` steps on."
+    return any(m.s.cfg.out_dir and ((m.s.step + ahead) % m.s.cfg.checkpoint_every == 0 or m.s.step + ahead ==
+                                    m.s.cfg.steps) for m in members if not m.error)
+
+# %% ../nbs/04a_fleet.ipynb #77444674
+def _look(st:_Stack, # the stacked members
+          buf:list, # `(terms, going)` of the steps since the last look, on the device
+          bar, # the fleet's progress bar
+         ):
+    "Copy the buffered steps' losses to the host at once, then log, checkpoint and stop members as `train` would."
+    names = list(buf[0][0])
+    vals = torch.stack([torch.stack([t[n].float() for n in names] + [ok.float()]) for t, ok in buf]).cpu()
+    for i in range(len(buf)):
+        for k, m in enumerate(st.members):
+            if m.error: continue
+            mine = {n: vals[i, j, k] for j, n in enumerate(names)}
+            if not vals[i, -1, k]:
+                m.error = str(_diverged(m.s.step + 1, mine['loss'], m.s.last_good, m.s.cfg)); continue
+            m.s.step += 1
+            cfg, end = m.s.cfg, m.s.step == m.s.cfg.steps
+            if cfg.out_dir and (m.s.step % cfg.checkpoint_every == 0 or end):
+                st.write_back(k)                      # `_due` made this the last buffered step: the weights are its own
+                with _own_rng(m): log_and_save(m.s, mine, bar)
+            elif m.s.step % cfg.log_every == 0 or end: m.s.last_good = _log_row(m.s.history, m.s.step, mine, bar)
+            bar.update(1)
+
+# %% ../nbs/04a_fleet.ipynb #ea9c2625
 def _stacked_phase(members:list[_Member], # members at one step
                    steps:int, # how many steps to take
                    amp, # autocast context
@@ -325,23 +377,14 @@ def _stacked_phase(members:list[_Member], # members at one step
                    bar, # the fleet's progress bar
                    until:float|None=None, # a `time.time()` deadline (see `train`)
                   ):
-    "Train the members as one stacked model; a member whose loss is not finite is stopped and the phase ends there."
-    st, late = _Stack(members, amp, dtype), False
-    for _ in range(steps):
+    """Train the members as one stacked model, looking at their losses only at checkpoints and every `SYNC_EVERY`
+    steps; a member whose loss is not finite is stopped there (the others go on)."""
+    st, late, buf = _Stack(members, amp, dtype), False, []
+    for i in range(steps):
         if late := time_up(until): break
-        terms, ok = st.step()
-        ok, tc = ok.tolist(), {n: t.float().cpu() for n, t in terms.items()}
-        for k, m in enumerate(members):
-            mine = {n: t[k] for n, t in tc.items()}
-            if not ok[k]: m.error = str(_diverged(m.s.step + 1, mine['loss'], m.s.last_good, m.s.cfg)); continue
-            m.s.step += 1
-            cfg, end = m.s.cfg, m.s.step == m.s.cfg.steps
-            if cfg.out_dir and (m.s.step % cfg.checkpoint_every == 0 or end):
-                st.write_back(k)
-                with _own_rng(m): log_and_save(m.s, mine, bar)
-            elif m.s.step % cfg.log_every == 0 or end: m.s.last_good = _log_row(m.s.history, m.s.step, mine, bar)
-            bar.update(1)
-        if not all(ok): break
+        buf.append(st.step())
+        if i == steps - 1 or len(buf) == SYNC_EVERY or _due(members, len(buf)): _look(st, buf, bar); buf = []
+    if buf: _look(st, buf, bar)                           # stopped by the deadline part-way
     for k, m in enumerate(members):
         if not m.error: st.write_back(k)
     if late: raise OutOfTime('deadline')
