@@ -335,7 +335,9 @@ def write_back(self:_Stack, k:int, # the member
     self.opt.put_state(k)
     if self.aux is not None: self.aux.put_state(k)
     cpu, g = self.gens[k]
-    m.rng = {'torch': cpu.get_state(), **({'cuda': [g.get_state()]} if self.dev.type == 'cuda' else {})}
+    m.rng = {**m.rng, 'torch': cpu.get_state()}
+    if self.dev.type == 'cuda':                     # this device's stream replaced, the other devices' kept
+        m.rng['cuda'] = [g.get_state() if i == (self.dev.index or 0) else s for i, s in enumerate(m.rng['cuda'])]
 
 # %% ../nbs/04a_fleet.ipynb #57da107b
 SYNC_EVERY = 32     # stacked steps at most between two looks at the losses (a look waits for the device)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import check
+from .core import check, to_device
 from .hooks import HookPoint, name_hook_points
 
 # %% auto #0
@@ -217,7 +217,7 @@ def permute_dims(z:torch.Tensor, # codes [N, L]
                  generator:torch.Generator|None=None, # torch random generator
                 ) -> torch.Tensor:
     "Shuffle each column of `z` independently across the batch (a sample of the product of marginals)."
-    idx = torch.argsort(torch.rand(z.shape, generator=generator, device='cpu'), 0).to(z.device)
+    idx = to_device(torch.argsort(torch.rand(z.shape, generator=generator, device='cpu'), 0), z.device)
     return torch.gather(z, 0, idx)
 
 def mlp_discriminator(latent_dim:int, # input size
@@ -260,7 +260,8 @@ class FactorVAE(GaussianVAE):
                  ) -> torch.Tensor:
         "Cross-entropy of the discriminator on codes (class 0) and permuted codes (class 1)."
         logits = self.discriminator(torch.cat([z, zp]))
-        target = torch.cat([torch.zeros(len(z)), torch.ones(len(z))]).long().to(z.device)
+        target = torch.cat([torch.zeros(len(z), dtype=torch.long, device=z.device),      # made on the device:
+                            torch.ones(len(z), dtype=torch.long, device=z.device)])      # no copy, no wait
         return F.cross_entropy(logits, target)
 
 # %% ../nbs/03_models.ipynb #feaabb7c
