@@ -161,14 +161,25 @@ def _adam(p:torch.Tensor, # stacked parameter [K, ...] (updated in place)
     v.mul_(betas[1]).addcmul_(g, g, value=1 - betas[1])
     p.sub_(col(lr / bc1) * m / (v.sqrt() / col(bc2.sqrt()) + eps))
 
+# %% ../nbs/04a_fleet.ipynb #da510e0b
+def _flat(tensors:list[torch.Tensor], # stacked tensors [K, ...], K the same for all
+         ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    "The tensors copied into one buffer `[K, N]`, member k's values in row k, and views of it in their shapes."
+    flat = torch.cat([t.detach().reshape(len(t), -1) for t in tensors], 1)
+    views, at = [], 0
+    for t in tensors:
+        n = t[0].numel(); views.append(flat[:, at:at + n].view(t.shape)); at += n
+    return flat, views
+
 # %% ../nbs/04a_fleet.ipynb #639fe10a
 class _StackedOpt:
     "One Adam over stacked parameters = K independent Adams, each with its member's lr, weight decay and step count."
-    def __init__(self, params:list, # stacked parameters [K, ...]
+    def __init__(self, flat:torch.Tensor, # the stacked parameters in one buffer [K, N] (`_flat`)
+                 params:list, # their views [K, ...]
                  opts:list, # the members' own torch optimisers (their settings and state)
                 ):
         g0 = opts[0].param_groups[0]
-        self.betas, self.eps, self.params, self.opts = g0['betas'], g0['eps'], params, opts
+        self.betas, self.eps, self.flat, self.params, self.opts = g0['betas'], g0['eps'], flat, params, opts
         f64 = dict(device=params[0].device, dtype=torch.float64)
         self.lr = torch.tensor([o.param_groups[0]['lr'] for o in opts], **f64)
         self.wd = torch.tensor([o.param_groups[0]['weight_decay'] * isinstance(o, torch.optim.AdamW) for o in opts],
@@ -177,20 +188,23 @@ class _StackedOpt:
         st = [[o.state.get(q, {}) for q in ps] for o, ps in zip(opts, own)]
         stack = lambda j, key: torch.stack([s[j][key].to(params[0].device) if key in s[j] else
                                             torch.zeros_like(own[k][j]) for k, s in enumerate(st)]).contiguous()
-        self.m = [stack(j, 'exp_avg') for j in range(len(params))]
-        self.v = [stack(j, 'exp_avg_sq') for j in range(len(params))]
+        self.mf, self.m = _flat([stack(j, 'exp_avg') for j in range(len(params))])
+        self.vf, self.v = _flat([stack(j, 'exp_avg_sq') for j in range(len(params))])
         self.step = torch.tensor([float(s[0].get('step', 0.0)) for s in st], **f64)
 
 # %% ../nbs/04a_fleet.ipynb #55899e2f
 @patch
-def update(self:_StackedOpt, grads:list, # gradients of the stacked parameters
+def update(self:_StackedOpt, grads:list, # gradients of the stacked parameters (None: not used, zero)
            ok:torch.Tensor, # [K] 1.0 for members whose loss was finite, 0.0 for the others (left untouched)
           ):
-    "One Adam step for the members with a finite loss."
+    "One Adam step for the members with a finite loss, over the whole buffer at once."
     self.step += ok
-    for p, g, m, v in zip(self.params, grads, self.m, self.v):
-        g = torch.where(ok.view((-1,) + (1,) * (g.ndim - 1)).bool(), g, 0)
-        _adam(p.data, g, m, v, self.step.clamp(min=1), self.lr * ok, self.betas, self.eps, self.wd)
+    K = len(ok)
+    g = torch.cat([torch.zeros_like(p).view(K, -1) if g is None else g.reshape(K, -1)
+                   for p, g in zip(self.params, grads)], 1)
+    g = torch.where(ok.view(-1, 1).bool(), g, 0)
+    with torch.no_grad(): _adam(self.flat, g, self.mf, self.vf, self.step.clamp(min=1), self.lr * ok, self.betas,
+                                self.eps, self.wd)
 
 @patch
 def put_state(self:_StackedOpt, k:int, # the member
@@ -266,12 +280,16 @@ class _Stack:
         self.members, self.amp, self.dtype = members, amp, dtype
         models = [m.s.model for m in members]
         p, b = stack_module_state(models)
-        self.params = {n: t.detach().contiguous().requires_grad_() for n, t in p.items()}
         self.bufs = {n: t.contiguous() for n, t in b.items()}
-        aux = [n for n in self.params if n.startswith('discriminator.')]
-        self.names = [n for n in self.params if n not in aux]
-        self.opt = _StackedOpt([self.params[n] for n in self.names], [m.s.opt for m in members])
-        self.aux = _StackedOpt([self.params[n] for n in aux], [m.s.aux_opt for m in members]) if aux else None
+        aux = [n for n in p if n.startswith('discriminator.')]
+        self.names = [n for n in p if n not in aux]
+        self.params, opts = {}, []
+        for names, opt in ((self.names, [m.s.opt for m in members]), (aux, [m.s.aux_opt for m in members])):
+            if not names: opts.append(None); continue
+            flat, views = _flat([p[n] for n in names])
+            self.params.update({n: v.requires_grad_() for n, v in zip(names, views)})
+            opts.append(_StackedOpt(flat, views, opt))
+        self.opt, self.aux = opts
         self.dev = next(iter(self.params.values())).device
         hps = [m.s.model.hparams for m in members]
         self.hp = {k: torch.tensor([float(h[k]) for h in hps], device=self.dev) for k, v in hps[0].items()
@@ -305,7 +323,7 @@ def step(self:_Stack) -> tuple[dict, torch.Tensor]:
     ok = self.alive = self.alive & torch.isfinite(terms['loss'])     # a member stopped once stays stopped
     main = [self.params[n] for n in self.names]
     grads = torch.autograd.grad(torch.where(ok, terms['loss'], 0).sum(), main, allow_unused=True)
-    self.opt.update([torch.zeros_like(p) if g is None else g for p, g in zip(main, grads)], ok.double())
+    self.opt.update(list(grads), ok.double())
     if self.aux is not None: terms = {**terms, 'disc': self._disc_step(z.detach(), ok)}
     return {n: t.detach() for n, t in terms.items()}, ok
 
