@@ -26,12 +26,12 @@ from .core import (VaeCausalError, atomic_write, cache_root, check, free_memory,
 
 # %% auto #0
 __all__ = ['DATA_ENV', 'DSPRITES_FILES', 'SHAPES3D_FILES', 'MPI3D_FILES', 'MPI3D_GRID', 'NORB_SPLITS', 'DATASETS', 'SOURCES',
-           'PROCEDURAL', 'REMOTE', 'to_float', 'FactorDataset', 'render_sprites', 'paste_patches', 'ProceduralDSprites',
-           'image_grid', 'show_traversals', 'traversal_factors', 'hsv_to_rgb', 'ProceduralShapes3D', 'ProceduralMPI3D',
-           'data_root', 'ArrayDataset', 'load_dsprites_file', 'load_shapes3d_file', 'load_mpi3d_file',
-           'read_norb_matrix', 'SmallNORB', 'load_smallnorb', 'CelebA', 'load_celeba', 'load_dataset', 'fetch_file',
-           'download', 'random_batch', 'fixed_factor_batch', 'counterfactual_pairs', 'BatchIterator',
-           'should_materialise', 'model_images']
+           'PROCEDURAL', 'REMOTE', 'RESIDENT_SHARE', 'to_float', 'FactorDataset', 'render_sprites', 'paste_patches',
+           'ProceduralDSprites', 'image_grid', 'show_traversals', 'traversal_factors', 'hsv_to_rgb',
+           'ProceduralShapes3D', 'ProceduralMPI3D', 'data_root', 'ArrayDataset', 'load_dsprites_file',
+           'load_shapes3d_file', 'load_mpi3d_file', 'read_norb_matrix', 'SmallNORB', 'load_smallnorb', 'CelebA',
+           'load_celeba', 'load_dataset', 'fetch_file', 'download', 'random_batch', 'fixed_factor_batch',
+           'counterfactual_pairs', 'BatchIterator', 'should_materialise', 'model_images']
 
 # %% ../nbs/01_data.ipynb #fbf434bb
 def to_float(x:torch.Tensor) -> torch.Tensor:
@@ -961,15 +961,17 @@ def materialise(self:FactorDataset,
     return self
 
 # %% ../nbs/01_data.ipynb #9678bf50
+RESIDENT_SHARE = 0.5    # the part of a device's free memory one dataset may take when held whole (`should_materialise`)
+
 def should_materialise(ds:FactorDataset, # a dataset
                        device, # where it would be held
                        images:int, # how many images training will draw from it
-                       share:float=0.5, # the part of the free memory its images may take
+                       share:float|None=None, # the part of the free memory its images may take (None: RESIDENT_SHARE)
                       ) -> bool:
     "Hold `ds` on `device` whole? When it is not already, training draws at least `len(ds)` images, and it fits."
     if ds.resident is not None and ds.resident.device == torch.device(device): return False
     need = len(ds) * math.prod(ds.image_shape)
-    return images >= len(ds) and need <= share * free_memory(device)
+    return images >= len(ds) and need <= (RESIDENT_SHARE if share is None else share) * free_memory(device)
 
 # %% ../nbs/01_data.ipynb #5560e048
 def model_images(model:torch.nn.Module, # the model the images are for (its `image_shape` is checked when it has one)

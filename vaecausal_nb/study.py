@@ -8,8 +8,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import math
+import gc
 import itertools
+import math
 import json
 import os
 import sys
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 from fastcore.basics import patch
 import torch
 
+import vaecausal_nb.data as data_module
 from .causal_metrics import causal_summary
 from .controls import CONTROLS, FIXED_VARIANCE, control_measures
 from .interventions import save_traversal
@@ -442,11 +444,27 @@ def _die_with_parent(parent:int):
         except (OSError, AttributeError): pass
     if os.getppid() != parent: os._exit(1)                   # the runner died before the line above
 
+# %% ../nbs/10_study.ipynb #ac6a33fb
+def _share_device(workers:int, # processes that will use the device side by side
+                 ):
+    """Pool worker initializer, second part: a dataset held whole takes at most its share of the free device memory
+    (`data.RESIDENT_SHARE` / workers), so W workers holding datasets at once do not run the GPU out of memory."""
+    data_module.RESIDENT_SHARE = 0.5 / workers
+
+def _worker_init(parent:int, # the runner's process id
+                 workers:int, # the pool's size
+                ):
+    "Pool worker initializer: die with the runner, share the device."
+    _die_with_parent(parent); _share_device(workers)
 
 def _pool_run(args):
-    "A pool or Ray task: one unit (a job or a fleet); every error is returned, not raised."
+    """A pool or Ray task: one unit (a job or a fleet); every error is returned, not raised. The unit's device
+    memory (its datasets held whole, the caching allocator's blocks) goes back to the driver after it, for the other
+    workers."""
     unit, root, threads, until = args
-    return _run_unit(unit, root, threads, catch=(Exception,), until=until)
+    try: return _run_unit(unit, root, threads, catch=(Exception,), until=until)
+    finally:
+        if torch.cuda.is_initialized(): gc.collect(); torch.cuda.empty_cache()
 
 # %% ../nbs/10_study.ipynb #b04ef729
 def run_study(spec:StudySpec|str, # a StudySpec or a preset name
@@ -514,12 +532,12 @@ def _run_pool(units, root, workers:int, done, until=None):
     import multiprocessing as mp
 
     from vaecausal_nb.study import (  # by module path, so spawned workers can import them (also from a notebook)
-        _die_with_parent,
         _pool_run,
+        _worker_init,
     )
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_die_with_parent,
-                                initargs=(os.getpid(),)) as ex:
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_worker_init,
+                                initargs=(os.getpid(), workers)) as ex:
         futs = [ex.submit(_pool_run, (u, str(root), threads, until)) for u in units]
         for f in cf.as_completed(futs): done(f.result())
 
