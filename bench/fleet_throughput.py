@@ -20,7 +20,8 @@ ratio of the data rate the training used to the best training rate of the row (t
 (`data.should_materialise`); yes / no force it.
 
     python bench/fleet_throughput.py [--device cpu|cuda] [--steps 6] [--rounds 3] [--batch 64] [--ks 1,4,8] [--bf16]
-                                     [--compile] [--peak-tflops X] [--modes loop,stacked] [--resident auto|yes|no]
+                                     [--compile [MODE]] [--peak-tflops X] [--modes loop,stacked] [--resident auto|yes|no]
+                                     [--no-rgb]
 """
 import argparse, resource, statistics, time
 
@@ -30,7 +31,7 @@ from vaecausal_nb.core import get_device, retain_freed_memory
 from vaecausal_nb.data import BatchIterator, load_dataset, should_materialise
 from vaecausal_nb.fleet import _loop_phase, _stacked_phase, _start, fleet_batches, fleet_capacity, member_bytes
 from vaecausal_nb.models import build_model
-from vaecausal_nb.train import TrainConfig, start_session, train_step
+from vaecausal_nb.train import COMPILE_MODES, TrainConfig, compile_with, start_session, train_step
 
 PEAK_TFLOPS = {'H100': {'bf16': 989.0, 'fp32': 494.0}, 'H200': {'bf16': 989.0, 'fp32': 494.0},   # dense; fp32 = TF32
                'A100': {'bf16': 312.0, 'fp32': 156.0}, 'L4': {'bf16': 121.0, 'fp32': 60.0}}
@@ -84,7 +85,7 @@ def one_at_a_time(cfgs, ds, dev, warm):
     "Sessions built as `train` builds them, warmed up; the timer steps each in turn for n steps."
     amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfgs[0].precision == 'bf16')
     sessions = [start_session(c, ds, dev) for c in cfgs]
-    fwds = [torch.compile(s.model) if s.cfg.compile else s.model for s in sessions]     # as `train` does
+    fwds = [compile_with(s.model, s.cfg.compile) for s in sessions]     # as `train` does
     def run(n):
         for s, f in zip(sessions, fwds):
             for _ in range(n): train_step(s, f, amp)
@@ -124,12 +125,17 @@ def main():
     ap.add_argument('--ks', default=None, help='fleet sizes (CPU: 1,4,8; CUDA: 1,8,32,64 and the largest that fits)')
     ap.add_argument('--modes', default='loop,stacked')
     ap.add_argument('--bf16', action='store_true')
-    ap.add_argument('--compile', action='store_true', help='torch.compile the models (one at a time) and the mapped step')
+    ap.add_argument('--compile', nargs='?', const=True, default=False, metavar='MODE',
+                    help='torch.compile the models (one at a time) and the mapped step, in the default mode or MODE '
+                         f'({", ".join(COMPILE_MODES)})')
     ap.add_argument('--peak-tflops', type=float, default=None)
     ap.add_argument('--max-k', type=int, default=512, help='cap on "the largest that fits"')
+    ap.add_argument('--no-rgb', action='store_true', help='leave out the last row (a fleet on the 3-channel Shapes3D)')
     ap.add_argument('--resident', default='auto', choices=('auto', 'yes', 'no'),
                     help='hold each dataset on the device (auto: when a 10,000-step run of the fleet would)')
     args = ap.parse_args()
+    if args.compile not in (False, True, *COMPILE_MODES):
+        ap.error(f'--compile {args.compile}: choose a mode from {", ".join(COMPILE_MODES)} (or none for the default)')
     dev = get_device(args.device)
     args.device = str(dev)
     if dev.type == 'cpu': retain_freed_memory()          # as train and train_fleet do
@@ -145,10 +151,11 @@ def main():
     ks = sorted({k for k in ks if k <= cap})
     modes = args.modes.split(',')
     print(f'device: {name}; torch {torch.__version__}; conv64 beta-VAE, batch {args.batch}, {prec}'
-          f'{", compiled" if args.compile else ""}, {steps} timed steps '
+          f'{"" if not args.compile else ", compiled" if args.compile is True else f", compiled ({args.compile})"}, '
+          f'{steps} timed steps '
           f'after {args.warm} warm-up; {member_bytes(probe, ds1.image_shape) / 2**20:.0f} MiB a member (estimate), '
           f'{cap} fit; peak {peak or "unknown"} TFLOP/s')
-    runs = [('dsprites', k) for k in ks] + [('shapes3d', min(8 if not cuda else 64, cap))]
+    runs = [('dsprites', k) for k in ks] + ([] if args.no_rgb else [('shapes3d', min(8 if not cuda else 64, cap))])
     print(f'{"dataset":9} {"K":>4} {"executor":13} {"images/s":>10} {"ratio":>6} {"peak MiB":>9} {"% peak":>7}')
     for dname, k in runs:
         ds = ds1 if dname == 'dsprites' else load_dataset(dname, procedural=True)

@@ -7,7 +7,9 @@ is the default and nothing has been measured before:
    layout (plus 1e-6); also in bf16;
 2. a stacked phase waits for the device only where it must: 40 steps with no checkpoints under
    torch.cuda.set_sync_debug_mode('warn') wait at most 3 times (the looks at steps 32 and 40, and one more allowed);
-3. `core.to_device` copies an index tensor without waiting.
+3. `core.to_device` copies an index tensor without waiting;
+4. a stacked fleet compiled with CUDA graphs (compile='reduce-overhead') equals `train` of each member (compiled the
+   same way) within the tolerance of 1., and its losses survive the graph's replays (the run ends; history is finite).
 """
 import sys
 import warnings
@@ -51,6 +53,20 @@ def equality(precision):
     return bad
 
 
+def graphs():
+    arch = 'beta_vae'
+    kw = dict(compile='reduce-overhead')
+    solo = [train(small(arch, i, **kw)) for i in range(3)]
+    ref = gap([train(small(arch, i, channels_last=False)) for i in range(3)], [train(small(arch, i)) for i in range(3)])
+    runs = train_fleet([small(arch, i, **kw) for i in range(3)], mode='stacked', progress=False)
+    st = gap(runs, solo)
+    finite = all(torch.isfinite(torch.tensor(r.history['loss'].to_numpy())).all() for r in runs)
+    ok = st <= 3 * ref + 1e-6 and finite and not any(r.error for r in runs)
+    print(f'4. CUDA graphs (reduce-overhead), {arch}: stacked vs train {st:.1e}, reference {ref:.1e}, '
+          f'losses finite: {finite}{"" if ok else "  <- failed"}', flush=True)
+    return not ok
+
+
 def syncs():
     cfgs = [TrainConfig(arch='beta_vae', hparams={'beta': float(b)}, dataset_kwargs={'procedural': True}, steps=100,
                         batch_size=64, seed=i, device='cuda', progress=False) for i, b in enumerate((1, 4, 8, 16))]
@@ -87,6 +103,6 @@ def copies():
 if __name__ == '__main__':
     assert torch.cuda.is_available(), 'these checks need a CUDA GPU'
     print(torch.cuda.get_device_name(), torch.__version__)
-    failed = copies() + syncs() + equality('fp32') + equality('bf16')
+    failed = copies() + syncs() + equality('fp32') + equality('bf16') + graphs()
     print('all passed' if not failed else f'{failed} check(s) failed')
     sys.exit(1 if failed else 0)

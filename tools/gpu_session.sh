@@ -5,16 +5,21 @@
 #   downloads the one package the device image lacks (fastcore; it has torch, numpy, scipy, scikit-learn, pandas,
 #   statsmodels, tqdm, joblib, matplotlib, seaborn, h5py, safetensors) into .whl/ (ignored by git).
 # On the device, each call (carry [".whl"], timeout_s 600):   bash tools/gpu_session.sh STEP
-#   plan    `vaecausal study --preset gpu --fleet auto --plan`: the time the gpu preset would take there (~2 min)
-#   checks  tools/cuda_checks.py (members equal train on CUDA, fp32 and bf16; where a stacked phase waits for the
-#           device) and the benchmark's compiled K = 64 fleet, fp32 and bf16 (~5 min)
-#   bench   bench/fleet_throughput.py on CUDA: images/s one at a time vs fleets, data rates, % of peak (~4 min)
-#   study   the gpu preset in a call of at most 8 minutes (--time-limit 480; exit 3 = call again to go on),
-#           then the study root is packed into $OUT (a study continues only on the machine that holds its root:
-#           a fresh machine starts it again, so run plan/bench/study calls back to back on one warm machine)
+# in this order of priority (30 minutes of device time do not cover them all: the study alone needs ~25 minutes on
+# one warm machine, so a session that has run the others leaves it to the next):
+#   bench     bench/fleet_throughput.py on CUDA: images/s one at a time vs fleets, data rates, % of peak, and the
+#             K = 64 fleet in bf16 (~4 min)
+#   checks    tools/cuda_checks.py: members equal train on CUDA (fp32, bf16, CUDA graphs); where a stacked phase
+#             waits for the device (~3 min)
+#   compiled  the benchmark's K = 8 and 64 fleets compiled, default mode and reduce-overhead (CUDA graphs), fp32
+#             and bf16: which of them pays (~8 min; compiling dominates)
+#   plan      `vaecausal study --preset gpu --fleet auto --plan`: the time the gpu preset would take there (~2 min)
+#   study     the gpu preset in a call of at most 8 minutes (--time-limit 480; exit 3 = call again to go on),
+#             then results.csv and report.md into $OUT (a study continues only on the machine that holds its
+#             root: a fresh machine starts it again, so run the study calls back to back on one warm machine)
 # Every step writes its log and results under $OUT (at most 8 files come back).
 set -euo pipefail
-step=${1:?usage: tools/gpu_session.sh wheels|plan|checks|bench|study}
+step=${1:?usage: tools/gpu_session.sh wheels|bench|checks|compiled|plan|study}
 if [ "$step" = wheels ]; then
   mkdir -p .whl
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -28,10 +33,10 @@ vaecausal() { python3 -c 'import sys; from vaecausal_nb.cli import main; sys.exi
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no GPU") | tee "$OUT/device.txt"
 case "$step" in
   plan)  vaecausal study --preset gpu --fleet auto --workers 4 --plan 2>&1 | tee "$OUT/plan.txt" ;;
-  checks) rc=0; python3 tools/cuda_checks.py 2>&1 | tee "$OUT/cuda_checks.txt" || rc=$?
-         for p in "" --bf16; do python3 bench/fleet_throughput.py --device cuda --compile $p --ks 64 --modes stacked \
-           2>&1 | tee -a "$OUT/compiled.txt" || true; done
-         exit $rc ;;
+  checks) python3 tools/cuda_checks.py 2>&1 | tee "$OUT/cuda_checks.txt" ;;
+  compiled) for c in "" reduce-overhead; do for p in "" --bf16; do
+              python3 bench/fleet_throughput.py --device cuda --compile $c $p --ks 8,64 --modes stacked --no-rgb \
+                2>&1 | tee -a "$OUT/compiled.txt" || true; done; done ;;
   bench) python3 bench/fleet_throughput.py --device cuda 2>&1 | tee "$OUT/fleet_throughput.txt"
          python3 bench/fleet_throughput.py --device cuda --bf16 --ks 64 --modes stacked 2>&1 | tee "$OUT/bf16.txt" ;;
   study) rc=0; vaecausal study --preset gpu --fleet auto --workers 4 --time-limit 480 --out /tmp/gpu_study \

@@ -21,8 +21,9 @@ from .data import load_dataset, should_materialise, to_float
 from .hooks import HookPoint
 from .models import MODELS, build_model
 from .train import (
-    Run, Session, TrainConfig, _diverged, _history_frame, _log_row, _out_of_memory, _rng_state, _set_rng_state,
-    OutOfTime, check_run_dir, finish_session, log_and_save, pause_session, start_session, time_up, train_step)
+    CUDA_GRAPH_MODES, Run, Session, TrainConfig, _diverged, _history_frame, _log_row, _out_of_memory, _rng_state,
+    _set_rng_state, OutOfTime, check_run_dir, compile_with, finish_session, log_and_save, pause_session, start_session,
+    time_up, train_step)
 
 # %% auto #0
 __all__ = ['STRUCTURAL', 'SHARED', 'SYNC_EVERY', 'check_fleet', 'member_bytes', 'fleet_capacity', 'fleet_batches', 'train_fleet',
@@ -255,19 +256,19 @@ _MAPPED = {}    # kind of fleet -> (a member's objective on its slice of the sta
 
 def _mapped(model:torch.nn.Module, # a member (its architecture, sizes and fixed hyperparameters define the kind)
             varying:dict, # the hyperparameters that differ over the fleet (passed in as tensors)
-            compiled:bool, # `torch.compile` the mapped objective
+            compiled:bool|str, # compile the mapped objective as `TrainConfig.compile` says
            ) -> tuple:
     """`(call, mapped)`, built once per kind of fleet: a later phase, round or fleet of the same kind reuses it, so
     compiled code is compiled once, not once per phase."""
     fixed = {k: v for k, v in model.hparams.items() if k not in varying}
     key = (type(model).__name__, model.latent_dim, model.image_shape, repr(sorted(fixed.items())),
-           tuple(sorted(varying)), bool(compiled))
+           tuple(sorted(varying)), compiled)
     if key not in _MAPPED:
         tmpl = _Objective(copy.deepcopy(model).to('meta'))
         pre = lambda d: {f'model.{k}': v for k, v in d.items()}
         def call(params:dict, buffers:dict, *args, **kw):
             return functional_call(tmpl, (pre(params), pre(buffers)), args, kw, strict=False)
-        _MAPPED[key] = (call, torch.compile(vmap(call)) if compiled else vmap(call))
+        _MAPPED[key] = (call, compile_with(vmap(call), compiled))
     return _MAPPED[key]
 
 # %% ../nbs/04a_fleet.ipynb #9807ce4c
@@ -296,7 +297,9 @@ class _Stack:
                    if isinstance(v, (int, float)) and len({h[k] for h in hps}) > 1}
         self.gens = [self._generators(m.rng) for m in members]
         self.alive = torch.ones(len(members), dtype=torch.bool, device=self.dev)   # not yet stopped by a bad loss
-        self._call, self.fwd = _mapped(models[0], self.hp, members[0].s.cfg.compile)
+        how = members[0].s.cfg.compile
+        self._call, self.fwd = _mapped(models[0], self.hp, how)
+        self.graphs = self.dev.type == 'cuda' and how in CUDA_GRAPH_MODES     # the step replays CUDA graphs
 
 # %% ../nbs/04a_fleet.ipynb #dc9ebe0a
 @patch
@@ -319,13 +322,15 @@ def step(self:_Stack) -> tuple[dict, torch.Tensor]:
     b, L = s0.cfg.batch_size, s0.model.latent_dim
     noise = torch.stack([torch.randn(b, L, generator=g, device=self.dev, dtype=self.dtype) for _, g in self.gens]) \
         if s0.model.gaussian_posterior else torch.zeros(len(x), 1, device=self.dev)
+    if self.graphs: torch.compiler.cudagraph_mark_step_begin()         # a new step: the last one's outputs are spent
     with self.amp: terms, z = self.fwd(self.params, self.bufs, x, noise, self.hp)
     ok = self.alive = self.alive & torch.isfinite(terms['loss'])     # a member stopped once stays stopped
     main = [self.params[n] for n in self.names]
     grads = torch.autograd.grad(torch.where(ok, terms['loss'], 0).sum(), main, allow_unused=True)
     self.opt.update(list(grads), ok.double())
     if self.aux is not None: terms = {**terms, 'disc': self._disc_step(z.detach(), ok)}
-    return {n: t.detach() for n, t in terms.items()}, ok
+    # a CUDA graph's outputs are overwritten by its next replay: the losses kept for the next look are copied
+    return {n: t.detach().clone() if self.graphs else t.detach() for n, t in terms.items()}, ok
 
 # %% ../nbs/04a_fleet.ipynb #c54db759
 @patch

@@ -30,10 +30,10 @@ from .models import build_model, check_hparams
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['NOT_A_RESULT', 'ZOO_ENV', 'TrainConfig', 'save_checkpoint', 'load_state', 'Run', 'build_optimizer',
-           'default_channels_last', 'Session', 'start_session', 'train_step', 'log_and_save', 'finish_session',
-           'OutOfTime', 'deadline', 'time_up', 'pause_session', 'train', 'check_run_dir', 'load_run', 'zoo_root',
-           'pretrained']
+__all__ = ['NOT_A_RESULT', 'COMPILE_MODES', 'CUDA_GRAPH_MODES', 'ZOO_ENV', 'TrainConfig', 'compile_with', 'save_checkpoint',
+           'load_state', 'Run', 'build_optimizer', 'default_channels_last', 'Session', 'start_session', 'train_step',
+           'log_and_save', 'finish_session', 'OutOfTime', 'deadline', 'time_up', 'pause_session', 'train',
+           'check_run_dir', 'load_run', 'zoo_root', 'pretrained']
 
 # %% ../nbs/04_train.ipynb #c283728b
 @dataclass
@@ -51,7 +51,7 @@ class TrainConfig:
     device: str|None = None           # None: $VAECAUSAL_DEVICE, then cuda > mps > cpu
     precision: str = 'fp32'           # 'fp32' or 'bf16' (autocast; CUDA)
     channels_last: bool|None = None   # None: on for CPU and CUDA (see `default_channels_last`)
-    compile: bool = False             # torch.compile the model (CPU or CUDA; compiles when training starts)
+    compile: bool|str = False         # torch.compile the model: True, or a mode of it (`COMPILE_MODES`)
     out_dir: str|None = None          # run directory; None: nothing is written
     checkpoint_every: int = 500
     log_every: int = 10
@@ -64,6 +64,8 @@ class TrainConfig:
                   f'{k} must be a positive integer, got {getattr(self, k)!r}')
         check(self.lr > 0 and math.isfinite(self.lr), f'lr must be a positive number, got {self.lr}')
         check(self.precision in ('fp32', 'bf16'), f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        check(self.compile in (False, True) or self.compile in COMPILE_MODES,
+              f'compile must be True, False or one of {", ".join(COMPILE_MODES)}, got {self.compile!r}')
         return self
 
     def to_dict(self): return dataclasses.asdict(self)
@@ -87,6 +89,20 @@ class TrainConfig:
 # fields that do not change a run's result (so not in its key), and those that may differ when a run is continued
 NOT_A_RESULT = {'out_dir', 'progress', 'checkpoint_every', 'log_every', 'device', 'compile'}
 _RESUMABLE = NOT_A_RESULT | {'steps'}
+
+# %% ../nbs/04_train.ipynb #6d12eae1
+COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')   # torch.compile's modes
+CUDA_GRAPH_MODES = ('reduce-overhead', 'max-autotune')     # the modes that replay CUDA graphs (on a CUDA device)
+
+def compile_with(fn, # a module or function
+                 how:bool|str, # `TrainConfig.compile`: False (as it is), True (the default mode) or a mode name
+                ):
+    """`fn` compiled as `TrainConfig.compile` says (`fn` itself when it says False). Random draws in compiled code come
+    from PyTorch's generators, as in eager mode (Inductor's `fallback_random`), so compiling does not change a run."""
+    if how is False: return fn
+    import torch._inductor.config as inductor
+    inductor.fallback_random = True          # else Inductor draws the reparameterisation noise from its own stream
+    return torch.compile(fn, mode=None if how is True else how)
 
 # %% ../nbs/04_train.ipynb #120d707d
 def _rng_state() -> dict:
@@ -306,7 +322,7 @@ def train(cfg:TrainConfig, # what to train
     ds = dataset if dataset is not None else load_dataset(cfg.dataset, **cfg.dataset_kwargs)
     s = start_session(cfg, ds, device)
     if should_materialise(ds, device, (cfg.steps - s.step) * cfg.batch_size): ds.materialise(device)
-    fwd = torch.compile(s.model) if cfg.compile else s.model
+    fwd = compile_with(s.model, cfg.compile)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == 'bf16')
     bar = tqdm(total=cfg.steps, initial=s.step, desc=f'{cfg.arch} on {cfg.dataset}', disable=not cfg.progress,
                leave=False)
