@@ -18,7 +18,7 @@ from .metrics import SIZES
 from .models import ARCHS
 from .report import write_report
 from .study import PRESETS, StudySpec, evaluate_run, evaluation_path, plan_study, preset, run_study
-from .train import TrainConfig, train
+from .train import COMPILE_MODES, TrainConfig, train
 
 # %% auto #0
 __all__ = ['study_spec', 'build_parser', 'main']
@@ -56,7 +56,7 @@ def study_spec(args) -> StudySpec:
         spec = StudySpec.from_dict(d)
     else: spec = preset(args.preset)
     over = {'archs': _csv(args.archs), 'datasets': _csv(args.datasets), 'seeds': _csv(args.seeds, int),
-            'steps': args.steps, 'controls': _csv(args.controls)}
+            'steps': args.steps, 'controls': _csv(args.controls), 'precision': args.precision, 'compile': args.compile}
     for k, v in over.items():
         if v is not None: setattr(spec, k, v)
     if over['archs'] is not None:                     # narrowing the architectures narrows their sweeps and grids
@@ -105,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--datasets', default=None, help='comma-separated datasets (override the preset)')
     s.add_argument('--seeds', default=None, help='comma-separated seeds (override the preset)')
     s.add_argument('--steps', type=int, default=None, help="override the preset's training steps")
+    s.add_argument('--precision', default=None, choices=('fp32', 'bf16'),
+                   help='train in this precision (bf16: autocast on CUDA; other runs, with keys of their own)')
+    s.add_argument('--compile', nargs='?', const=True, default=None, metavar='MODE',
+                   help=f'torch.compile the training, in the default mode or MODE ({", ".join(COMPILE_MODES)}); '
+                        'the same runs, computed another way')
     s.add_argument('--controls', default=None, help=f'comma-separated controls: {", ".join(CONTROLS)}')
     s.add_argument('--allow-procedural', action='store_true',
                    help='paper preset: use a generator where a real file is missing')

@@ -65,6 +65,8 @@ class StudySpec:
     steps: int = 300                     # training steps per run
     batch_size: int = 64
     lr: float = 5e-4
+    precision: str = 'fp32'              # 'fp32' or 'bf16' (autocast, CUDA): a run's numbers change, so its key does
+    compile: bool|str = False            # torch.compile the training (True or train.COMPILE_MODES): not in a run's key
     metric_sizes: str|dict = field(default_factory=lambda: dict(SIZES['quick']))  # metrics.evaluate sizes
     causal_images: int = 64              # images for CES, specificity and active latents
     modularity_images: int = 8           # images for circuit modularity (2 × ~65 decodes per image, latent, value)
@@ -95,6 +97,7 @@ def validate(self:StudySpec):
     if isinstance(self.metric_sizes, dict):
         self.metric_sizes = {m: tuple(v) if isinstance(v, (list, tuple)) else v for m, v in self.metric_sizes.items()}
     resolve_sizes(self.metric_sizes)                 # a bad size fails here, not after hours of training
+    TrainConfig(precision=self.precision, compile=self.compile).validate()     # the same checks as a run's
     for k in ('seeds', 'latent_dims'):
         lo = 0 if k == 'seeds' else 1
         bad = [v for v in getattr(self, k) if not isinstance(v, int) or isinstance(v, bool) or v < lo]
@@ -217,7 +220,8 @@ def jobs(spec:StudySpec) -> list[dict]:
                     hp = {**spec.hparams.get(a, {}), **sw, **({'posterior_var': FIXED_VARIANCE} if variant else {})}
                     cfg = TrainConfig(arch=a, hparams=hp, dataset=d, dataset_kwargs=ds_kw[d],
                                       latent_dim=int(L), steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
-                                      seed=int(s), progress=False).validate()
+                                      seed=int(s), precision=spec.precision, compile=spec.compile,
+                                      progress=False).validate()
                     job = {'train': cfg.to_dict(), 'eval': ev, 'version': spec.version}
                     key = run_key(job)
                     tag = ''.join(f'-{k}{v:g}' for k, v in sw.items()) + '-fixedvar' * variant
@@ -338,7 +342,7 @@ def _measure_run(job, root, d, done, run, ds, t_train:float, fleet_size:int=1) -
                                   batch_size=cfg.batch_size, lr=cfg.lr))
     row = {'key': job['key'], 'name': job['name'], 'arch': cfg.arch, 'dataset': cfg.dataset,
            'procedural': bool(cfg.dataset_kwargs.get('procedural')), 'n_factors': sum(s > 1 for s in ds.factor_sizes),
-           'latent_dim': cfg.latent_dim, 'seed': cfg.seed, 'steps': cfg.steps,
+           'latent_dim': cfg.latent_dim, 'seed': cfg.seed, 'steps': cfg.steps, 'precision': cfg.precision,
            'variant': 'fixed_variance' if cfg.hparams.get('posterior_var') is not None else 'standard',
            'hparams': json.dumps(cfg.hparams, sort_keys=True),
            **m, 'seconds_train': t_train, 'fleet_size': fleet_size}
