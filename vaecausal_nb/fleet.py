@@ -109,6 +109,7 @@ class _Member:
     "A fleet member: its session (model, optimisers, batches, history) and its own torch RNG state."
     s: Session
     rng: dict
+    fwd: object = None             # the loop executor's forward pass: the model, compiled as its config says
     error: str|None = None
 
 @contextlib.contextmanager
@@ -121,7 +122,7 @@ def _own_rng(m:_Member):
 def _start(cfg:TrainConfig, ds, device) -> _Member:
     "Build (or resume) a member exactly as `train` would, keeping the RNG state it ends with."
     outer = _rng_state()
-    try: s = start_session(cfg, ds, device); return _Member(s, _rng_state())
+    try: s = start_session(cfg, ds, device); return _Member(s, _rng_state(), compile_with(s.model, cfg.compile))
     finally: _set_rng_state(outer)
 
 # %% ../nbs/04a_fleet.ipynb #c0d0e62b
@@ -136,7 +137,7 @@ def _loop_phase(members:list[_Member], # members at one step
         with _own_rng(m):
             for _ in range(steps):
                 if time_up(until): raise OutOfTime('deadline')
-                terms, ok = train_step(m.s, m.s.model, amp)
+                terms, ok = train_step(m.s, m.fwd, amp)
                 if not ok:
                     m.error = str(_diverged(m.s.step + 1, terms['loss'], m.s.last_good, m.s.cfg)); break
                 log_and_save(m.s, terms, bar)
