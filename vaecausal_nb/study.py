@@ -375,7 +375,8 @@ def fleets(todo:list[dict], # jobs (from `jobs`)
         if size == 'auto':                 # a GPU takes all that fit; CPU workers take an equal share each
             cfg = TrainConfig.from_dict(js[0]['train'])
             share = len(js) if get_device(cfg.device).type == 'cuda' else math.ceil(len(js) / workers)
-            k = max(1, min(fleet_capacity(cfg, key[3]), share))
+            fits = fleet_capacity(cfg, key[3], share=0.8 / workers)   # W workers' fleets on one device at once
+            k = max(1, min(fits, share))
         out += [js[i:i + k] for i in range(0, len(js), k)]
     return out
 
