@@ -9,7 +9,10 @@ is the default and nothing has been measured before:
    torch.cuda.set_sync_debug_mode('warn') wait at most 3 times (the looks at steps 32 and 40, and one more allowed);
 3. `core.to_device` copies an index tensor without waiting;
 4. a stacked fleet compiled with CUDA graphs (compile='reduce-overhead') equals `train` of each member (compiled the
-   same way) within the tolerance of 1., and its losses survive the graph's replays (the run ends; history is finite).
+   same way) within the tolerance of 1., and its losses survive the graph's replays (the run ends; history is finite);
+5. the study's own path on CUDA: a run (`study.run_job`, 200 steps) and a fleet of two (`study.run_fleet`, 6,000 steps
+   each, so procedural dSprites is held on the device) are trained, every metric measured (the factor probe trained on
+   the device and reading the models' images there), their rows written.
 """
 import sys
 import warnings
@@ -67,6 +70,28 @@ def graphs():
     return not ok
 
 
+def measured():
+    import tempfile
+    from pathlib import Path
+    from vaecausal_nb.study import jobs, preset, run_fleet, run_job
+    root = Path(tempfile.mkdtemp())
+    bad, out = 0, []
+    try:
+        row = run_job(jobs(preset('quick', archs=('vae',), steps=200))[0], root)
+        out.append(('a run', row))
+        for key, row, err in run_fleet(jobs(preset('quick', archs=('beta_vae',), seeds=(0, 1), steps=6000)), root):
+            if err: bad += 1; print(f'   fleet member {key}: {err}')
+            out.append(('a fleet member', row))
+    except Exception as e:
+        print(f'5. the study on CUDA failed: {type(e).__name__}: {e}'); return 1
+    for what, row in out:
+        if row is None: continue
+        print(f'5. {what} trained and measured on CUDA: {row["steps"]} steps in {row["seconds_train"]:.1f} s, '
+              f'measured in {row["seconds_eval"]:.1f} s; DCI D {row["dci_disentanglement"]:.3f}, '
+              f'CES {row["ces"]:.4f}, factor specificity {row["specificity_factor"]:.3f}', flush=True)
+    return bad
+
+
 def syncs():
     cfgs = [TrainConfig(arch='beta_vae', hparams={'beta': float(b)}, dataset_kwargs={'procedural': True}, steps=100,
                         batch_size=64, seed=i, device='cuda', progress=False) for i, b in enumerate((1, 4, 8, 16))]
@@ -103,6 +128,6 @@ def copies():
 if __name__ == '__main__':
     assert torch.cuda.is_available(), 'these checks need a CUDA GPU'
     print(torch.cuda.get_device_name(), torch.__version__)
-    failed = copies() + syncs() + equality('fp32') + equality('bf16') + graphs()
+    failed = copies() + syncs() + measured() + equality('fp32') + equality('bf16') + graphs()
     print('all passed' if not failed else f'{failed} check(s) failed')
     sys.exit(1 if failed else 0)

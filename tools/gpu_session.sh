@@ -10,7 +10,7 @@
 #   bench     bench/fleet_throughput.py on CUDA: images/s one at a time vs fleets, data rates, % of peak, and the
 #             K = 64 fleet in bf16 (~4 min)
 #   checks    tools/cuda_checks.py: members equal train on CUDA (fp32, bf16, CUDA graphs); where a stacked phase
-#             waits for the device (~3 min)
+#             waits for the device; the study's own path (a run and a fleet trained, measured, written) (~7 min)
 #   compiled  the benchmark's K = 8 and 64 fleets compiled, default mode and reduce-overhead (CUDA graphs), fp32
 #             and bf16: which of them pays (~8 min; compiling dominates)
 #   plan      `vaecausal study --preset gpu --fleet auto --plan`: the time the gpu preset would take there (~2 min)

@@ -12,7 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import check, load_json, load_weights, logger, save_json, save_weights, seed_everything
+from .core import (
+    check, get_device, load_json, load_weights, logger, save_json, save_weights, seed_everything)
 from .data import FactorDataset, random_batch, to_float
 from .train import zoo_root
 
@@ -36,7 +37,8 @@ class FactorProbe(nn.Module):
         self.body(torch.zeros(1, *self.image_shape))                    # materialise the lazy layer
         self.register_buffer('scale', torch.tensor([max(s - 1, 1) for s in self.factor_sizes], dtype=torch.float32))
     def logits(self, x) -> list[torch.Tensor]:
-        "One logit tensor `[N, size_k]` per factor."
+        "One logit tensor `[N, size_k]` per factor (the probe moves to `x`'s device: it reads a model's images there)."
+        if x.device != self.scale.device: self.to(x.device)
         return list(self.head(self.body(x)).split(self.factor_sizes, dim=1))
     def forward(self, x) -> torch.Tensor:
         return torch.stack([(lg.softmax(1) * torch.arange(lg.shape[1],
@@ -52,6 +54,7 @@ def train_probe(dataset:FactorDataset, # the dataset whose ground truth the prob
                 lr:float=1e-3, # Adam learning rate
                 seed:int=0, # initialisation and batches
                 progress:bool=True, # tqdm bar
+                device=None, # where it trains (None: the default device, `core.get_device`)
                ) -> tuple[FactorProbe, dict]:
     "Train a FactorProbe on random images; returns it (eval mode) and its held-out accuracy per factor (3 decimals)."
     from tqdm.auto import tqdm
@@ -59,16 +62,17 @@ def train_probe(dataset:FactorDataset, # the dataset whose ground truth the prob
     check(isinstance(batch_size, int) and batch_size >= 2, f'batch_size must be an integer >= 2, got {batch_size!r}')
     seed_everything(seed)
     g = torch.Generator().manual_seed(seed)
-    probe = FactorProbe(dataset.image_shape, dataset.factor_sizes)
+    dev = get_device(device)
+    probe = FactorProbe(dataset.image_shape, dataset.factor_sizes).to(dev)      # initialised on the CPU, then moved
     opt = torch.optim.Adam(probe.parameters(), lr=lr)
     for _ in tqdm(range(steps), desc=f'factor probe for {dataset.name}', disable=not progress, leave=False):
         x, f = random_batch(dataset, batch_size, g)
-        loss = sum(F.cross_entropy(lg, f[:, k].to(lg.device)) for k, lg in enumerate(probe.logits(to_float(x))))
+        loss = sum(F.cross_entropy(lg, f[:, k].to(dev)) for k, lg in enumerate(probe.logits(to_float(x).to(dev))))
         opt.zero_grad(); loss.backward(); opt.step()
     probe.eval()
     x, f = random_batch(dataset, 2000, torch.Generator().manual_seed(seed + HELD_OUT_SEED))
-    with torch.no_grad(): acc = [(lg.argmax(1) == f[:, k]).float().mean().item() for k,
-                                 lg in enumerate(probe.logits(to_float(x)))]
+    with torch.no_grad(): acc = [(lg.argmax(1).cpu() == f[:, k]).float().mean().item() for k,
+                                 lg in enumerate(probe.logits(to_float(x).to(dev)))]
     return probe, {n: round(a, 3) for n, a in zip(dataset.factor_names, acc)}
 
 
