@@ -450,23 +450,24 @@ def _die_with_parent(parent:int):
     if os.getppid() != parent: os._exit(1)                   # the runner died before the line above
 
 # %% ../nbs/10_study.ipynb #ac6a33fb
-def _share_device(workers:int, # processes that will use the device side by side
+def _share_device(share:float, # the part of the device the task holds (a pool of W workers: 1/W; Ray: its num_gpus)
                  ):
-    """Pool worker initializer, second part: a dataset held whole takes at most its share of the free device memory
-    (`data.RESIDENT_SHARE` / workers), so W workers holding datasets at once do not run the GPU out of memory."""
-    data_module.RESIDENT_SHARE = 0.5 / workers
+    """A dataset held whole takes at most `0.5 × share` of the free device memory (`data.RESIDENT_SHARE`), so tasks
+    side by side on one GPU, each holding its datasets, do not run it out of memory."""
+    data_module.RESIDENT_SHARE = 0.5 * min(1.0, share)
 
-def _worker_init(parent:int, # the runner's process id
-                 workers:int, # the pool's size
-                ):
-    "Pool worker initializer: die with the runner, share the device."
-    _die_with_parent(parent); _share_device(workers)
+def _unit_gpus(unit:list[dict], # a job or a fleet
+               gpus:float, # `gpus_per_run` (Ray's num_gpus of a task)
+              ) -> float:
+    "The GPUs a Ray task asks for: a fleet holds a whole GPU (when the runs use GPUs at all), a single run `gpus`."
+    return max(gpus, 1.0) if gpus > 0 and len(unit) > 1 else gpus
 
 def _pool_run(args):
-    """A pool or Ray task: one unit (a job or a fleet); every error is returned, not raised. The unit's device
-    memory (its datasets held whole, the caching allocator's blocks) goes back to the driver after it, for the other
-    workers."""
-    unit, root, threads, until = args
+    """A pool or Ray task: one unit (a job or a fleet) holding `share` of its device; every error is returned, not
+    raised. The unit's device memory (its datasets held whole, the caching allocator's blocks) goes back to the driver
+    after it, for the other tasks."""
+    unit, root, threads, until, share = args
+    _share_device(share)
     try: return _run_unit(unit, root, threads, catch=(Exception,), until=until)
     finally:
         if torch.cuda.is_initialized(): gc.collect(); torch.cuda.empty_cache()
@@ -537,13 +538,13 @@ def _run_pool(units, root, workers:int, done, until=None):
     import multiprocessing as mp
 
     from vaecausal_nb.study import (  # by module path, so spawned workers can import them (also from a notebook)
+        _die_with_parent,
         _pool_run,
-        _worker_init,
     )
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_worker_init,
-                                initargs=(os.getpid(), workers)) as ex:
-        futs = [ex.submit(_pool_run, (u, str(root), threads, until)) for u in units]
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_die_with_parent,
+                                initargs=(os.getpid(),)) as ex:
+        futs = [ex.submit(_pool_run, (u, str(root), threads, until, 1 / workers)) for u in units]
         for f in cf.as_completed(futs): done(f.result())
 
 # %% ../nbs/10_study.ipynb #f245e999
@@ -556,7 +557,8 @@ def _run_ray(units, root, address, cpus, gpus, done, until=None):
         from vaecausal_nb.study import _pool_run  # by module path: workers import the package, not this notebook
         task = ray.remote(num_cpus=cpus, num_gpus=gpus)(_pool_run)
         threads = max(1, int(cpus))
-        pending = [task.remote((u, str(root), threads, until)) for u in units]     # a fleet is one task (its GPU share)
+        pending = [task.options(num_gpus=_unit_gpus(u, gpus)).remote((u, str(root), threads, until,
+                                                                        _unit_gpus(u, gpus) or 1.0)) for u in units]
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             done(ray.get(ready[0]))
