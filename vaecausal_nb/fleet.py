@@ -27,7 +27,7 @@ from .train import (
 
 # %% auto #0
 __all__ = ['STRUCTURAL', 'SHARED', 'SYNC_EVERY', 'check_fleet', 'member_bytes', 'fleet_capacity', 'fleet_batches', 'train_fleet',
-           'fleet_step_seconds']
+           'fleet_timing', 'fleet_step_seconds']
 
 # %% ../nbs/04a_fleet.ipynb #fd5c6f8f
 # hyperparameters that shape the network or enter its forward pass as Python numbers: one value per fleet
@@ -504,13 +504,14 @@ class _NoBar:
     def update(self, n=1): pass
     def set_postfix(self, *a, **k): pass
 
-def fleet_step_seconds(configs:list[TrainConfig], # the members (their `out_dir` is ignored: nothing is written)
-                       steps:int=3, # timed steps
-                       warm:int=2, # untimed steps first (allocation, kernel choice)
-                       mode:str='auto', # the executor, as in `train_fleet`
-                       dataset=None, # a loaded dataset (or a list of them), as in `train_fleet`
-                      ) -> float:
-    "Wall seconds of one training step of these members together on their device (every member steps once)."
+def fleet_timing(configs:list[TrainConfig], # the members (their `out_dir` is ignored: nothing is written)
+                 steps:int=3, # timed steps
+                 warm:int=2, # steps first, timed apart (allocation, kernel choice, compilation)
+                 mode:str='auto', # the executor, as in `train_fleet`
+                 dataset=None, # a loaded dataset (or a list of them), as in `train_fleet`
+                ) -> dict:
+    """Wall seconds of these members training together on their device: `step`, one step of them all once warm, and
+    `start`, what the first `warm` steps took beyond that many steps (allocation, kernel choice, compilation)."""
     cfgs = [dataclasses.replace(c, out_dir=None, progress=False, steps=max(c.steps, warm + steps))
             for c in check_fleet(configs)]
     device, dss = get_device(cfgs[0].device), _datasets(cfgs, dataset)
@@ -521,6 +522,14 @@ def fleet_step_seconds(configs:list[TrainConfig], # the members (their `out_dir`
     phase = (lambda n: _loop_phase(members, n, amp, _NoBar())) if mode == 'loop' else \
         (lambda n: _stacked_phase(members, n, amp, torch.bfloat16 if bf16 else torch.float32, _NoBar()))
     sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
-    phase(warm); sync()
-    t0 = time.perf_counter(); phase(steps); sync()
-    return (time.perf_counter() - t0) / steps
+    t0 = time.perf_counter(); phase(warm); sync()
+    t1 = time.perf_counter(); phase(steps); sync()
+    step = (time.perf_counter() - t1) / steps
+    return {'step': step, 'start': max(0.0, t1 - t0 - warm * step)}
+
+def fleet_step_seconds(configs:list[TrainConfig], # the members
+                       steps:int=3, # timed steps
+                       **kw, # `fleet_timing`'s other arguments
+                      ) -> float:
+    "Wall seconds of one training step of these members together on their device (every member steps once)."
+    return fleet_timing(configs, steps, **kw)['step']

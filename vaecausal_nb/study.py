@@ -32,7 +32,7 @@ from .data import DATASETS, PROCEDURAL, load_dataset, random_batch, to_float
 from .metrics import SIZES, evaluate, resolve_sizes
 from .models import ARCHS, MODELS, check_hparams
 from .probes import factor_probe
-from .fleet import STRUCTURAL, fleet_capacity, fleet_step_seconds, train_fleet
+from .fleet import STRUCTURAL, fleet_capacity, fleet_timing, train_fleet
 from .train import OutOfTime, TrainConfig, deadline, load_run, time_up, train
 
 if TYPE_CHECKING: import pandas
@@ -597,9 +597,10 @@ def plan_study(spec:StudySpec|str, # a StudySpec or a preset name
         rows = []
         for (key, k), (ex, n, steps) in kinds.items():
             cfgs = [TrainConfig.from_dict(j['train']) for j in ex]
-            t = fleet_step_seconds(cfgs, timed_steps, dataset=list(dss.values()))
+            t = fleet_timing(cfgs, timed_steps, dataset=list(dss.values()))
             rows.append({'arch': key[0], 'latent_dim': key[1], 'dataset': ex[0]['train']['dataset'], 'members': k,
-                         'units': n, 'seconds_a_step': t, 'seconds_train': t * steps})
+                         'units': n, 'seconds_a_step': t['step'], 'seconds_start': t['start'],
+                         'seconds_train': t['step'] * steps + t['start'] * n})
         meas = [{'dataset': d, 'runs': sum(j['train']['dataset'] == d for j in todo),
                  'seconds_a_run': _measure_seconds(next(j for j in todo if j['train']['dataset'] == d), ds)}
                 for d, ds in dss.items()]
