@@ -65,26 +65,10 @@ def study_spec(args) -> StudySpec:
     if args.allow_procedural: spec.allow_procedural = True
     return spec.validate()
 
-# %% ../nbs/11_cli.ipynb #a1295223
-def build_parser() -> argparse.ArgumentParser:
-    "The argument parser of the `vaecausal` command (subcommands train, study, report, evaluate)."
-    ap = argparse.ArgumentParser(prog='vaecausal',
-                                 description='Causal interpretability of VAEs: training, studies, reports.')
-    sub = ap.add_subparsers(dest='cmd', required=True)
-    t = sub.add_parser('train', help='train (or resume) one run', description='Train (or resume) one run.')
-    t.add_argument('--arch', default='beta_vae', choices=ARCHS)
-    t.add_argument('--hparam', action='append', metavar='NAME=VALUE', help='architecture hyperparameter, repeatable')
-    t.add_argument('--dataset', default='dsprites')
-    t.add_argument('--procedural', action='store_true', help='use the procedural generator even if a real file exists')
-    t.add_argument('--latent-dim', type=int, default=10)
-    t.add_argument('--steps', type=int, default=1000)
-    t.add_argument('--batch-size', type=int, default=64)
-    t.add_argument('--lr', type=float, default=1e-4)
-    t.add_argument('--seed', type=int, default=0)
-    t.add_argument('--device', default=None)
-    t.add_argument('--precision', default='fp32', choices=('fp32', 'bf16'))
-    t.add_argument('--checkpoint-every', type=int, default=500)
-    t.add_argument('--out', required=True, help='run directory (resumed if it exists)')
+# %% ../nbs/11_cli.ipynb #97540760
+def _add_study(sub, # the `vaecausal` parser's subparsers
+             ):
+    "The `study` subcommand and its options."
     s = sub.add_parser('study', help='run a study and write its report',
                        description='Run a study (finished runs are skipped, interrupted ones resumed) and write its '
                                    'report.')
@@ -119,6 +103,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help='estimate how long the study takes on this machine and exit (times a few steps; keeps nothing)')
     s.add_argument('--no-report', action='store_true', help='do not write the report at the end')
     s.add_argument('--no-progress', action='store_true')
+
+# %% ../nbs/11_cli.ipynb #a1295223
+def build_parser() -> argparse.ArgumentParser:
+    "The argument parser of the `vaecausal` command (subcommands train, study, report, evaluate)."
+    ap = argparse.ArgumentParser(prog='vaecausal',
+                                 description='Causal interpretability of VAEs: training, studies, reports.')
+    sub = ap.add_subparsers(dest='cmd', required=True)
+    t = sub.add_parser('train', help='train (or resume) one run', description='Train (or resume) one run.')
+    t.add_argument('--arch', default='beta_vae', choices=ARCHS)
+    t.add_argument('--hparam', action='append', metavar='NAME=VALUE', help='architecture hyperparameter, repeatable')
+    t.add_argument('--dataset', default='dsprites')
+    t.add_argument('--procedural', action='store_true', help='use the procedural generator even if a real file exists')
+    t.add_argument('--latent-dim', type=int, default=10)
+    t.add_argument('--steps', type=int, default=1000)
+    t.add_argument('--batch-size', type=int, default=64)
+    t.add_argument('--lr', type=float, default=1e-4)
+    t.add_argument('--seed', type=int, default=0)
+    t.add_argument('--device', default=None)
+    t.add_argument('--precision', default='fp32', choices=('fp32', 'bf16'))
+    t.add_argument('--checkpoint-every', type=int, default=500)
+    t.add_argument('--out', required=True, help='run directory (resumed if it exists)')
+    _add_study(sub)
     r = sub.add_parser('report', help='write the report of a study root',
                        description='Write report.md, results.csv and figures/ of a study root.')
     r.add_argument('root', help='study root')
