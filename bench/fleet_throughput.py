@@ -177,7 +177,7 @@ def main():
         runners = {'one at a time': one_at_a_time(cfgs[:n], ds, dev, args.warm)}
         mem = {'one at a time': peak_mib(dev)}
         for mode in modes:
-            if mode == 'loop' and k > 8: continue     # the loop is one at a time in one process: above 8 it only costs
+            if mode == 'loop' and k > 8: continue     # the loop is one at a time in one process: above 8, only time
             peak_reset(dev)
             try: runners[mode] = fleet(cfgs, ds, dev, args.warm, mode)
             except torch.OutOfMemoryError: print(f'{dname:9} {k:>4} {mode:13} out of memory'); continue

@@ -67,7 +67,7 @@ def study_spec(args) -> StudySpec:
 
 # %% ../nbs/11_cli.ipynb #97540760
 def _add_study(sub, # the `vaecausal` parser's subparsers
-             ):
+              ):
     "The `study` subcommand and its options."
     s = sub.add_parser('study', help='run a study and write its report',
                        description='Run a study (finished runs are skipped, interrupted ones resumed) and write its '

@@ -557,8 +557,10 @@ def _run_ray(units, root, address, cpus, gpus, done, until=None):
         from vaecausal_nb.study import _pool_run  # by module path: workers import the package, not this notebook
         task = ray.remote(num_cpus=cpus, num_gpus=gpus)(_pool_run)
         threads = max(1, int(cpus))
-        pending = [task.options(num_gpus=_unit_gpus(u, gpus)).remote((u, str(root), threads, until,
-                                                                        _unit_gpus(u, gpus) or 1.0)) for u in units]
+        def submit(u):                 # a fleet holds a whole GPU; the task's datasets take its share of one
+            g = _unit_gpus(u, gpus)
+            return task.options(num_gpus=g).remote((u, str(root), threads, until, g or 1.0))
+        pending = [submit(u) for u in units]
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             done(ray.get(ready[0]))
