@@ -4,8 +4,9 @@
 one at a time: K sessions built exactly as `train` builds them, each stepped `--steps` times in turn (the study's
                behaviour without fleets, minus process start-up).
 fleet:         the same K members stepped together by the fleet's executor: `stacked` (parameters stacked, the step
-               vmapped, one backward) and `loop` (members in turn in one process, each on its own RNG; K <= 8 only,
-               since its rate is that of one at a time).
+               vmapped, one backward), `threads` (CPU: members on threads at once, the cores shared out) and `loop`
+               (members in turn in one process, each on its own RNG; K <= 8 only, since its rate is that of one at a
+               time).
 
 For each K it prints training images/s (K x batch x steps / wall time after a warm-up), the ratio to one model at a
 time, peak memory (CUDA: max allocated; CPU: the process's peak RSS so far) and the share of the device's peak FLOP/s
@@ -21,7 +22,7 @@ ratio of the data rate the training used to the best training rate of the row (t
 (`data.should_materialise`); yes / no force it.
 
     python bench/fleet_throughput.py [--device cpu|cuda] [--steps 6] [--rounds 3] [--batch 64] [--ks 1,4,8] [--bf16]
-                                     [--compile [MODE]] [--peak-tflops X] [--modes loop,stacked] [--resident auto|yes|no]
+                                     [--compile [MODE]] [--peak-tflops X] [--modes loop,threads,stacked] [--resident auto|yes|no]
                                      [--no-rgb]
 """
 import argparse, resource, statistics, time
@@ -30,17 +31,12 @@ import torch
 
 from vaecausal_nb.core import get_device, retain_freed_memory
 from vaecausal_nb.data import BatchIterator, load_dataset, should_materialise
-from vaecausal_nb.fleet import _loop_phase, _stacked_phase, _start, fleet_batches, fleet_capacity, member_bytes
+from vaecausal_nb.fleet import _NoBar, _run_phase, _start, fleet_batches, fleet_capacity, member_bytes
 from vaecausal_nb.models import build_model
 from vaecausal_nb.train import COMPILE_MODES, TrainConfig, compile_with, start_session, train_step
 
 PEAK_TFLOPS = {'H100': {'bf16': 989.0, 'fp32': 494.0}, 'H200': {'bf16': 989.0, 'fp32': 494.0},   # dense; fp32 = TF32
                'A100': {'bf16': 312.0, 'fp32': 156.0}, 'L4': {'bf16': 121.0, 'fp32': 60.0}}
-
-
-class _Bar:
-    def update(self, n=1): pass
-    def set_postfix(self, *a, **k): pass
 
 
 def step_flops(cfg, shape, device):
@@ -96,11 +92,8 @@ def one_at_a_time(cfgs, ds, dev, warm):
 
 def fleet(cfgs, ds, dev, warm, mode):
     "The members as the fleet builds them, warmed up; the timer runs one phase of n steps."
-    bf16 = cfgs[0].precision == 'bf16'
-    amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16)
     members = [_start(c, ds, dev) for c in cfgs]
-    run = (lambda n: _loop_phase(members, n, amp, _Bar())) if mode == 'loop' else \
-        (lambda n: _stacked_phase(members, n, amp, torch.bfloat16 if bf16 else torch.float32, _Bar()))
+    run = lambda n: _run_phase(mode, members, n, _NoBar())
     run(warm)
     return timer(dev, run)
 
@@ -124,7 +117,7 @@ def main():
     ap.add_argument('--rounds', type=int, default=3, help='timed rounds per executor, taken in turn (median reported)')
     ap.add_argument('--batch', type=int, default=64)
     ap.add_argument('--ks', default=None, help='fleet sizes (CPU: 1,4,8; CUDA: 1,8,32,64 and the largest that fits)')
-    ap.add_argument('--modes', default='loop,stacked')
+    ap.add_argument('--modes', default=None, help='executors to time (CPU: loop,threads,stacked; CUDA: loop,stacked)')
     ap.add_argument('--bf16', action='store_true')
     ap.add_argument('--compile', nargs='?', const=True, default=False, metavar='MODE',
                     help='torch.compile the models (one at a time) and the mapped step, in the default mode or MODE '
@@ -150,7 +143,7 @@ def main():
     cap = min(args.max_k, fleet_capacity(probe, ds1.image_shape, dev))
     ks = [int(k) for k in args.ks.split(',')] if args.ks else ([1, 8, 32, 64, cap] if cuda else [1, 4, 8])
     ks = sorted({k for k in ks if k <= cap})
-    modes = args.modes.split(',')
+    modes = (args.modes or ('loop,stacked' if cuda else 'loop,threads,stacked')).split(',')
     print(f'device: {name}; torch {torch.__version__}; conv64 beta-VAE, batch {args.batch}, {prec}'
           f'{"" if not args.compile else ", compiled" if args.compile is True else f", compiled ({args.compile})"}, '
           f'{steps} timed steps '

@@ -1,8 +1,10 @@
 """Fleets: a fleet killed with SIGKILL at any moment and run again ends with the weights and history of a fleet run
-straight through, bit for bit (CPU: the loop executor); `vaecausal study --fleet` refuses bad values in one line."""
+straight through, bit for bit (CPU: the loop and threads executors); `vaecausal study --fleet` refuses bad values in
+one line."""
 import os, signal, subprocess, sys, time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -27,18 +29,19 @@ def fleet(out, *extra, wait=True):
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def test_killed_fleet_resumes_bit_identical(tmp_path):
+@pytest.mark.parametrize('mode', ['loop', 'threads'])
+def test_killed_fleet_resumes_bit_identical(tmp_path, mode):
     full, part = tmp_path / 'full', tmp_path / 'part'
-    r = fleet(full)
+    r = fleet(full, mode)
     assert r.returncode == 0, r.stderr
-    p = fleet(part, wait=False)
+    p = fleet(part, mode, wait=False)
     deadline = time.time() + 120
     while time.time() < deadline and not (part / 'm1' / 'LATEST').exists():   # member 0 done or nearly, member 1 started
         time.sleep(0.05)
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert not all((part / f'm{i}' / 'model.safetensors').exists() for i in range(3)), 'the fleet finished first'
-    r = fleet(part)
+    r = fleet(part, mode)
     assert r.returncode == 0, r.stderr
     for i in range(3):
         a = load_file(str(full / f'm{i}' / 'model.safetensors'))

@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +28,8 @@ from .train import (
     time_up, train_step)
 
 # %% auto #0
-__all__ = ['STRUCTURAL', 'SHARED', 'SYNC_EVERY', 'check_fleet', 'member_bytes', 'fleet_capacity', 'fleet_batches', 'train_fleet',
-           'fleet_timing', 'fleet_step_seconds']
+__all__ = ['STRUCTURAL', 'SHARED', 'CHUNK', 'SYNC_EVERY', 'MODES', 'check_fleet', 'member_bytes', 'fleet_capacity',
+           'fleet_batches', 'train_fleet', 'fleet_timing', 'fleet_step_seconds']
 
 # %% ../nbs/04a_fleet.ipynb #fd5c6f8f
 # hyperparameters that shape the network or enter its forward pass as Python numbers: one value per fleet
@@ -126,6 +128,24 @@ def _start(cfg:TrainConfig, ds, device) -> _Member:
     finally: _set_rng_state(outer)
 
 # %% ../nbs/04a_fleet.ipynb #c0d0e62b
+def _steps(m:_Member, # the member
+           n:int, # how many steps to take
+           amp, # autocast context
+           bar, # the fleet's progress bar
+           until:float|None=None, # a `time.time()` deadline (see `train`)
+           gen:torch.Generator|None=None, # draws the member's noise (None: the process's stream, set to the member's)
+           lock=None, # held while the progress bar moves (threads share it; None: no lock)
+          ):
+    "Member `m`'s next `n` steps as `train` takes them, stopping it at a non-finite loss."
+    lock = lock or contextlib.nullcontext()
+    for _ in range(n):
+        if time_up(until): raise OutOfTime('deadline')
+        terms, ok = train_step(m.s, m.fwd, amp, gen)
+        if not ok: m.error = str(_diverged(m.s.step + 1, terms['loss'], m.s.last_good, m.s.cfg)); return
+        log_and_save(m.s, terms, bar, None if gen is None else {**m.rng, 'torch': gen.get_state()})
+        with lock: bar.update(1)
+
+# %% ../nbs/04a_fleet.ipynb #5bc24dba
 def _loop_phase(members:list[_Member], # members at one step
                 steps:int, # how many steps to take
                 amp, # autocast context
@@ -134,14 +154,50 @@ def _loop_phase(members:list[_Member], # members at one step
                ):
     "Train each member in turn for `steps` steps on its own RNG: `train`'s arithmetic, so the same result bit for bit."
     for m in members:                 # whole phases, not alternating steps: a member's weights stay in cache
-        with _own_rng(m):
-            for _ in range(steps):
-                if time_up(until): raise OutOfTime('deadline')
-                terms, ok = train_step(m.s, m.fwd, amp)
-                if not ok:
-                    m.error = str(_diverged(m.s.step + 1, terms['loss'], m.s.last_good, m.s.cfg)); break
-                log_and_save(m.s, terms, bar)
-                bar.update(1)
+        with _own_rng(m): _steps(m, steps, amp, bar, until)
+
+# %% ../nbs/04a_fleet.ipynb #fd0a4133
+CHUNK = 16          # steps a thread takes of one member before it picks the next (the one furthest behind)
+
+def _pick(members:list[_Member], # the phase's members
+          left:dict, # id(member) -> steps it still has to take (updated here)
+          busy:set, # ids of the members a thread is stepping (updated here)
+         ) -> tuple:
+    "The next `(member, steps)` for a free thread: the free member furthest behind, or `(None, 0)` if none is free."
+    free = [m for m in members if left[id(m)] and id(m) not in busy and not m.error]
+    if not free: return None, 0
+    m = max(free, key=lambda m: left[id(m)])
+    n = min(CHUNK, left[id(m)]); left[id(m)] -= n; busy.add(id(m))
+    return m, n
+
+# %% ../nbs/04a_fleet.ipynb #afc64db2
+def _threaded_phase(members:list[_Member], # members at one step, on the CPU
+                    steps:int, # how many steps each takes
+                    amp, # autocast context
+                    bar, # the fleet's progress bar
+                    until:float|None=None, # a `time.time()` deadline (see `train`)
+                   ):
+    "Train the members on threads at once, each on its own generator and a share of the cores (see above)."
+    cores = torch.get_num_threads(); n_threads = min(len(members), cores)
+    if n_threads < 2: return _loop_phase(members, steps, amp, bar, until)
+    left, busy, lock, stop = {id(m): steps for m in members}, set(), threading.Lock(), threading.Event()
+    def work():
+        ctx = copy.copy(amp)                         # an autocast context keeps state while entered: one per thread
+        while not stop.is_set():
+            with lock: m, n = _pick(members, left, busy)
+            if m is None: return
+            g = torch.Generator(); g.set_state(m.rng['torch'])
+            try: _steps(m, n, ctx, bar, until, g, lock)
+            except BaseException: stop.set(); raise     # the others stop after their chunk
+            finally:
+                m.rng = {**m.rng, 'torch': g.get_state()}
+                with lock: busy.discard(id(m))
+    torch.set_num_threads(max(1, cores // n_threads))
+    try:
+        with ThreadPoolExecutor(n_threads) as ex: done = [ex.submit(work) for _ in range(n_threads)]
+    finally: torch.set_num_threads(cores)
+    errs = [e for f in done if (e := f.exception())]       # an error before a deadline the others then met
+    if errs: raise next((e for e in errs if not isinstance(e, OutOfTime)), errs[0])
 
 # %% ../nbs/04a_fleet.ipynb #d6bb5ef0
 def _adam(p:torch.Tensor, # stacked parameter [K, ...] (updated in place)
@@ -415,6 +471,37 @@ def _stacked_phase(members:list[_Member], # members at one step
         if not m.error: st.write_back(k)
     if late: raise OutOfTime('deadline')
 
+# %% ../nbs/04a_fleet.ipynb #6670b41e
+MODES = ('auto', 'stacked', 'threads', 'loop')      # how a fleet is stepped (see the executors above)
+
+def _executor(mode:str, # one of MODES
+              device:torch.device, # where the fleet trains
+              cfgs:list[TrainConfig], # its members
+             ) -> str:
+    """The executor a fleet runs on; 'auto': stacked for several members on CUDA, threads for several uncompiled
+    members on a CPU with threads to share, else the loop."""
+    check(mode in MODES, f'mode must be one of {", ".join(map(repr, MODES))}, got {mode!r}')
+    compiled = any(c.compile for c in cfgs)
+    if mode == 'threads':
+        check(device.type == 'cpu', f"mode='threads' trains on the CPU, not {device.type}; use 'stacked' or 'loop'")
+        check(not compiled, "compiled members cannot share threads (torch.compile is not thread-safe); use 'loop'")
+    if mode != 'auto': return mode
+    if len(cfgs) > 1 and device.type == 'cuda': return 'stacked'
+    threads = device.type == 'cpu' and torch.get_num_threads() > 1 and not compiled
+    return 'threads' if len(cfgs) > 1 and threads else 'loop'
+
+def _run_phase(mode:str, # the executor (`_executor`)
+               members:list[_Member], # members at one step
+               steps:int, # how many steps to take
+               bar, # the fleet's progress bar
+               until:float|None=None, # a `time.time()` deadline (see `train`)
+              ):
+    "One phase of the members on the executor, under bf16 autocast if their precision says so."
+    dtype = torch.bfloat16 if members[0].s.cfg.precision == 'bf16' else torch.float32
+    amp = torch.autocast(members[0].s.it.device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+    if mode == 'stacked': return _stacked_phase(members, steps, amp, dtype, bar, until)
+    (_threaded_phase if mode == 'threads' else _loop_phase)(members, steps, amp, bar, until)
+
 # %% ../nbs/04a_fleet.ipynb #08c9c661
 def _datasets(cfgs:list[TrainConfig], # the members
               dataset=None, # a loaded dataset, or a list of them, for the members that name it
@@ -452,7 +539,7 @@ def _hold_data(members:list[_Member], # the started members
 
 # %% ../nbs/04a_fleet.ipynb #b120c1ec
 def train_fleet(configs:list[TrainConfig], # members: one architecture, latent size, batch size and image shape
-                mode:str='auto', # 'stacked' (vmap over stacked parameters), 'loop' (in turn), 'auto' (CUDA: stacked)
+                mode:str='auto', # 'stacked' (vmapped), 'threads' (CPU, at once), 'loop' (in turn), 'auto' (`_executor`)
                 memory:int|None=None, # bytes of device memory to plan for (None: what is free now)
                 dataset=None, # a loaded dataset (or a list of them) that members name: not loaded again
                 progress:bool=True, # one tqdm bar over all members' steps
@@ -461,9 +548,9 @@ def train_fleet(configs:list[TrainConfig], # members: one architecture, latent s
                ) -> list[Run]:
     "Train (or resume) K runs as one fleet; each member's result equals `train(cfg)` of its config (see the tolerance)."
     from tqdm.auto import tqdm
-    check(mode in ('auto', 'stacked', 'loop'), f"mode must be 'auto', 'stacked' or 'loop', got {mode!r}")
     cfgs = check_fleet(configs)
     device, dss = get_device(cfgs[0].device), _datasets(cfgs, dataset)
+    mode = _executor(mode, device, cfgs)
     shapes = sorted({tuple(d.image_shape) for d in dss})
     check(len(shapes) == 1, f'a fleet trains on one image shape, but its datasets have {shapes}; split the members '
           'into one fleet per image shape')
@@ -471,18 +558,13 @@ def train_fleet(configs:list[TrainConfig], # members: one architecture, latent s
     check(len(cfgs) <= cap, f'{len(cfgs)} members do not fit: about {cap} fit in the free {device.type} memory '
           f'({member_bytes(cfgs[0], shapes[0]) / 2**20:.0f} MiB each at batch_size {cfgs[0].batch_size}); train '
           'fewer members per fleet, or lower batch_size')
-    if mode == 'auto': mode = 'stacked' if device.type == 'cuda' else 'loop'
     if device.type == 'cpu': retain_freed_memory()
     members = [_start(c, d, device) for c, d in zip(cfgs, dss)]
     _hold_data(members, device, resident)
-    bf16 = cfgs[0].precision == 'bf16'
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     bar = tqdm(total=sum(c.steps for c in cfgs), initial=sum(m.s.step for m in members), leave=False,
                desc=f'fleet of {len(cfgs)} {cfgs[0].arch}', disable=not progress)
     try:
-        for group, n in _phases(members):
-            if mode == 'loop': _loop_phase(group, n, amp, bar, until)
-            else: _stacked_phase(group, n, amp, torch.bfloat16 if bf16 else torch.float32, bar, until)
+        for group, n in _phases(members): _run_phase(mode, group, n, bar, until)
     except OutOfTime:
         for m in members:
             if not m.error:
@@ -515,12 +597,8 @@ def fleet_timing(configs:list[TrainConfig], # the members (their `out_dir` is ig
     cfgs = [dataclasses.replace(c, out_dir=None, progress=False, steps=max(c.steps, warm + steps))
             for c in check_fleet(configs)]
     device, dss = get_device(cfgs[0].device), _datasets(cfgs, dataset)
-    if mode == 'auto': mode = 'stacked' if device.type == 'cuda' and len(cfgs) > 1 else 'loop'
-    members = [_start(c, d, device) for c, d in zip(cfgs, dss)]
-    bf16 = cfgs[0].precision == 'bf16'
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-    phase = (lambda n: _loop_phase(members, n, amp, _NoBar())) if mode == 'loop' else \
-        (lambda n: _stacked_phase(members, n, amp, torch.bfloat16 if bf16 else torch.float32, _NoBar()))
+    mode, members = _executor(mode, device, cfgs), [_start(c, d, device) for c, d in zip(cfgs, dss)]
+    phase = lambda n: _run_phase(mode, members, n, _NoBar())
     sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
     t0 = time.perf_counter(); phase(warm); sync()
     t1 = time.perf_counter(); phase(steps); sync()

@@ -138,9 +138,12 @@ class GaussianVAE(Conv64AE):
         return self.hook_mu(mu), self.hook_logvar(logvar)
     def forward(self, x, # images [N, C, H, W] in [0, 1]
                 noise:torch.Tensor|None=None, # ε ~ N(0, I) of the reparameterisation, [N, L] (None: drawn here)
+                generator:torch.Generator|None=None, # what draws ε here (None: torch's global stream)
                ) -> dict:
         mu, logvar = self.encode(x)
-        if noise is None and self.training: noise = torch.randn_like(mu)
+        if noise is None and self.training:
+            noise = torch.randn_like(mu) if generator is None else \
+                torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
         z = mu + noise * (0.5 * logvar).exp() if self.training else mu
         z = self.hook_z(z)
         return {'mu': mu, 'logvar': logvar, 'z': z, 'logits': self.decode(z)}

@@ -121,6 +121,7 @@ def save_checkpoint(run_dir:Path, # the run folder
                     aux_opt, # auxiliary optimiser (FactorVAE) or None
                     it:BatchIterator, # the batch iterator (its position)
                     history:list, # logged rows so far
+                    rng:dict|None=None, # the run's RNG state to record (None: the process's, `_rng_state()`)
                    ):
     "Write `ckpt-<step>/` atomically and point `LATEST` at it; older checkpoints are removed."
     run_dir = Path(run_dir)
@@ -128,7 +129,7 @@ def save_checkpoint(run_dir:Path, # the run folder
     if tmp.exists(): shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     save_weights(model, tmp / 'model.safetensors')
-    state = {'step': step, 'opt': opt.state_dict(), 'rng': _rng_state(), 'iter': it.state_dict()}
+    state = {'step': step, 'opt': opt.state_dict(), 'rng': rng or _rng_state(), 'iter': it.state_dict()}
     if aux_opt is not None: state['aux_opt'] = aux_opt.state_dict()
     buf = io.BytesIO(); torch.save(state,
                                    buf)                  # in memory: a full disk then fails in atomic_write, clearly
@@ -250,20 +251,21 @@ def start_session(cfg:TrainConfig, # a validated config
 def train_step(s:Session, # the run
                fwd, # what runs the forward pass: `s.model` or its compiled form
                amp, # the autocast context (disabled for fp32)
+               gen:torch.Generator|None=None, # draws the step's noise and permutations (None: torch's global stream)
               ) -> tuple[dict, bool]:
     """One optimisation step on the next batch: the loss terms, and whether the loss was finite (if not, nothing was
     updated and `s.step` is unchanged)."""
     x = next(s.it)
     if s.channels_last: x = x.contiguous(memory_format=torch.channels_last)
     with amp:
-        out = fwd(x)
+        out = fwd(x) if gen is None or not s.model.gaussian_posterior else fwd(x, generator=gen)
         terms = s.model.loss(x, out)
     if not torch.isfinite(terms['loss']): return terms, False
     s.opt.zero_grad(set_to_none=True)
     terms['loss'].backward()
     s.opt.step()
     if s.aux_opt is not None:
-        with amp: dl = s.model.aux_loss(out)
+        with amp: dl = s.model.aux_loss(out) if gen is None else s.model.aux_loss(out, generator=gen)
         s.aux_opt.zero_grad(set_to_none=True); dl.backward(); s.aux_opt.step()
         terms = {**terms, 'disc': dl}
     s.step += 1
@@ -273,12 +275,13 @@ def train_step(s:Session, # the run
 def log_and_save(s:Session, # the run, just stepped
                  terms:dict, # the step's loss terms
                  bar, # its progress bar
+                 rng:dict|None=None, # the run's RNG state, if not the process's (see `save_checkpoint`)
                 ):
     "Log the step's terms when `log_every` says so, and checkpoint when `checkpoint_every` says so (or at the end)."
     cfg, end = s.cfg, s.step == s.cfg.steps
     if s.step % cfg.log_every == 0 or end: s.last_good = _log_row(s.history, s.step, terms, bar)
     if cfg.out_dir and (s.step % cfg.checkpoint_every == 0 or end):
-        save_checkpoint(Path(cfg.out_dir), s.step, s.model, s.opt, s.aux_opt, s.it, s.history)
+        save_checkpoint(Path(cfg.out_dir), s.step, s.model, s.opt, s.aux_opt, s.it, s.history, rng)
 
 def finish_session(s:Session) -> Run:
     "Hand back the trained model (in the layout `load_run` gives) and write its final weights and history."
