@@ -146,8 +146,9 @@ def _print_plan(p:dict, # from `study.plan_study`
                ):
     "The plan of a study as a user reads it: the totals, then the two tables."
     print(f"{p['runs']} runs: about {p['wall_seconds'] / 60:.1f} min on this machine with {p['workers']} worker(s) "
-          f"(training {p['train_seconds'] / 60:.1f} min, measuring {p['measure_seconds'] / 60:.1f} min, summed over "
-          "runs; factor probes, report and process start-up not counted)\n")
+          f"(factor probes {p['probe_seconds'] / 60:.1f} min, then training {p['train_seconds'] / 60:.1f} min and "
+          f"measuring {p['measure_seconds'] / 60:.1f} min, summed over runs; report and process start-up not "
+          "counted)\n")
     print(p['units'].to_string(index=False, float_format=lambda v: f'{v:.3g}'), '\n')
     print(p['measure'].to_string(index=False, float_format=lambda v: f'{v:.3g}'))
 

@@ -238,7 +238,8 @@ def completeness(df:'pandas.DataFrame', # a study's results (one row per finishe
     per kept configuration (min–max)."""
     import pandas as pd
     plan = pd.DataFrame([{'dataset': j['train']['dataset'], 'arch': j['train']['arch'], 'key': j['key'],
-                          'config': config_label(j['train']['arch'], j['train']['hparams'], j['train']['latent_dim'])}
+                          'config': config_label(j['train']['arch'], j['train']['hparams'], j['train']['latent_dim'],
+                                                 j['train']['precision'])}
                          for j in jobs(spec)])
     why = dict(zip(df['key'], exclusions(df))) if len(df) else {}
     plan['finished'] = plan.key.isin(why)

@@ -31,7 +31,7 @@ from .core import VaeCausalError, check, get_device, load_json, logger, save_jso
 from .data import DATASETS, PROCEDURAL, load_dataset, random_batch, to_float
 from .metrics import SIZES, evaluate, resolve_sizes
 from .models import ARCHS, MODELS, check_hparams
-from .probes import factor_probe
+from .probes import factor_probe, train_probe
 from .fleet import STRUCTURAL, fleet_capacity, fleet_timing, train_fleet
 from .train import OutOfTime, TrainConfig, deadline, load_run, time_up, train
 
@@ -593,6 +593,7 @@ def plan_study(spec:StudySpec|str, # a StudySpec or a preset name
     dss = {d: load_dataset(d, **next(j['train']['dataset_kwargs'] for j in todo if j['train']['dataset'] == d))
            for d in spec.datasets}
     kinds = _unit_kinds(units, {d: tuple(ds.image_shape) for d, ds in dss.items()})
+    probe = {d: _probe_seconds(ds, spec.probe_steps) for d, ds in dss.items()}    # as run_study: first, every core
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     try:
@@ -603,15 +604,16 @@ def plan_study(spec:StudySpec|str, # a StudySpec or a preset name
             rows.append({'arch': key[0], 'latent_dim': key[1], 'dataset': ex[0]['train']['dataset'], 'members': k,
                          'units': n, 'seconds_a_step': t['step'], 'seconds_start': t['start'],
                          'seconds_train': t['step'] * steps + t['start'] * n})
-        meas = [{'dataset': d, 'runs': sum(j['train']['dataset'] == d for j in todo),
+        meas = [{'dataset': d, 'runs': sum(j['train']['dataset'] == d for j in todo), 'seconds_probe': probe[d],
                  'seconds_a_run': _measure_seconds(next(j for j in todo if j['train']['dataset'] == d), ds)}
                 for d, ds in dss.items()]
     finally: torch.set_num_threads(threads)
     units_df, meas_df = pd.DataFrame(rows), pd.DataFrame(meas)
     tt, tm = float(units_df.seconds_train.sum()), float((meas_df.runs * meas_df.seconds_a_run).sum())
-    cuda = get_device(todo[0]['train']['device']).type == 'cuda'
-    return {'units': units_df, 'measure': meas_df, 'runs': len(todo), 'workers': workers, 'train_seconds': tt,
-            'measure_seconds': tm, 'wall_seconds': max(tt if cuda else 0.0, (tt + tm) / workers)}
+    tp, cuda = float(sum(probe.values())), get_device(todo[0]['train']['device']).type == 'cuda'
+    return {'units': units_df, 'measure': meas_df, 'runs': len(todo), 'workers': workers, 'probe_seconds': tp,
+            'train_seconds': tt, 'measure_seconds': tm,
+            'wall_seconds': tp + max(tt if cuda else 0.0, (tt + tm) / workers)}
 
 # %% ../nbs/10_study.ipynb #b8201c81
 def _measure_seconds(job:dict, # a job of the dataset
@@ -630,15 +632,30 @@ def _measure_seconds(job:dict, # a job of the dataset
                          batch_size=cfg.batch_size, lr=cfg.lr)
     return time.perf_counter() - t0
 
+# %% ../nbs/10_study.ipynb #9f7c7e23
+def _probe_seconds(ds, # the dataset
+                   steps:int, # the probe's training steps (the spec's `probe_steps`)
+                   timed:int=4, # steps timed
+                  ) -> float:
+    "Seconds training the dataset's factor probe takes here: a 1-step training timed against a `1 + timed`-step one."
+    train_probe(ds, 1, progress=False)                                    # warm-up: allocation, kernel choice
+    t = []
+    for n in (1, 1 + timed):
+        t0 = time.perf_counter(); train_probe(ds, n, progress=False); t.append(time.perf_counter() - t0)
+    return t[0] + (steps - 1) * max(0.0, t[1] - t[0]) / timed
+
 # %% ../nbs/10_study.ipynb #8ef61bf9
 def config_label(arch:str, # the architecture
                  hparams:str|dict, # its hyperparameters (a dict or a results table's JSON text)
                  latent_dim:int, # its latent dim
+                 precision:str='fp32', # its numeric format ('bf16' is named in the label)
+                 steps:int|None=None, # its training steps, to be named (where a table mixes step counts)
                 ) -> str:
     "A configuration's name: everything that defines a run but its seed and dataset, e.g. `beta_vae beta=4 L10`."
     hp = json.loads(hparams) if isinstance(hparams, str) else hparams
     return ' '.join([arch, *(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k, v in sorted(hp.items())),
-                     f'L{int(latent_dim)}'])
+                     f'L{int(latent_dim)}', *(['bf16'] if precision == 'bf16' else []),
+                     *([f'{int(steps)} steps'] if steps else [])])
 
 # %% ../nbs/10_study.ipynb #c4719ddc
 def load_results(root:str|Path, # a study root
@@ -652,7 +669,10 @@ def load_results(root:str|Path, # a study root
     rows = [load_json(p) for p in sorted((root / 'runs').glob('*/metrics.json'))] if (root / 'runs').is_dir() else []
     df = pd.DataFrame(rows)
     if keys is not None and len(df): df = df[df['key'].isin(keys)]
-    if len(df): df['config'] = [config_label(*r) for r in zip(df.arch, df.hparams, df.latent_dim)]
+    if len(df):
+        prec = df['precision'].fillna('fp32') if 'precision' in df else ['fp32'] * len(df)    # older rows: fp32
+        steps = df['steps'] if df['steps'].nunique() > 1 else [None] * len(df)
+        df['config'] = [config_label(*r) for r in zip(df.arch, df.hparams, df.latent_dim, prec, steps)]
     return df.reset_index(drop=True)
 
 def study_status(root:str|Path) -> dict:
