@@ -21,8 +21,8 @@ from .core import VaeCausalError, check, check_slots, is_quantised
 from .data import FactorDataset, to_float
 
 # %% auto #0
-__all__ = ['METRICS', 'SIZES', 'dci_importance', 'dci_scores', 'dci', 'histogram_discretize', 'discrete_mutual_info', 'mig',
-           'slot_index', 'sap_matrix', 'sap', 'representation_function', 'FactorSampler', 'code_table',
+__all__ = ['METRICS', 'SIZES', 'dci_importance', 'dci_scores', 'dci', 'dci_many', 'histogram_discretize', 'discrete_mutual_info',
+           'mig', 'slot_index', 'sap_matrix', 'sap', 'representation_function', 'FactorSampler', 'code_table',
            'factor_vae_score', 'beta_vae_score', 'irs', 'resolve_sizes', 'encodes_needed', 'evaluate']
 
 # %% ../nbs/05_metrics.ipynb #33d61d0b
@@ -61,6 +61,31 @@ def _same_width(a, b, what):
     check(a.shape[1] == b.shape[1], f'{what}: train and test have different widths ({a.shape[1]} vs {b.shape[1]})')
 
 # %% ../nbs/05_metrics.ipynb #9959b430
+def _dci_data(mus_train, ys_train, mus_test, ys_test) -> tuple:
+    "DCI's four arrays, checked: codes and factor classes of the training points, then of the test points."
+    xtr, ytr = _pair(mus_train, ys_train, 'dci train')
+    xte, yte = _pair(mus_test, ys_test, 'dci test', min_points=1)
+    _same_width(xtr, xte, 'dci codes'); _same_width(ytr, yte, 'dci factors')
+    return xtr, ytr, xte, yte
+
+def _fit_factor(xtr, ytr, xte, yte, seed):
+    "One factor's boosted trees: absolute importances `[L]`, train accuracy, test accuracy."
+    m = GradientBoostingClassifier(random_state=seed).fit(xtr, ytr)
+    return np.abs(m.feature_importances_), np.mean(m.predict(xtr) == ytr), np.mean(m.predict(xte) == yte)
+
+def _importances(data:list, seeds:list, n_jobs:int) -> list:
+    "`(R, train accuracy, test accuracy)` of each checked `_dci_data`: every (set, factor) classifier in one pool."
+    todo = [(i, k) for i, (_, y, _, _) in enumerate(data) for k in range(y.shape[1])]
+    res = Parallel(n_jobs=n_jobs)(delayed(_fit_factor)(data[i][0], data[i][1][:, k], data[i][2], data[i][3][:, k],
+                                                       seeds[i]) for i, k in todo)
+    out = []
+    for i in range(len(data)):
+        r = [x for (j, _), x in zip(todo, res) if j == i]
+        out.append((np.stack([a[0] for a in r], 1), float(np.mean([a[1] for a in r])),
+                    float(np.mean([a[2] for a in r]))))
+    return out
+
+# %% ../nbs/05_metrics.ipynb #34ae6b9e
 def dci_importance(mus_train, # codes [N, L] to fit on
                    ys_train, # factor classes [N, K]
                    mus_test, # codes to test on
@@ -70,18 +95,11 @@ def dci_importance(mus_train, # codes [N, L] to fit on
                   ):
     """Importance matrix `R [L, K]` (absolute `feature_importances_` of one GradientBoostingClassifier per factor), mean
     train and test accuracy."""
-    xtr, ytr = _pair(mus_train, ys_train, 'dci train')
-    xte, yte = _pair(mus_test, ys_test, 'dci test', min_points=1)
-    _same_width(xtr, xte, 'dci codes'); _same_width(ytr, yte, 'dci factors')
-    def fit(k):
-        m = GradientBoostingClassifier(random_state=seed).fit(xtr, ytr[:, k])
-        return np.abs(m.feature_importances_), np.mean(m.predict(xtr) == ytr[:, k]), np.mean(m.predict(xte) == yte[:,
-            k])
-    res = Parallel(n_jobs=n_jobs)(delayed(fit)(k) for k in range(ytr.shape[1]))
-    R = np.stack([r[0] for r in res], axis=1)
-    return R, float(np.mean([r[1] for r in res])), float(np.mean([r[2] for r in res]))
+    return _importances([_dci_data(mus_train, ys_train, mus_test, ys_test)], [seed], n_jobs)[0]
 
-def dci_scores(R) -> tuple[float, float, np.ndarray, np.ndarray]:
+# %% ../nbs/05_metrics.ipynb #715a97dd
+def dci_scores(R, # importance matrix [L codes, K factors]
+              ) -> tuple[float, float, np.ndarray, np.ndarray]:
     "Disentanglement and completeness of an importance matrix `R [L, K]`, with the per-code and per-factor values."
     R = np.asarray(R, dtype=np.float64)
     check(R.ndim == 2 and R.shape[0] >= 2 and R.shape[1] >= 2,
@@ -94,6 +112,7 @@ def dci_scores(R) -> tuple[float, float, np.ndarray, np.ndarray]:
     c = float(np.sum(per_factor * W.sum(0) / W.sum()))
     return d, c, per_code, per_factor
 
+# %% ../nbs/05_metrics.ipynb #e4c6b16c
 def dci(mus_train, # codes [N, L] of the training points
         ys_train, # factor classes [N, K]
         mus_test, # codes [M, L] of held-out points
@@ -104,11 +123,31 @@ def dci(mus_train, # codes [N, L] of the training points
        ) -> dict:
     """DCI (Eastwood & Williams 2018) as disentanglement_lib computes it: disentanglement, completeness and
     informativeness (accuracies)."""
-    R, acc_train, acc_test = dci_importance(mus_train, ys_train, mus_test, ys_test, n_jobs=n_jobs, seed=seed)
+    return _dci_result(*dci_importance(mus_train, ys_train, mus_test, ys_test, n_jobs=n_jobs, seed=seed), slots)
+
+def _dci_result(R, acc_train:float, acc_test:float, slots=None) -> dict:
+    "DCI's four numbers from an importance matrix and the accuracies (`slots`: rows summed per slot first)."
     if slots is not None: R = np.stack([R[list(s)].sum(0) for s in check_slots(slots, len(R))])
     d, c, _, _ = dci_scores(R)
     return {'disentanglement': d, 'completeness': c, 'informativeness_train': acc_train,
             'informativeness_test': acc_test}
+
+# %% ../nbs/05_metrics.ipynb #edd867e0
+_DCI_ARGS = ('mus_train', 'ys_train', 'mus_test', 'ys_test')
+
+def dci_many(tasks:list[dict], # each `dci`'s arguments as a dict: mus_train, ys_train, mus_test, ys_test (seed, slots)
+             n_jobs:int=1, # classifiers fitted in parallel, across all the tasks' factors
+            ) -> list[dict]:
+    "`dci` of several representations, all their classifiers fitted in one pool; result `i` equals `dci(**tasks[i])`."
+    check(isinstance(tasks, (list, tuple)) and all(isinstance(t, dict) for t in tasks),
+          f'tasks must be a list of dicts of dci arguments, got {type(tasks).__name__}')
+    for n, t in enumerate(tasks):
+        miss, extra = [k for k in _DCI_ARGS if k not in t], sorted(set(t) - {*_DCI_ARGS, 'seed', 'slots'})
+        check(not miss and not extra, f'tasks[{n}]: ' + ('; '.join([f'missing {", ".join(miss)}'] * bool(miss) +
+              [f'unknown {", ".join(extra)}'] * bool(extra))) + f' (a task holds {", ".join(_DCI_ARGS)}, seed, slots)')
+    data = [_dci_data(*(t[k] for k in _DCI_ARGS)) for t in tasks]
+    res = _importances(data, [t.get('seed', 0) for t in tasks], n_jobs)
+    return [_dci_result(*r, t.get('slots')) for r, t in zip(res, tasks)]
 
 # %% ../nbs/05_metrics.ipynb #c044e35d
 def histogram_discretize(x, # codes [N, L]
@@ -461,6 +500,7 @@ def evaluate(representation_fn, # a model with .representation, or a function fl
              n_jobs:int=1, # DCI factors fitted in parallel
              progress:bool=True, # tqdm bars
              slots='auto', # coordinate groups scored per slot by DCI and MIG ('auto': a quantised model's slots())
+             dci_later:list|None=None, # a list: DCI's arguments are appended to it (for `dci_many`), not fitted now
             ) -> dict:
     """All six disentanglement metrics of a representation on a dataset, as one flat dict of floats (plus seconds per
     metric)."""
@@ -485,8 +525,9 @@ def evaluate(representation_fn, # a model with .representation, or a function fl
         t = time.perf_counter()
         if m == 'dci':
             a, b = sz['dci']
-            r = dci(ztr[:a], ytr[:a], zte[:b], yte[:b], n_jobs=n_jobs, seed=seed, slots=slots)
-            out.update({f'dci_{k}': v for k, v in r.items()})
+            task = dict(mus_train=ztr[:a], ys_train=ytr[:a], mus_test=zte[:b], ys_test=yte[:b], seed=seed, slots=slots)
+            if dci_later is None: out.update({f'dci_{k}': v for k, v in dci(**task, n_jobs=n_jobs).items()})
+            else: _dci_data(ztr[:a], ytr[:a], zte[:b], yte[:b]); dci_later.append(task)   # checked now, fitted later
         elif m == 'mig':
             z = ztr[:sz['mig']]
             out['mig'] = mig(z if slots is None else slot_index(z, slots), ytr[:sz['mig']], discrete=slots is not None)

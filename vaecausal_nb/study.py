@@ -29,7 +29,7 @@ from .controls import CONTROLS, FIXED_VARIANCE, control_measures
 from .interventions import save_traversal
 from .core import VaeCausalError, check, get_device, load_json, logger, save_json
 from .data import DATASETS, PROCEDURAL, load_dataset, random_batch, to_float
-from .metrics import SIZES, evaluate, resolve_sizes
+from .metrics import SIZES, dci_many, evaluate, resolve_sizes
 from .models import ARCHS, MODELS, check_hparams
 from .probes import factor_probe, train_probe
 from .fleet import STRUCTURAL, fleet_capacity, fleet_timing, train_fleet
@@ -269,11 +269,13 @@ def measure(model:torch.nn.Module, # a trained model
             probe=None, # the dataset's factor probe (None: no factor-level specificity)
             progress:bool=False, # tqdm bars over the metrics
             n_jobs:int=1, # DCI's per-factor classifiers fitted in parallel (the same numbers as serial)
+            dci_later:list|None=None, # a list: DCI's arguments go there (`metrics.dci_many` fits them), not fitted now
            ) -> dict:
     "Every metric of one trained model on its dataset, as a flat dict of floats."
     t0 = time.perf_counter()
     out = _model_summary(model, ds, seed)
-    ev_all = evaluate(model, ds, sizes=ev['metric_sizes'], seed=seed, progress=progress, n_jobs=n_jobs)
+    ev_all = evaluate(model, ds, sizes=ev['metric_sizes'], seed=seed, progress=progress, n_jobs=n_jobs,
+                      dci_later=dci_later)
     out.update({k: v for k, v in ev_all.items() if k != 'seconds_total'})
     x = causal_images(ds, ev['causal_images'], seed)
     out.update(causal_summary(model, x, probe=probe, modularity_images=ev['modularity_images']))
@@ -329,12 +331,12 @@ def _train_and_measure(job, root, d, done, until=None) -> dict:
     return _measure_run(job, root, d, done, run, ds, time.perf_counter() - t0)
 
 # %% ../nbs/10_study.ipynb #0953bdec
-def _measure_run(job, root, d, done, run, ds, t_train:float, fleet_size:int=1) -> dict:
-    "Measure a trained job (its traversal figure, every metric, the controls) and write its row to `done`."
+def _measure_row(job, root, d, run, ds, t_train:float, fleet_size:int=1, dci_later=None) -> dict:
+    "A trained job's row: its traversal figure (written to `d`), every metric, the controls (DCI: see `measure`)."
     cfg = run.config
     if not (d / 'traversal.png').exists(): save_traversal(run.model, ds, d / 'traversal.png')
     probe = _probe(root, ds, job['eval']['probe_steps'])
-    m = measure(run.model, ds, job['eval'], cfg.seed, probe, n_jobs=torch.get_num_threads())
+    m = measure(run.model, ds, job['eval'], cfg.seed, probe, n_jobs=torch.get_num_threads(), dci_later=dci_later)
     if job['eval'].get('controls'):
         x = causal_images(ds, job['eval']['causal_images'], cfg.seed)
         m.update(control_measures(run.model, ds, x, job['eval']['controls'], steps=cfg.steps, probe=probe,
@@ -346,6 +348,11 @@ def _measure_run(job, root, d, done, run, ds, t_train:float, fleet_size:int=1) -
            'variant': 'fixed_variance' if cfg.hparams.get('posterior_var') is not None else 'standard',
            'hparams': json.dumps(cfg.hparams, sort_keys=True),
            **m, 'seconds_train': t_train, 'fleet_size': fleet_size}
+    return row
+
+def _measure_run(job, root, d, done, run, ds, t_train:float) -> dict:
+    "Measure a trained job and write its row to `done`."
+    row = _measure_row(job, root, d, run, ds, t_train)
     save_json(row, done)
     return row
 
@@ -387,7 +394,8 @@ def run_fleet(fleet_jobs:list[dict], # jobs of one fleet (from `fleets`)
               mode:str='auto', # the fleet's executor (`fleet.train_fleet`)
               until:float|None=None, # a `time.time()` deadline: runs not finished by then come back as UNFINISHED
              ) -> list[tuple]:
-    "Train a fleet's unfinished jobs together, then measure each; `(key, row, error)` per job (finished ones are read)."
+    """Train a fleet's unfinished jobs together, then measure each (every member's DCI classifiers in one pool);
+    `(key, row, error)` per job (finished ones are read)."""
     if threads: torch.set_num_threads(threads)
     root = Path(root); runs_dir = root / 'runs'
     d = {j['key']: runs_dir / j['name'] for j in fleet_jobs}
@@ -405,12 +413,29 @@ def run_fleet(fleet_jobs:list[dict], # jobs of one fleet (from `fleets`)
         t0 = time.perf_counter()
         try: runs = train_fleet(cfgs, mode=mode, dataset=list(dss.values()), progress=False, until=until)
         except OutOfTime: return out + [(j['key'], None, UNFINISHED) for j in todo]
-        share = (time.perf_counter() - t0) / len(todo)
-        for j, r in zip(todo, runs):
+        share, pending = (time.perf_counter() - t0) / len(todo), []
+        for j, r in zip(todo, runs):               # measured one after another, but for DCI (below, all at once)
             if r.error or time_up(until): out.append((j['key'], None, r.error or UNFINISHED)); continue
-            try: out.append((j['key'], _measure_run(j, root, d[j['key']], d[j['key']] / 'metrics.json', r,
-                                                    dss[r.config.dataset], share, len(todo)), None))
+            later = []
+            try: pending.append((j, _measure_row(j, root, d[j['key']], r, dss[r.config.dataset], share, len(todo),
+                                                 later), later))
             except VaeCausalError as e: out.append((j['key'], None, str(e)))
+        return out + _fit_pending(pending, runs_dir)
+
+# %% ../nbs/10_study.ipynb #021be5b7
+def _fit_pending(pending:list, # (job, row, DCI's arguments) of members measured but for DCI
+                 runs_dir:Path, # the study's runs folder
+                ) -> list[tuple]:
+    """Fit the pending members' DCI classifiers in one pool over this worker's cores (`metrics.dci_many`), then write
+    each row; `seconds_dci` of a member is its share of the pool's time."""
+    t0 = time.perf_counter()
+    try: res = iter(dci_many([t for *_, later in pending for t in later], n_jobs=torch.get_num_threads()))
+    except VaeCausalError as e: return [(j['key'], None, str(e)) for j, *_ in pending]
+    each, out = (time.perf_counter() - t0) / max(1, len(pending)), []
+    for j, row, later in pending:
+        for _ in later: row.update({f'dci_{k}': v for k, v in next(res).items()})
+        row.update(seconds_dci=each, seconds_eval=row['seconds_eval'] + each)
+        save_json(row, runs_dir / j['name'] / 'metrics.json'); out.append((j['key'], row, None))
     return out
 
 # %% ../nbs/10_study.ipynb #b5586209
