@@ -14,12 +14,14 @@
 #   compiled  the benchmark's K = 8 and 64 fleets compiled, default mode and reduce-overhead (CUDA graphs), fp32
 #             and bf16: which of them pays (~8 min; compiling dominates)
 #   plan      `vaecausal study --preset gpu --fleet auto --plan`: the time the gpu preset would take there (~2 min)
+#   dci       bench/dci_pool.py on the machine's CPU cores: 8 members' DCI one after another vs in one pool, as a
+#             worker of the gpu study fits them (CPU only, ~3 min: run it last, or on a warm machine's spare minutes)
 #   study     the gpu preset in a call of at most 8 minutes (--time-limit 480; exit 3 = call again to go on),
 #             then results.csv and report.md into $OUT (a study continues only on the machine that holds its
 #             root: a fresh machine starts it again, so run the study calls back to back on one warm machine)
 # Every step writes its log and results under $OUT (at most 8 files come back).
 set -euo pipefail
-step=${1:?usage: tools/gpu_session.sh wheels|bench|checks|compiled|plan|study}
+step=${1:?usage: tools/gpu_session.sh wheels|bench|checks|compiled|plan|dci|study}
 if [ "$step" = wheels ]; then
   mkdir -p .whl
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -33,6 +35,7 @@ vaecausal() { python3 -c 'import sys; from vaecausal_nb.cli import main; sys.exi
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no GPU") | tee "$OUT/device.txt"
 case "$step" in
   plan)  vaecausal study --preset gpu --fleet auto --workers 4 --plan 2>&1 | tee "$OUT/plan.txt" ;;
+  dci)   python3 bench/dci_pool.py --members 8 --jobs 4 2>&1 | tee "$OUT/dci_pool.txt" ;;
   checks) python3 tools/cuda_checks.py 2>&1 | tee "$OUT/cuda_checks.txt" ;;
   compiled) for c in "" reduce-overhead; do for p in "" --bf16; do
               python3 bench/fleet_throughput.py --device cuda --compile $c $p --ks 8,64 --modes stacked --no-rgb \

@@ -77,7 +77,7 @@ def train_probe(dataset:FactorDataset, # the dataset whose ground truth the prob
 
 
 # %% ../nbs/07a_probes.ipynb #b2f875a9
-def factor_probe(dataset:FactorDataset, # dataset (its name and grid key the cache)
+def factor_probe(dataset:FactorDataset, # dataset (its name, grid and procedural flag key the cache)
                  steps:int=2000, # training steps if not cached
                  root:str|Path|None=None, # cache directory (default: the model cache, train.zoo_root)
                  seed:int=0, # training seed
@@ -85,7 +85,8 @@ def factor_probe(dataset:FactorDataset, # dataset (its name and grid key the cac
                 ) -> FactorProbe:
     "The factor probe for `dataset`, trained once and cached (safetensors + held-out accuracies in probe.json)."
     check(isinstance(steps, int) and steps >= 1, f'steps must be a positive integer, got {steps!r}')
-    d = zoo_root(root) / f'probe-{dataset.name}-{"x".join(map(str, dataset.factor_sizes))}-{steps}-s{seed}'
+    kind = '-procedural' if getattr(dataset, 'procedural', False) else ''     # rendered images are not the file's
+    d = zoo_root(root) / f'probe-{dataset.name}{kind}-{"x".join(map(str, dataset.factor_sizes))}-{steps}-s{seed}'
     probe = FactorProbe(dataset.image_shape, dataset.factor_sizes)
     if (d / 'probe.safetensors').exists():
         rebuild = f'delete the folder {d} and the probe is trained again'
