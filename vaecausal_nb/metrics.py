@@ -515,8 +515,7 @@ def evaluate(representation_fn, # a model with .representation, or a function fl
     out, t0 = {}, time.perf_counter()
     tab = _table(representation_fn, dataset, table, sz, metrics, progress)
     s = FactorSampler(dataset, representation_fn, seed, tab)
-    n_tr = max([sz[m] if m in ('mig', 'irs') else sz[m][0] for m in ('dci', 'mig', 'sap',
-                                                                     'irs') if m in metrics] or [0])
+    n_tr = max([sz[m] if m in ('mig', 'irs') else sz[m][0] for m in ('dci', 'mig', 'sap', 'irs') if m in metrics] + [0])
     n_te = max([sz[m][1] for m in ('dci', 'sap') if m in metrics] or [0])
     if n_tr: ztr, ytr = s.points(n_tr)
     if n_te: zte, yte = s.points(n_te)
