@@ -76,11 +76,11 @@ def _fit_factor(xtr, ytr, xte, yte, seed):
 def _importances(data:list, seeds:list, n_jobs:int) -> list:
     "`(R, train accuracy, test accuracy)` of each checked `_dci_data`: every (set, factor) classifier in one pool."
     todo = [(i, k) for i, (_, y, _, _) in enumerate(data) for k in range(y.shape[1])]
-    res = Parallel(n_jobs=n_jobs)(delayed(_fit_factor)(data[i][0], data[i][1][:, k], data[i][2], data[i][3][:, k],
-                                                       seeds[i]) for i, k in todo)
+    res = iter(Parallel(n_jobs=n_jobs)(delayed(_fit_factor)(data[i][0], data[i][1][:, k], data[i][2],
+                                                            data[i][3][:, k], seeds[i]) for i, k in todo))
     out = []
-    for i in range(len(data)):
-        r = [x for (j, _), x in zip(todo, res) if j == i]
+    for _, y, _, _ in data:                               # the results in order: each set's factors in turn
+        r = [next(res) for _ in range(y.shape[1])]
         out.append((np.stack([a[0] for a in r], 1), float(np.mean([a[1] for a in r])),
                     float(np.mean([a[2] for a in r]))))
     return out
