@@ -21,7 +21,8 @@ import torch
 # %% auto #0
 __all__ = ['logger', 'DEVICE_ENV', 'RETAIN_MEMORY_ENV', 'CACHE_ENV', 'VaeCausalError', 'check', 'log_once', 'get_device',
            'free_memory', 'to_device', 'seed_everything', 'retain_freed_memory', 'atomic_write', 'save_json',
-           'load_json', 'cache_root', 'save_weights', 'load_weights', 'is_quantised', 'check_slots', 'code_slots']
+           'load_json', 'cache_root', 'save_weights', 'load_weights', 'is_quantised', 'check_slots', 'code_slots',
+           'same_device']
 
 # %% ../nbs/00_core.ipynb #4881d329
 class VaeCausalError(Exception):
@@ -282,3 +283,16 @@ def code_slots(model, # a model (its `slots()` if it has one)
               ) -> list[tuple[int, ...]]:
     "A model's slots: its `slots()`, or one per coordinate."
     return check_slots(model.slots() if hasattr(model, 'slots') else [(i,) for i in range(width)], width)
+
+# %% ../nbs/00_core.ipynb #9b3e6f21
+def same_device(a, # a device, a device name, or a tensor (its device)
+                b, # the other
+               ) -> bool:
+    """Whether `a` and `b` name one device: same type and index, an unset index read as the current one, so
+    `torch.device('cuda')` (what `get_device` gives) is the `cuda:0` its tensors report. Use it, not `==`."""
+    a, b = (x.device if torch.is_tensor(x) else torch.device(x) for x in (a, b))
+    def index(d):   # CUDA's current device once CUDA is initialised (asking earlier would initialise it), else 0
+        if d.index is not None: return d.index
+        return torch.cuda.current_device() if d.type == 'cuda' and torch.cuda.is_initialized() else 0
+    return a.type == b.type and index(a) == index(b)
+
