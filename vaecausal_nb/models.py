@@ -6,19 +6,22 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 from torch import nn
 
-from .core import check, to_device
+from .core import VaeCausalError, check, to_device
 from .hooks import HookPoint, name_hook_points
 
 # %% auto #0
-__all__ = ['DECODER_SITE', 'MODELS', 'ARCHS', 'SWEEPS', 'HPARAM_RANGES', 'Conv64Encoder', 'Conv64Decoder', 'kl_normal',
-           'recon_bernoulli', 'Conv64AE', 'GaussianVAE', 'BetaVAE', 'gaussian_log_density', 'total_correlation_mws',
-           'BetaTCVAE', 'dip_covariance', 'DIPVAEII', 'permute_dims', 'mlp_discriminator', 'FactorVAE', 'QuantisedAE',
-           'VQVAE', 'QLAE', 'check_hparams', 'build_model']
+__all__ = ['DECODER_SITE', 'VALUE_TOLERANCE', 'MODELS', 'ARCHS', 'SWEEPS', 'HPARAM_RANGES', 'SIZE_LIMITS', 'MAX_WEIGHTS',
+           'Conv64Encoder', 'Conv64Decoder', 'kl_normal', 'recon_bernoulli', 'check_image_values', 'Conv64AE',
+           'GaussianVAE', 'BetaVAE', 'gaussian_log_density', 'total_correlation_mws', 'BetaTCVAE', 'dip_covariance',
+           'DIPVAEII', 'permute_dims', 'mlp_discriminator', 'FactorVAE', 'QuantisedAE', 'VQVAE', 'QLAE',
+           'check_hparams', 'check_latent_dim', 'check_model_size', 'build_model']
 
 # %% ../nbs/03_models.ipynb #c3836084
 class Conv64Encoder(nn.Module):
@@ -67,6 +70,23 @@ def recon_bernoulli(logits:torch.Tensor, # decoder logits [N, C, H, W]
     return F.binary_cross_entropy_with_logits(logits, x, reduction='sum') / len(x)
 
 
+# %% ../nbs/03_models.ipynb #4b7c8d9e
+VALUE_TOLERANCE = 1e-3   # how far outside [0, 1] an image's values may stray (rounding) before they are refused
+
+def check_image_values(x:torch.Tensor, # float images
+                       who:str='the model', # what takes them (named in the error)
+                      ) -> torch.Tensor:
+    """`x`, after one read of its smallest and largest value (one wait for its device): refused if it holds NaN or
+    infinite values, or values outside [0, 1] by more than `VALUE_TOLERANCE` (most often images in 0..255)."""
+    if not x.numel(): return x
+    lo, hi = torch.stack(torch.aminmax(x.detach())).tolist()
+    check(math.isfinite(lo) and math.isfinite(hi), 'the images contain NaN or infinite values')
+    check(-VALUE_TOLERANCE <= lo and hi <= 1 + VALUE_TOLERANCE,
+          f'{who} takes images with values in [0, 1], got values from {lo:g} to {hi:g} (out of [0, 1]): divide '
+          'images in 0..255 by 255 (uint8 images: data.to_float)')
+    return x
+
+
 # %% ../nbs/03_models.ipynb #a82fd907
 class Conv64AE(nn.Module):
     """The frame every model shares: conv64 encoder → code → conv64 decoder with hook points; loss = recon +
@@ -87,15 +107,19 @@ class Conv64AE(nn.Module):
         name_hook_points(self)
 
     def check_input(self, x:torch.Tensor) -> torch.Tensor:
-        """Refuse what the model cannot take, with one clear error (NaN is checked outside training only: it costs a
-        sync)."""
-        check(torch.is_tensor(x), f'{type(self).__name__} takes a tensor of images, got {type(x).__name__}')
-        check(x.is_floating_point(), f'{type(self).__name__} takes float images in [0, 1], got {x.dtype} '
+        """Refuse what the model cannot take, with one clear error: anything but float images of its dtype and shape,
+        and values outside [0, 1] or not finite (read when `reads_values` says so: the read waits for the device)."""
+        name = type(self).__name__
+        check(torch.is_tensor(x), f'{name} takes a tensor of images, got {type(x).__name__}')
+        check(x.is_floating_point(), f'{name} takes float images in [0, 1], got {x.dtype} '
               '(convert uint8 images with data.to_float)')
-        check(x.ndim == 4 and tuple(x.shape[1:]) == self.image_shape, f'{type(self).__name__} takes images [N, '
+        check(x.ndim == 4 and tuple(x.shape[1:]) == self.image_shape, f'{name} takes images [N, '
               f'{", ".join(map(str, self.image_shape))}], got {list(x.shape)}')
-        check(self.training or bool(torch.isfinite(x).all()), 'the images contain NaN or infinite values')
-        return x
+        want = next(self.parameters()).dtype          # under autocast any float but float64 is converted for us
+        check(x.dtype == want or (x.dtype != torch.float64 and torch.is_autocast_enabled(x.device.type)),
+              f'{name} has {want} weights, so it takes {want} images, got {x.dtype}; convert them with '
+              f'{"x.float()" if want == torch.float32 else f"x.to({want})"}')
+        return check_image_values(x, name) if self.reads_values(x) else x
     def add_code_hooks(self): pass
     def enc_out_dim(self): return self.latent_dim
     def dec_in_dim(self): return self.latent_dim
@@ -120,6 +144,19 @@ class Conv64AE(nn.Module):
         "All loss terms; `loss` is what the optimiser minimises."
         terms = {'recon': recon_bernoulli(out['logits'], x), **self.regularisers(x, out)}
         return {'loss': terms['recon'] + self.combine(terms), **terms}
+
+
+# %% ../nbs/03_models.ipynb #6d2e9f40
+@patch
+def reads_values(self:Conv64AE, x:torch.Tensor, # the batch `check_input` is looking at
+                ) -> bool:
+    """Whether `check_input` reads `x`'s values: outside training and on the CPU always; in training on an
+    accelerator for the first batch only (each read waits for the device); never while torch.compile traces or
+    inside torch.func transforms (vmap: a value cannot decide anything there)."""
+    if torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(x): return False
+    if not self.training or x.device.type == 'cpu': return True
+    first, self._values_read = not getattr(self, '_values_read', False), True
+    return first
 
 
 # %% ../nbs/03_models.ipynb #a3bc958b
@@ -359,6 +396,8 @@ SWEEPS = {'beta_vae': {'beta': [1, 2, 4, 6, 8, 16]}, 'factor_vae': {'gamma': [10
 # %% ../nbs/03_models.ipynb #c632e1be
 HPARAM_RANGES = {'decay': (0.0, 1.0), 'disc_lr': (1e-12, math.inf), 'n_values': (2, math.inf),   # [low, high)
                  'posterior_var': (1e-6, math.inf)}
+SIZE_LIMITS = {'latent_dim': 4096, 'disc_hidden': 8192, 'disc_layers': 64, 'num_codes': 65536, 'code_dim': 1024,
+               'n_values': 65536}   # the largest sane value of each size: far beyond any study, far below an OOM
 
 def check_hparams(arch:str, # one of ARCHS
                   hparams:dict, # name -> value (numbers; JSON-parsed strings from the CLI are refused if not numbers)
@@ -378,7 +417,43 @@ def check_hparams(arch:str, # one of ARCHS
               f'got {v!r}')
         lo, hi = HPARAM_RANGES.get(k, (1 if want_int else 0.0, math.inf))
         check(lo <= v < hi, f'{arch} hyperparameter {k} must be in [{lo}, {hi}), got {v!r}')
+        top = SIZE_LIMITS.get(k)
+        check(top is None or v <= top, f'{arch} hyperparameter {k} must be in [{lo}, {top}] (a larger network would '
+              f'not fit in memory), got {v!r}')
     return dict(hparams)
+
+# %% ../nbs/03_models.ipynb #8a1b2c3d
+def check_latent_dim(latent_dim, # the number of latents (VQ-VAE: of slots)
+                    ) -> int:
+    "`latent_dim` as an int, refused unless it is a positive integer (not a bool) within `SIZE_LIMITS`."
+    ok = isinstance(latent_dim, numbers.Integral) and not isinstance(latent_dim, bool) and latent_dim >= 1
+    check(ok, f'latent_dim must be a positive integer, got {latent_dim!r}')
+    top = SIZE_LIMITS['latent_dim']
+    check(latent_dim <= top, f'latent_dim must be in [1, {top}] (a larger network would not fit in memory), '
+          f'got {latent_dim!r}')
+    return int(latent_dim)
+
+
+# %% ../nbs/03_models.ipynb #5e6f7a8b
+MAX_WEIGHTS = 2**30    # weights and buffers a model may hold (4 GiB as float32; training needs about 4x that)
+
+def check_model_size(arch:str, # one of ARCHS
+                     latent_dim:int, # checked latents
+                     image_shape:tuple, # checked (C, H, W)
+                     hparams:dict, # checked hyperparameters
+                    ) -> int:
+    """The number of weights and buffers the model would hold, counted on the meta device (nothing is allocated, no
+    random number drawn); refused above `MAX_WEIGHTS`, naming the sizes that make it."""
+    try:
+        with torch.device('meta'): m = MODELS[arch](latent_dim, image_shape, **hparams)
+    except Exception: return -1                                 # not countable here: the real build will say
+    n = sum(t.numel() for t in (*m.parameters(), *m.buffers()))
+    sizes = {'latent_dim': latent_dim, **{k: v for k, v in m.hparams.items() if k in SIZE_LIMITS}}
+    check(n <= MAX_WEIGHTS, f'{arch} with {", ".join(f"{k}={v}" for k, v in sizes.items())} would hold {n:,} weights '
+          f'({4 * n / 2**30:.1f} GiB as float32), more than the {MAX_WEIGHTS:,} build_model allows; make '
+          f'{" or ".join(sizes)} smaller')
+    return n
+
 
 # %% ../nbs/03_models.ipynb #1a9b3314
 def build_model(arch:str, # one of ARCHS
@@ -390,7 +465,14 @@ def build_model(arch:str, # one of ARCHS
     hparams = check_hparams(arch, hparams)
     cls = MODELS[arch]
     shape = tuple(image_shape)
-    check(len(shape) == 3 and shape[0] in (1, 3) and shape[1:] == (64, 64),
+    check(len(shape) == 3 and not any(isinstance(s, bool) for s in shape) and shape[0] in (1, 3)
+          and shape[1:] == (64, 64),
           f'the conv64 networks take images of shape (1 or 3, 64, 64), got {shape}; resize the data to 64×64')
-    check(isinstance(latent_dim, int) and latent_dim >= 1, f'latent_dim must be a positive integer, got {latent_dim!r}')
-    return cls(latent_dim, shape, **hparams)
+    latent_dim = check_latent_dim(latent_dim)
+    n = check_model_size(arch, latent_dim, shape, hparams)
+    try: return cls(latent_dim, shape, **hparams)
+    except (MemoryError, RuntimeError) as e:                   # an allocation failure, said as one error
+        if not isinstance(e, MemoryError) and not any(w in str(e).lower() for w in ('memory', 'alloc')): raise
+        raise VaeCausalError(f'building {arch} with latent_dim={latent_dim} and {hparams or "the default sizes"} '
+                             f'({n:,} weights) ran out of memory; make it smaller or free memory') from None
+
