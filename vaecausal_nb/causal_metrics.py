@@ -17,10 +17,9 @@ import torch.nn as nn
 
 from .core import check, code_slots, is_quantised
 from .data import model_images
-from .hooks import hook_points
-from vaecausal_nb.interventions import (
-    INPUT, SIGMA_GRID, Intervention, aggregate_posterior, has_gaussian_posterior, mediation, run_interventions,
-    value_grid)
+from .interventions import (
+    INPUT, SIGMA_GRID, Intervention, aggregate_posterior, check_decoder_site, has_gaussian_posterior, mediation,
+    run_interventions, value_grid)
 from .models import DECODER_SITE, kl_normal
 
 # %% auto #0
@@ -117,14 +116,26 @@ def active_latents(model:nn.Module, # a trained model
     active = active.cpu().numpy()
     return MetricResult('n_active', per, active.sum(), active, {**extras, 'variance': var.cpu().numpy()})
 
-def _active(model, x, active):
-    if active is None: return active_latents(model, x).active
-    a = np.asarray(active, dtype=bool)
-    check(a.ndim == 1, f'active must be a boolean mask [L], got shape {list(a.shape)}')
+def _active(model, x, mask, L:int) -> np.ndarray:
+    "The active mask: `mask` (from `_mask`; None: `active_latents` decides), checked against the model's L latents."
+    a = active_latents(model, x).active if mask is None else mask
+    check(len(a) == L, f'active has {len(a)} entries but the model has {L} latents')
     return a
 
 def _summary(per_latent, active):
     return float(np.mean(per_latent[active])) if active.any() else float('nan')
+
+# %% ../nbs/07_causal_metrics.ipynb #b2c3d4e5
+def _mask(active, # None, or a boolean mask [L] (list of bools, numpy bool array, bool tensor)
+         ) -> np.ndarray|None:
+    "The user's `active` as a numpy boolean mask (None stays None); integer indices are refused, never read as a mask."
+    if active is None: return None
+    a = active.detach().cpu().numpy() if torch.is_tensor(active) else np.asarray(active)
+    check(a.dtype == bool and a.ndim == 1,
+          'active must be a boolean mask with one True/False per latent (e.g. active_latents(model, x).active), '
+          f'got {a.dtype} values of shape {list(a.shape)}; to pass latent indices idx use np.isin(np.arange(L), idx)')
+    return a
+
 
 # %% ../nbs/07_causal_metrics.ipynb #2e6eeb9d
 MIN_FACTOR_EFFECT = 0.01     # Σ_k Δf_ik below this: the latent moves no factor (probe outputs are in [0, 1] per factor)
@@ -143,10 +154,10 @@ def _effects(model, x, ks, active, ces=False, pixel=False, probe=None, min_effec
     """One sweep over every latent, reduced to the per-latent numbers each metric needs (shared by `ces`,
     `intervention_specificity` and `causal_profile`)."""
     model.eval(); x = model_images(model, x)
-    act = _active(model, x, active)
+    mask = _mask(active)
     z, slots, values = intervention_values(model, x, ks)
     L = len(slots)
-    check(len(act) == L, f'active has {len(act)} entries but the model has {L} latents')
+    act = _active(model, x, mask, L)
     out = {'active': act}
     if ces: out['ces'] = np.zeros(L)
     if pixel: out['pixel'] = np.full(L, np.nan)
@@ -176,7 +187,7 @@ def _ces_result(e:dict) -> MetricResult:
 def ces(model:nn.Module, # a trained model with encode/decode/representation
         x:torch.Tensor, # images [N, C, H, W]
         ks:Sequence[float]=SIGMA_GRID, # intervention values: mean + k·std of the aggregate posterior
-        active=None, # boolean mask of active latents (default: `active_latents`)
+        active=None, # boolean mask [L] of active latents, not indices (default: `active_latents`)
        ) -> MetricResult:
     """Causal effect strength: CES_i = E_x E_v ‖D(z_i ← v) − D(z)‖₂ / √P; model CES = mean over active latents; also CES
     per unit of reconstruction RMSE."""
@@ -207,7 +218,7 @@ def intervention_specificity(model:nn.Module, # a trained model
                              level:str='pixel', # 'pixel' or 'factor'
                              probe:Callable|None=None, # level='factor': images -> [N, K] factor predictions
                              ks:Sequence[float]=SIGMA_GRID, # intervention values (mean + k·std)
-                             active=None, # boolean mask of active latents (default: active_latents)
+                             active=None, # boolean mask [L] of active latents, not indices (default: active_latents)
                              min_effect:float=MIN_FACTOR_EFFECT, # factor level: Σ_k Δf_ik below this = no effect (NaN)
                             ) -> MetricResult:
     """How local each latent's effect is: pixel level 1 − H(p_i)/log P; factor level max_k Δf_ik / Σ_k Δf_ik through a
@@ -245,7 +256,7 @@ def causal_profile(model:nn.Module, # a trained model
                    x:torch.Tensor, # images [N, C, H, W]
                    probe:Callable|None=None, # factor probe for the factor level (None: skip that level)
                    ks:Sequence[float]=SIGMA_GRID, # intervention values (mean + k·std)
-                   active=None, # boolean mask of active latents (default: active_latents)
+                   active=None, # boolean mask [L] of active latents, not indices (default: active_latents)
                    min_effect:float=MIN_FACTOR_EFFECT, # factor level: Σ_k Δf_ik below this = no effect (NaN)
                   ) -> dict:
     "`ces`, pixel-level and (with a probe) factor-level `intervention_specificity` from one shared latent sweep."
@@ -280,9 +291,9 @@ def _modularity_uncertainty(Mi:np.ndarray, value:float, n_boot:int, n_null:int, 
 @torch.no_grad()
 def circuit_modularity(model:nn.Module, # a trained model with hook points in its decoder
                        x:torch.Tensor, # images [N, C, H, W]
-                       site:str|None=None, # mediator layer (default 'decoder.hooks.0')
+                       site:str|None=None, # mediator: a hook point in the decoder (default 'decoder.hooks.0')
                        ks:Sequence[float]=(-2, 2), # treatments do(z_i = mean + k·std) (quantised: len(ks) codewords)
-                       active=None, # boolean mask of active latents (default: active_latents)
+                       active=None, # boolean mask [L] of active latents, not indices (default: active_latents)
                        n_boot:int=200, # bootstrap resamples of the images for the CI
                        n_null:int=200, # permutations for the null baseline
                        seed:int=0, # for the resamples and permutations
@@ -290,13 +301,10 @@ def circuit_modularity(model:nn.Module, # a trained model with hook points in it
     """1 − mean_{i<j} cos(m_i, m_j) over active latents, m_i = NIE magnitudes of do(z_i) through each unit of `site`: 1
     = disjoint circuits; per latent 1 − mean_j cos(m_i, m_j)."""
     model.eval(); x = model_images(model, x)
-    if site is None:
-        check(DECODER_SITE in hook_points(model), f'{type(model).__name__} has no {DECODER_SITE}; pass site= one of '
-              f'{", ".join(hook_points(model))}')
-        site = DECODER_SITE
-    act = _active(model, x, active)
+    mask = _mask(active)
+    site = check_decoder_site(model, DECODER_SITE if site is None else site, model.representation(x[:1]))
     z, slots, values = intervention_values(model, x, ks)
-    check(len(act) == len(slots), f'active has {len(act)} entries but the model has {len(slots)} latents')
+    act = _active(model, x, mask, len(slots))
     idx = [int(i) for i in np.flatnonzero(act)]
     Mi = None                                              # [L, units, N]: per-image NIE magnitudes
     for i in idx:

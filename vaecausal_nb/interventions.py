@@ -15,15 +15,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .core import atomic_write, check
+from .core import VaeCausalError, atomic_write, check
 from .data import FactorDataset, counterfactual_pairs, image_grid, to_float
-from .hooks import get_module, hook_points, hooks, run_with_cache
+from .hooks import HookPoint, get_module, hook_points, hooks, run_with_cache
 
 # %% auto #0
 __all__ = ['KINDS', 'INPUT', 'SIGMA_GRID', 'EXTREME_GRID', 'Intervention', 'to_output', 'run_interventions',
            'has_gaussian_posterior', 'aggregate_posterior', 'value_grid', 'latent_sweep', 'show_sweep',
            'traversal_figure', 'save_traversal', 'factor_effects', 'plot_effects', 'restored_share', 'patching_effects',
-           'mediation', 'subspace_patch_diagnostic']
+           'decoder_sites', 'check_decoder_site', 'mediation', 'subspace_patch_diagnostic']
 
 # %% ../nbs/06_interventions.ipynb #e7c3fb5e
 KINDS = ('set', 'add', 'zero', 'mean', 'resample', 'patch')
@@ -219,6 +219,23 @@ def value_grid(mean:torch.Tensor, # aggregate-posterior means [L]
           f'ks must be a non-empty list of finite numbers, got {ks!r}')
     return mean[:, None] + k[None] * std[:, None]
 
+# %% ../nbs/06_interventions.ipynb #c2d4e6f8
+def _latent_indices(latents, # one latent index or a sequence of them (list, tuple, range, array, tensor)
+                    L:int, # the number of latents
+                    name:str='latents', # the argument's name (for the message)
+                   ) -> list[int]:
+    "Latent indices as ints in 0..L-1: Python or numpy integers only (not bools or floats); one clear error otherwise."
+    if torch.is_tensor(latents): latents = latents.tolist()
+    if isinstance(latents, np.ndarray): latents = list(np.atleast_1d(latents))
+    items = list(latents) if isinstance(latents, (list, tuple, range)) else [latents]
+    check(all(isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_)) for i in items),
+          f'{name} must be latent indices: integers in 0..{L - 1} (Python or numpy integers, not bools or floats), '
+          f'got {latents!r}')
+    out = [int(i) for i in items]
+    for i in out: check(0 <= i < L, f'latent index {i} is out of range 0..{L - 1}')
+    return out
+
+
 # %% ../nbs/06_interventions.ipynb #673ffac3
 def _values(values, L) -> torch.Tensor:
     v = torch.as_tensor(values, dtype=torch.float32)
@@ -232,15 +249,15 @@ def _values(values, L) -> torch.Tensor:
 def latent_sweep(model:nn.Module, # a model with decode(z)
                  z:torch.Tensor, # base codes [N, L]
                  values:torch.Tensor, # values [L, V] for each latent (see value_grid)
-                 latents:Sequence[int]|None=None, # which latents to sweep (default all)
+                 latents:Sequence[int]|None=None, # which latents to sweep: integer indices (default all)
                  output:str|Callable='probs', # 'probs' or 'logits'
                  chunk_rows:int=8192, # rows per decoder pass
                 ) -> torch.Tensor:
     "Decoded images `[L', V, N, C, H, W]` under do(z_i = v) for every swept latent i and value v, batched."
     L = z.shape[1]
     v = _values(values, L).to(z.device)
-    latents = list(range(L)) if latents is None else [int(i) for i in latents]
-    for i in latents: check(0 <= i < L, f'latent index {i} is out of range 0..{L - 1}')
+    latents = list(range(L)) if latents is None else _latent_indices(latents, L)
+    check(len(latents) > 0, 'latents is empty: pass at least one latent index, or None for all')
     specs = [Intervention(INPUT, 'set', (i,), float(v[i, j])) for i in latents for j in range(v.shape[1])]
     out = run_interventions(model, z, specs, method='decode', output=output, chunk_rows=chunk_rows)
     return out.reshape(len(latents), v.shape[1], *out.shape[1:])
@@ -262,12 +279,12 @@ def show_sweep(images:torch.Tensor, # a sweep [L, V, C, H, W] of one base image,
 def traversal_figure(model:nn.Module, # a model with representation/decode
                      x:torch.Tensor, # images [N, C, H, W] (float); the code of x[0] is traversed
                      offsets:Sequence[float]=(-2, -1, 0, 1, 2), # added to each latent in turn (columns)
-                     latents:Sequence[int]|None=None, # which latents (rows); default all
+                     latents:Sequence[int]|None=None, # which latents (rows): integer indices; default all
                     ):
     "Figure: rows = latents, columns = z_i + v for v in `offsets`, decoded from the code of `x[0]` (others held)."
     model.eval()
     z = model.representation(x[:1])
-    latents = list(range(z.shape[1])) if latents is None else list(latents)
+    latents = list(range(z.shape[1])) if latents is None else _latent_indices(latents, z.shape[1])
     vals = torch.tensor(offsets, dtype=z.dtype, device=z.device)
     zs = z.repeat(len(latents) * len(vals), 1)
     for r, i in enumerate(latents): zs[r * len(vals):(r + 1) * len(vals), i] += vals
@@ -367,6 +384,40 @@ def patching_effects(model:nn.Module, # any model with hook points
             rows += [{'site': s, 'unit': c, 'restored': r} for c, r in enumerate(restored_share(y, yb, ys).tolist())]
     return pd.DataFrame(rows)
 
+# %% ../nbs/06_interventions.ipynb #a6b8c0d2
+@torch.no_grad()
+def decoder_sites(model:nn.Module, # a model with decode(z)
+                  z:torch.Tensor, # codes [N, L] (only the first row is decoded)
+                  kinds:tuple=(HookPoint,), # module types to list
+                 ) -> list[str]:
+    "Names of the modules of `kinds` that `model.decode(z)` runs through, in the order they first run."
+    ran, handles = {}, []
+    for n, m in model.named_modules():
+        if n and isinstance(m, kinds): handles.append(m.register_forward_hook(lambda *_, n=n: ran.setdefault(n, None)))
+    try: model.decode(z[:1])
+    finally:
+        for h in handles: h.remove()
+    return list(ran)
+
+
+# %% ../nbs/06_interventions.ipynb #b7c9d1e3
+def check_decoder_site(model:nn.Module, # a model with decode(z)
+                       site:str, # the site a user named
+                       z:torch.Tensor, # codes [N, L] (one row is decoded)
+                       kinds:tuple=(HookPoint,), # module types a site may be
+                       what:str='a hook point', # those types in words (for the message)
+                      ) -> str:
+    "`site` if `model.decode` runs through it and it is one of `kinds`; else one error that lists the decoder's sites."
+    names = decoder_sites(model, z, kinds)
+    if isinstance(site, str) and site in names: return site
+    try: mod = model.get_submodule(site) if isinstance(site, str) and site else None
+    except AttributeError: mod = None
+    if mod is None: why = f'{type(model).__name__} has no site {site!r}'
+    elif not isinstance(mod, kinds): why = f'the site {site!r} is a {type(mod).__name__}, not {what}'
+    else: why = f'the site {site!r} is not in the decoder (model.decode never runs it) and must be'
+    raise VaeCausalError(f'{why}; pass site= {what} in the decoder, one of: {", ".join(names) or "(none)"}')
+
+
 # %% ../nbs/06_interventions.ipynb #50325f9a
 def _units(model, site, x, method):
     return run_with_cache(model, x[:1], names_filter=site, method=method)[1][site].shape[1]
@@ -376,7 +427,7 @@ def mediation(model:nn.Module, # a model with decode(z) and hook points in the d
               z:torch.Tensor, # base codes [N, L]
               latent:int|Sequence[int], # the treated latent i, or a slot's coordinates (a VQ-VAE codeword)
               value:float|Sequence[float], # the treatment do(z_i = value): one number, or one per coordinate
-              site:str, # the mediator layer (a decoder hook point)
+              site:str, # the mediator layer: a hook point the decoder runs (check_decoder_site)
               units:Sequence[int]|None=None, # mediator units/channels at the site (default all)
               output:str|Callable='probs', # what the effect is measured on
               nde:bool=True, # also compute the natural direct effects (one more batched pass)
@@ -384,8 +435,8 @@ def mediation(model:nn.Module, # a model with decode(z) and hook points in the d
              ) -> dict:
     """Causal mediation of do(z_i = v) through each unit of a decoder site: TE, and per-unit NDE, NIE (projected on the
     TE direction) and the NIE magnitude."""
-    L, dims = z.shape[1], [int(d) for d in np.atleast_1d(latent)]
-    for d in dims: check(0 <= d < L, f'latent index {d} is out of range 0..{L - 1}')
+    dims = _latent_indices(latent, z.shape[1], 'latent')
+    check_decoder_site(model, site, z)
     v = torch.as_tensor(np.atleast_1d(np.asarray(value, dtype=np.float64)), dtype=z.dtype, device=z.device)
     check(bool(torch.isfinite(v).all()) and len(v) in (1, len(dims)),
           f'the treatment value must be finite, one number or one per coordinate ({len(dims)}), got {value}')
