@@ -1,6 +1,6 @@
 """Every real-format loader, on tiny files written here in the exact published formats, plus their bad inputs
 and the download path (served from 127.0.0.1)."""
-import functools, hashlib, http.server, threading
+import functools, hashlib, http.server, os, stat, threading
 
 import h5py
 import numpy as np
@@ -262,3 +262,74 @@ def test_download_verifies_and_writes_atomically(served, tmp_path):
     assert not (out / 'x.bin').exists()
     with pytest.raises(VaeCausalError, match='manual download|cannot be downloaded'):
         download('celeba', root=out)
+
+
+# ---------------------------------------------------------------------------------------------- damaged real files (#29)
+DS_NAME = 'dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz'
+
+
+def test_empty_files_hold_no_images(tmp_path):
+    "A file in the right format with 0 rows: one error naming the file and that it holds no images."
+    np.savez(tmp_path / DS_NAME, imgs=np.zeros((0, 64, 64), np.uint8), latents_classes=np.zeros((0, 6), np.int64),
+             latents_values=np.zeros((0, 6)))
+    with pytest.raises(VaeCausalError) as e: load_dataset('dsprites', root=tmp_path)
+    assert str(e.value) == (f"{tmp_path / DS_NAME} is not a usable file: it holds no images ('latents_classes' has "
+                            "0 rows); download it again")
+    with h5py.File(tmp_path / '3dshapes.h5', 'w') as h:
+        h['images'] = np.zeros((0, 64, 64, 3), np.uint8)
+        h['labels'] = np.zeros((0, 6))
+    with pytest.raises(VaeCausalError, match=r"3dshapes.h5 is not a usable file: it holds no images \('labels' has 0"):
+        load_dataset('shapes3d', root=tmp_path)
+    np.savez(tmp_path / 'mpi3d_toy.npz', images=np.zeros((0, 64, 64, 3), np.uint8))
+    with pytest.raises(VaeCausalError, match=r"mpi3d_toy.npz is not a usable file: it holds no images"):
+        load_dataset('mpi3d', root=tmp_path)
+    write_norb(tmp_path, 'training', (), np.random.default_rng(0))      # no instances: 0 pairs
+    with pytest.raises(VaeCausalError, match=r'training-cat.mat is not a usable file: it holds no images'):
+        load_dataset('smallnorb', root=tmp_path, split='training')
+
+
+@pytest.mark.parametrize('key, bad, msg', [
+    ('latents_values', lambda c, v: v[:, 0], "'latents_values' has shape (48,), expected (48, 6)"),
+    ('latents_values', lambda c, v: v[:, :5], "'latents_values' has shape (48, 5), expected (48, 6)"),
+    ('latents_values', lambda c, v: v[:40], "'latents_values' has shape (40, 6), expected (48, 6)"),
+    ('latents_classes', lambda c, v: c[:, 0], "'latents_classes' has shape (48,), expected (N, 6)"),
+    ('latents_values', lambda c, v: np.zeros_like(v),
+     "its 'latents_values' do not give each of the 3 classes of factor 'shape' a value of its own (1 distinct value "
+     "over the file): the factor values are unusable, the file is damaged; download it again"),
+])
+def test_dsprites_bad_tables(tmp_path, key, bad, msg):
+    "Wrong-shaped or unusable label tables: one error naming the key, the expected and the found shape."
+    write_dsprites_npz(tmp_path / DS_NAME)
+    with np.load(tmp_path / DS_NAME, allow_pickle=True) as z: arrays = {k: z[k] for k in z.files}
+    arrays[key] = bad(arrays['latents_classes'], arrays['latents_values'])
+    np.savez(tmp_path / DS_NAME, **arrays)
+    with pytest.raises(VaeCausalError) as e: load_dataset('dsprites', root=tmp_path)
+    assert msg in str(e.value) and str(tmp_path / DS_NAME) in str(e.value)
+
+
+def test_dsprites_hdf5_values_and_3dshapes_labels_shapes(tmp_path):
+    classes = grid(DS_SIZES)
+    with h5py.File(tmp_path / 'dsprites_ndarray_co1sh3sc6or40x32y32_64x64.hdf5', 'w') as h:
+        h['imgs'] = np.zeros((len(classes), 64, 64), np.uint8)
+        h['latents/classes'] = classes
+        h['latents/values'] = np.zeros(len(classes))                     # 1-D
+    with pytest.raises(VaeCausalError, match=r"'latents/values' has shape \(48,\), expected \(48, 6\)"):
+        load_dataset('dsprites', root=tmp_path, procedural=False)
+    write_shapes3d(tmp_path / '3dshapes.h5', labels=np.zeros(64))
+    with pytest.raises(VaeCausalError, match=r"'labels' has shape \(64,\), expected \(N, 6\)"):
+        load_dataset('shapes3d', root=tmp_path)
+
+
+@pytest.mark.parametrize('mask, mode', [(0o022, 0o644), (0o027, 0o640)])
+def test_download_follows_the_umask(served, tmp_path, mask, mode):
+    "Downloaded files get the mode open() would give (0o666 less the umask), not mkstemp's 0o600."
+    www, url = served
+    (www / 'f.h5').write_bytes(b'bytes')
+    old = os.umask(mask)
+    try:
+        [p] = download('shapes3d', root=tmp_path / 'data', urls=[(url + 'f.h5', '3dshapes.h5', None)])
+        import gzip
+        (www / 'm.gz').write_bytes(gzip.compress(b'norb'))
+        q = fetch_file(url + 'm.gz', tmp_path / 'data' / 'm.mat', None, progress=False)
+    finally: os.umask(old)
+    assert stat.S_IMODE(p.stat().st_mode) == mode and stat.S_IMODE(q.stat().st_mode) == mode

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import (VaeCausalError, atomic_write, cache_root, check, free_memory, log_once, logger,
-                               to_device)
+from .core import (VaeCausalError, _file_mode, atomic_write, cache_root, check, free_memory, log_once,
+                               logger, same_device, to_device)
 
 # %% auto #0
 __all__ = ['DATA_ENV', 'DSPRITES_FILES', 'SHAPES3D_FILES', 'MPI3D_FILES', 'MPI3D_GRID', 'NORB_SPLITS', 'DATASETS', 'SOURCES',
@@ -541,10 +541,37 @@ def _note_grid(name, sizes, published):
     if tuple(sizes) != tuple(published):
         log_once(f'{name}: the file holds a {sizes} grid, not the published {tuple(published)}; using it as it is')
 
+# %% ../nbs/01_data.ipynb #7b8c9d0e
+def _check_table(a, path, key:str, n:int|None, width:int):
+    "Refuse a per-image table (`key`, e.g. labels) that is not `(n, width)` (`n` None: any row count but 0)."
+    if a.ndim != 2 or a.shape[1] != width or (n is not None and len(a) != n):
+        raise _bad_file(path, f"{key!r} has shape {tuple(a.shape)}, expected ({'N' if n is None else n}, {width})")
+    if not len(a): raise _bad_file(path, f'it holds no images ({key!r} has 0 rows)')
+
+
+def _class_values(values:np.ndarray, classes:np.ndarray, path, key:str, names:list) -> list:
+    """The value of each class of each factor, read off per-image `values`; refused unless every class of a factor has
+    one finite value and its classes have distinct ones (an all-zero table, say: the file is damaged)."""
+    out = []
+    for k, name in enumerate(names):
+        s = int(classes[:, k].max()) + 1
+        v = np.zeros(s); v[classes[:, k]] = values[:, k]
+        if not (np.isfinite(v).all() and np.allclose(v[classes[:, k]], values[:, k]) and len(np.unique(v)) == s):
+            got = len(np.unique(values[:, k]))
+            raise _bad_file(path, f'its {key!r} do not give each of the {s} classes of factor {name!r} a value of its '
+                            f'own ({got} distinct value{"s" * (got != 1)} over the file): the factor values are '
+                            'unusable, the file is damaged')
+        out.append(v)
+    return out
+
+
 # %% ../nbs/01_data.ipynb #974a946e
+_DSPRITES_FACTORS = ['color', 'shape', 'scale', 'orientation', 'posX', 'posY']
+
 def load_dsprites_file(path:str|Path) -> ArrayDataset:
-    "The real dSprites file (.npz or .hdf5); its labels are checked against the row-major grid."
+    "The real dSprites file (.npz or .hdf5); its labels are checked against the row-major grid, its values per class."
     path = Path(path)
+    keys = ('latents_classes', 'latents_values') if path.suffix == '.npz' else ('latents/classes', 'latents/values')
     if path.suffix == '.npz':
         z = _open_npz(path)
         classes = _npz_array(z, 'latents_classes', path)
@@ -558,18 +585,18 @@ def load_dsprites_file(path:str|Path) -> ArrayDataset:
             values = h['latents']['values'][:] if 'values' in h['latents'] else None
         except Exception as e: raise _bad_file(path,
                                                f'cannot be read as dSprites HDF5 ({type(e).__name__}: {e})') from None
-    if classes.ndim != 2 or classes.shape[1] != 6: raise _bad_file(path,
-        f'latents_classes has shape {classes.shape}, expected [N, 6]')
-    sizes = _grid_from_classes(classes, path, 'latents_classes')
+    _check_table(classes, path, keys[0], None, 6)
+    sizes = _grid_from_classes(classes, path, keys[0])
     if tuple(imgs.shape) != (len(classes), 64, 64): raise _bad_file(path,
         f'imgs has shape {imgs.shape}, expected {(len(classes), 64, 64)}')
+    if values is not None: _check_table(values, path, keys[1], len(classes), 6)
     _check_pixels(imgs, path, 'imgs', max_value=1)
     _note_grid('dsprites', sizes, (1, 3, 6, 40, 32, 32))
-    vals = ([np.unique(values[:, k]) for k in range(1, 6)] if values is not None else None)
-    ds = ArrayDataset('dsprites', imgs, ['shape', 'scale', 'orientation', 'posX', 'posY'], sizes[1:], vals,
-                      channels_last=False, scale=255)
+    vals = _class_values(values, classes, path, keys[1], _DSPRITES_FACTORS)[1:] if values is not None else None
+    ds = ArrayDataset('dsprites', imgs, _DSPRITES_FACTORS[1:], sizes[1:], vals, channels_last=False, scale=255)
     ds.path = path
     return ds
+
 
 # %% ../nbs/01_data.ipynb #405e7030
 def load_shapes3d_file(path:str|Path) -> ArrayDataset:
@@ -578,8 +605,7 @@ def load_shapes3d_file(path:str|Path) -> ArrayDataset:
     path = Path(path)
     try: h = h5py.File(path, 'r'); imgs, labels = h['images'], h['labels'][:]
     except Exception as e: raise _bad_file(path, f'cannot be read as 3DShapes HDF5 ({type(e).__name__}: {e})') from None
-    if labels.ndim != 2 or labels.shape[1] != 6: raise _bad_file(path,
-                                                                 f'labels has shape {labels.shape}, expected [N, 6]')
+    _check_table(labels, path, 'labels', None, 6)
     classes, uniq = _value_classes(labels)
     sizes = _grid_from_classes(classes, path)
     if tuple(imgs.shape) != (len(labels), 64, 64, 3): raise _bad_file(path,
@@ -601,6 +627,7 @@ def load_mpi3d_file(path:str|Path, # an MPI3D .npz file
     path = Path(path)
     n = int(np.prod(grid))
     imgs = _npz_array(_open_npz(path), 'images', path)
+    if imgs.ndim and not len(imgs): raise _bad_file(path, "it holds no images ('images' has 0 rows)")
     if imgs.dtype != np.uint8 or tuple(imgs.shape) != (n, 64, 64, 3):
         raise _bad_file(path,
             f"'images' is {imgs.dtype} {imgs.shape}, expected uint8 {(n, 64, 64, 3)} for the grid {tuple(grid)}")
@@ -650,6 +677,7 @@ class SmallNORB(FactorDataset):
         for split, (dat, cat, info) in files.items():
             d, c, i = read_norb_matrix(dat), read_norb_matrix(cat), read_norb_matrix(info)
             n = len(c)
+            if not n: raise _bad_file(cat, f'it holds no images (0 rows; {split} split)')
             if d.ndim != 4 or d.shape[0] != n or d.shape[1] != 2 or len(i) != n or i.shape[1] != 4:
                 raise _bad_file(dat, f'dat {d.shape} / cat {c.shape} / info {i.shape} do not agree ({split} split)')
             dats.append(d[:, 0]); cats.append(c.reshape(-1)); infos.append(i)
@@ -849,7 +877,9 @@ def fetch_file(url:str, # where to download from
         if unpack_gz if unpack_gz is not None else url.endswith('.gz'):
             with gzip.open(tmp, 'rb') as src, atomic_write(dest) as dst: shutil.copyfileobj(src, dst)
             os.unlink(tmp)
-        else: os.replace(tmp, dest)
+        else:
+            os.chmod(tmp, _file_mode(dest))      # mkstemp made it 0o600: the umask's mode, as open() would give
+            os.replace(tmp, dest)
     except BaseException:
         if os.path.exists(tmp): os.unlink(tmp)
         raise
@@ -969,7 +999,7 @@ def should_materialise(ds:FactorDataset, # a dataset
                        share:float|None=None, # the part of the free memory its images may take (None: RESIDENT_SHARE)
                       ) -> bool:
     "Hold `ds` on `device` whole? When it is not already, training draws at least `len(ds)` images, and it fits."
-    if ds.resident is not None and ds.resident.device == torch.device(device): return False
+    if ds.resident is not None and same_device(ds.resident.device, device): return False   # 'cuda' is 'cuda:0'
     need = len(ds) * math.prod(ds.image_shape)
     return images >= len(ds) and need <= (RESIDENT_SHARE if share is None else share) * free_memory(device)
 
