@@ -13,10 +13,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .causal_metrics import SIGMA_GRID, active_latents, intervention_values
+from .causal_metrics import SIGMA_GRID, _active, _mask, intervention_values
 from .core import check
 from .data import model_images
-from .pruning import _columns, _pre_hook, _reader, _units_last, abstract, site_inputs, site_stats
+from .interventions import check_decoder_site
+from .pruning import _LAYERS, _columns, _pre_hook, _reader, _units_last, abstract, site_inputs, site_stats
 
 if TYPE_CHECKING: import pandas
 
@@ -54,20 +55,21 @@ def _prefix_iia(model, site, zi, base, y1, eff, order, tol, k) -> float:
 @torch.no_grad()
 def latent_circuits(model:nn.Module, # a trained model with `decode`
                     x:torch.Tensor, # images [N, C, H, W]
-                    site:str='decoder.deconvs.1', # the layer whose input channels (or units) form the circuits
+                    site:str='decoder.deconvs.1', # a Linear/conv layer the decoder runs: its input channels (units)
                     ks:Sequence[float]=SIGMA_GRID, # intervention values (mean + k·std; quantised: len(ks) codewords)
                     target:float=0.95, # the IIA a circuit must reach
                     tol:float=0.1, # a pair is carried when the missed effect is at most tol × the effect
-                    active=None, # boolean mask of active latents / slots (default: active_latents)
+                    active=None, # boolean mask [L] of active latents / slots, not indices (default: active_latents)
                    ) -> 'pandas.DataFrame':
     """One row per active latent (slot): its circuit (channel indices, smallest ranked prefix with IIA ≥ `target`),
     `size`, the `iia` it reaches, and `ranking` (all channels, most effect first)."""
     import pandas as pd
     check(0 < target <= 1 and tol > 0, f'need 0 < target <= 1 and tol > 0, got target={target}, tol={tol}')
     model.eval(); x = model_images(model, x)
-    act = active_latents(model, x)['active'] if active is None else np.asarray(active, bool)
+    mask = _mask(active)
+    check_decoder_site(model, site, model.representation(x[:1]), _LAYERS, 'a Linear or 2-D convolution layer')
     z, slots, values = intervention_values(model, x, ks)
-    check(len(act) == len(slots), f'active has {len(act)} entries but the model has {len(slots)} latents')
+    act = _active(model, x, mask, len(slots))
     a0 = _site_acts(model, site, z)
     norms = _columns(_reader(model, site)).norm(dim=0).float()            # ‖W[:, c]‖ per unit / channel
     y0 = torch.sigmoid(model.decode(z))
@@ -139,13 +141,14 @@ def decoder_fidelity(full:nn.Module, # the trained model
                      x:torch.Tensor, # held-out images [N, C, H, W]
                      ks:Sequence[float]=SIGMA_GRID, # intervention values (mean + k·std; quantised: codewords)
                      tol:float=0.05, # RMS difference of output probabilities below which a pair agrees
-                     active=None, # boolean mask of active latents (default: active_latents of `full`)
+                     active=None, # boolean mask [L] of active latents, not indices (default: active_latents of `full`)
                     ) -> dict:
     """Reconstruction RMSE of the compiled decoder against the full one, and its IIA under latent interventions (the
     share of (image, latent, value) pairs whose outputs agree within `tol`)."""
     full.eval(); compiled.eval(); x = model_images(full, x)
-    act = active_latents(full, x)['active'] if active is None else np.asarray(active, bool)
+    mask = _mask(active)
     z, slots, values = intervention_values(full, x, ks)
+    act = _active(full, x, mask, len(slots))
     rmse = float((torch.sigmoid(full.decode(z)) - torch.sigmoid(compiled.decode(z))).pow(2).mean().sqrt())
     agree = []
     for i in np.flatnonzero(act):

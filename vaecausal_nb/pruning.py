@@ -6,8 +6,11 @@
 from __future__ import annotations
 
 import copy
+import itertools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +22,9 @@ from .core import check, load_json, load_weights, save_json, save_weights
 from .hooks import get_module
 
 # %% auto #0
-__all__ = ['METHODS', 'find_producer', 'SiteStats', 'site_stats', 'constant_risk', 'fold_scores', 'risk_scores', 'BiasMapConv',
-           'compile_abstraction', 'abstract', 'save_abstraction', 'load_abstraction', 'site_inputs', 'iia']
+__all__ = ['LIKELIHOODS', 'METHODS', 'ABSTRACTION_MARK', 'ABSTRACTION_FILES', 'find_producer', 'SiteStats', 'site_stats',
+           'constant_risk', 'fold_scores', 'risk_scores', 'BiasMapConv', 'compile_abstraction', 'abstract',
+           'save_abstraction', 'load_abstraction', 'site_inputs', 'iia']
 
 # %% ../nbs/08_pruning.ipynb #7bf86b3d
 def _linear(model, name, what='site') -> nn.Linear:
@@ -64,20 +68,85 @@ def _fwd(model, forward):
     return run
 
 
+# %% ../nbs/08_pruning.ipynb #1b2c3d4e
+_LAYERS = (nn.Linear,) + _CONV
+
+def _one_to_one(a:torch.Tensor, # the site's input (in the graph of o)
+                o:torch.Tensor, # the producer's output
+               ) -> bool:
+    "Whether unit j of `o` reaches only unit j of `a` (axis 1): weighting a's units by r must weight o's by r."
+    r = 1 + torch.rand(a.shape[1], generator=torch.Generator().manual_seed(0)).to(a)
+    u1, = torch.autograd.grad(a, o, torch.ones_like(a), retain_graph=True)
+    u2, = torch.autograd.grad(a, o, r.view(1, -1, *[1] * (a.ndim - 2)).expand_as(a), retain_graph=True)
+    d = u2 - r.view(1, -1, *[1] * (o.ndim - 2)) * u1
+    return bool(d.abs().max() <= 1e-4 * u2.abs().max().clamp_min(1e-30))
+
+def _traced(model:nn.Module, # the network
+            site:str, # the layer whose input units are read
+            x, # one batch of model inputs
+            forward:Callable|None=None, # (model, x) -> output (default model(x))
+           ) -> tuple[str|None, str|None]:
+    """(producer, None) — the Linear/conv whose output flows into `site` in a forward pass on `x` — or (None, why not);
+    (None, None) when the pass builds no autograd graph to follow."""
+    outs, store, handles = {}, {}, []
+    def keep(m, inp, o, n):
+        if torch.is_tensor(o) and o.grad_fn is not None: outs.setdefault(o.grad_fn, (n, o))
+    def grab(m, inp): store.setdefault('a', inp[0])
+    for n, m in model.named_modules():
+        if n != site and isinstance(m, _LAYERS): handles.append(m.register_forward_hook(partial(keep, n=n)))
+    handles.append(get_module(model, site).register_forward_pre_hook(grab))
+    try:
+        with torch.enable_grad():
+            _fwd(model, forward)(x.detach().requires_grad_() if torch.is_tensor(x) and x.is_floating_point() else x)
+    finally:
+        for h in handles: h.remove()
+    a = store.get('a')
+    if a is None or a.grad_fn is None: return None, None
+    node = a.grad_fn
+    while node is not None and node not in outs:
+        nxt = [f for f, _ in node.next_functions if f is not None and type(f).__name__ != 'AccumulateGrad']
+        if len(nxt) > 1: return None, 'its input joins several tensors (a sum, product or concatenation)'
+        node = nxt[0] if nxt else None
+    if node is None: return None, "no Linear or convolution lies on its input's path (it reads the model's input)"
+    name, o = outs[node]
+    prod, reader = get_module(model, name), _reader(model, site)
+    if isinstance(prod, nn.Linear) and isinstance(reader, _CONV):      # reshaped into channels: the reader selects
+        ok = prod.out_features == a[0].numel()
+        return (name, None) if ok else (None, f'{name} gives {prod.out_features} outputs, not the {a[0].numel()} '
+                                              f'values {site} reads per sample')
+    if isinstance(prod, nn.Linear) != isinstance(reader, nn.Linear):
+        return None, f'{name} (a {type(prod).__name__}) produces them, and a Linear reads only a Linear\'s units here'
+    if o.shape[1] != a.shape[1] or not _one_to_one(a, o):
+        return None, f'what {name} produces reaches {site} mixed across units (a layer between them combines units)'
+    return name, None
+
+
+# %% ../nbs/08_pruning.ipynb #2c3d4e5f
 def find_producer(model:nn.Module, # the network
                   site:str, # the layer whose input units are scored
+                  x=None, # model inputs (one batch): follow the data through a forward pass (recommended)
+                  forward:Callable|None=None, # (model, x) -> output (default: model(x))
                  ) -> str:
-    """Name of the layer that produces the units `site` reads: the last layer of the site's kind (Linear, or a 2-D
-    (transposed) convolution) defined before `site` whose outputs match."""
+    """Name of the layer that produces the units `site` reads: with inputs `x`, the Linear/conv whose output flows into
+    `site` in a forward pass; without, the last layer of the site's kind before `site`, inside the site's top-level
+    module, whose outputs match."""
     target = _reader(model, site)
+    if x is not None:
+        name, why = _traced(model, site, x, forward)
+        if name is not None: return name
+        check(why is None,
+              f'cannot shrink what {site!r} reads: {why}; pass producer= explicitly, or choose another site')
     kind, U = (nn.Linear, target.in_features) if isinstance(target, nn.Linear) else (_CONV, target.in_channels)
+    top = site.split('.')[0] + '.' if '.' in site else ''
     prev = None
     for n, m in model.named_modules():
         if n == site: break
-        if isinstance(m, kind) and (m.out_features if isinstance(m, nn.Linear) else m.out_channels) == U: prev = n
-    check(prev is not None, f'no {"nn.Linear" if kind is nn.Linear else "convolution"} before {site!r} produces its '
-          f'{U} inputs; pass producer= explicitly')
+        if n.startswith(top) and isinstance(m, kind) and (m.out_features if isinstance(m, nn.Linear) else
+                                                         m.out_channels) == U: prev = n
+    check(prev is not None, f'no {"nn.Linear" if kind is nn.Linear else "convolution"} before {site!r}'
+          f'{" in " + top[:-1] if top else ""} produces its {U} inputs; pass producer= explicitly')
     return prev
+
 
 # %% ../nbs/08_pruning.ipynb #164fb4a8
 @dataclass
@@ -95,72 +164,110 @@ class SiteStats:
     ga: torch.Tensor          # E[g·a]      [U]
     weight: torch.Tensor      # the site's weights as [outputs, U] (conv kernels flattened)
     in_hw: tuple = ()         # conv sites: the height and width of the channels read (a compiled conv needs them)
+    producer: str|None = None # the layer whose output flows into the site (traced in the first batch's forward pass)
+    flow: str|None = None     # why no producer was traced (None: one was, or the pass had no graph to follow)
 
 # %% ../nbs/08_pruning.ipynb #5e96319e
-def _sampled_loss(kind):
+LIKELIHOODS = ('categorical', 'bernoulli', 'gaussian')
+
+def _likelihood(out:torch.Tensor, # the model's output (logits)
+                kind:str|None, # the likelihood asked for; None: from the output's shape
+               ) -> str:
+    "The output distribution: `kind`, or by shape — class logits [N, K]: categorical; images [N, C, H, W]: bernoulli."
+    shape = list(out.shape)
+    if kind is None:
+        check(out.ndim in (2, 4), f"cannot tell the output distribution from the model's output of shape {shape}: pass "
+              "likelihood='categorical' (class logits [N, classes]), 'bernoulli' (per-pixel logits) or 'gaussian'")
+        return 'categorical' if out.ndim == 2 else 'bernoulli'
+    check(kind != 'categorical' or out.ndim == 2, f"likelihood='categorical' needs class logits [N, classes], but the "
+          f"model's output has shape {shape}; for images use likelihood='bernoulli' (per-pixel logits) or "
+          "'gaussian', or leave likelihood=None to choose from the shape")
+    return kind
+
+def _sampled_loss(kind:str, # categorical | bernoulli | gaussian
+                  gen:torch.Generator, # draws the labels (on the output's device)
+                 ) -> Callable:
     """Negative log-likelihood of a label drawn from the model's own output distribution (its gradient's square is the
     Fisher)."""
     if kind == 'categorical':
-        return lambda out: F.cross_entropy(out, torch.distributions.Categorical(logits=out.detach()).sample(),
-                                           reduction='sum')
+        return lambda out: F.cross_entropy(
+            out, torch.multinomial(torch.softmax(out.detach(), 1), 1, generator=gen)[:, 0], reduction='sum')
     if kind == 'bernoulli':
-        return lambda out: F.binary_cross_entropy_with_logits(out, torch.bernoulli(torch.sigmoid(out.detach())),
-                                                              reduction='sum')
-    check(kind == 'gaussian', f"likelihood must be 'categorical', 'bernoulli' or 'gaussian', got {kind!r}")
-    return lambda out: 0.5 * (out - (out.detach() + torch.randn_like(out))).pow(2).sum()
+        return lambda out: F.binary_cross_entropy_with_logits(
+            out, torch.bernoulli(torch.sigmoid(out.detach()), generator=gen), reduction='sum')
+    return lambda out: 0.5 * (out - (out.detach() + torch.randn(out.shape, generator=gen, device=out.device,
+                                                                dtype=out.dtype))).pow(2).sum()
+
+
+# %% ../nbs/08_pruning.ipynb #3d4e5f6a
+def _first(batches) -> tuple:
+    "The calibration batches as an iterator (a tensor is one batch) and the first batch's inputs (None: no batches)."
+    if torch.is_tensor(batches): batches = [batches]
+    it = iter(batches)
+    b = next(it, None)
+    if b is None: return iter(()), None
+    return itertools.chain([b], it), b[0] if isinstance(b, (tuple, list)) else b
+
+def _moments(a, g, gs) -> dict:
+    "One batch's sums: activations a, gradients g and sampled gradients gs (units last; conv positions as samples)."
+    a, g, h = _units_last(a.detach().double()), _units_last(g.double()), _units_last(gs.double()) ** 2
+    return {'n': len(a), 's': a.sum(0), 'ss': a.T @ a, 'g': g.sum(0), 'h': h.sum(0), 'ha': (h * a).sum(0),
+            'ha2': (h * a * a).sum(0), 'ga': (g * a).sum(0)}
+
 
 # %% ../nbs/08_pruning.ipynb #fb6cb90b
 def site_stats(model:nn.Module, # the network
-               site:str, # name of the nn.Linear whose input units are scored
+               site:str, # the Linear or 2-D (transposed) conv whose input units / channels are scored
                batches, # a tensor batch, or an iterable of model inputs (tensors) or of (inputs, labels) tuples
                forward:Callable|None=None, # (model, x) -> output logits (default: model(x); a dict's 'logits')
-               likelihood:str='categorical', # output distribution for the curvature: categorical | bernoulli | gaussian
+               likelihood:str|None=None, # categorical | bernoulli | gaussian; None: by the output (2-D/4-D)
                loss:Callable|None=None, # (output, labels) -> summed loss whose gradient is g (default: none, g = 0)
-               seed:int=0, # label sampling
+               seed:int=0, # label sampling (a generator of its own: the global random state is left alone)
               ) -> SiteStats:
     """Activation moments, gradient g and sampled-Fisher curvature h of the units `site` reads (features, or conv
-    channels over positions), in one pass."""
-    if torch.is_tensor(batches): batches = [batches]       # one tensor is one batch, not an iterable of rows
+    channels over positions), in one pass; the producer is traced on the first batch."""
     lin = _reader(model, site)
+    check(likelihood is None or likelihood in LIKELIHOODS, "likelihood must be None (chosen from the output's shape), "
+          f"'categorical', 'bernoulli' or 'gaussian', got {likelihood!r}")
     fwd = _fwd(model, forward)
-    sampled = _sampled_loss(likelihood)
-    torch.manual_seed(seed)
-    acc, store = None, {}
+    batches, x0 = _first(batches)
+    check(x0 is not None, 'no calibration batches were given')
+    acc, store, sampled = None, {}, None
     def pre(m, inp):
         a = inp[0].detach().requires_grad_(True); store['a'] = a
         return (a,)
-    h_ = lin.register_forward_pre_hook(pre)
     was = model.training; model.eval()
     try:
-        for b in batches:
-            x, y = b if isinstance(b, (tuple, list)) else (b, None)
-            out = fwd(x)
-            check(torch.isfinite(out).all(),
-                  f'the model output is not finite on the calibration data, so no statistics at '
-                  f'{site} can be computed; check the model and the inputs')
-            a = store['a']; store['shape'] = a.shape[2:]
-            check(a.ndim in (2, 4),
-                  f'{site} reads activations of shape {list(a.shape)}; [N, units] or [N, C, H, W] are supported')
-            gs, = torch.autograd.grad(sampled(out), a, retain_graph=True)
-            # E over sampled labels of ∇ log p is exactly 0, so without a loss g = 0 (no sampling noise)
-            g = torch.autograd.grad(loss(out, y), a)[0] if loss is not None else torch.zeros_like(gs)
-            a, g, h = _units_last(a.detach().double()), _units_last(g.double()), _units_last(gs.double()) ** 2
-            parts = {'n': len(a), 's': a.sum(0), 'ss': a.T @ a, 'g': g.sum(0), 'h': h.sum(0), 'ha': (h * a).sum(0),
-                     'ha2': (h * a * a).sum(0), 'ga': (g * a).sum(0)}
-            acc = parts if acc is None else {k: acc[k] + v for k, v in parts.items()}
-    finally:
-        h_.remove(); model.train(was)
-    check(acc is not None, 'no calibration batches were given')
+        producer, flow = _traced(model, site, x0[:64] if torch.is_tensor(x0) else x0, forward)
+        h_ = lin.register_forward_pre_hook(pre)
+        try:
+            for b in batches:
+                x, y = b if isinstance(b, (tuple, list)) else (b, None)
+                out = fwd(x)
+                check(torch.isfinite(out).all(), f'the model output is not finite on the calibration data, so no '
+                      f'statistics at {site} can be computed; check the model and the inputs')
+                if sampled is None: sampled = _sampled_loss(_likelihood(out, likelihood),
+                                                            torch.Generator(out.device).manual_seed(seed))
+                a = store['a']; store['shape'] = a.shape[2:]
+                check(a.ndim in (2, 4),
+                      f'{site} reads activations of shape {list(a.shape)}; [N, units] or [N, C, H, W] are supported')
+                gs, = torch.autograd.grad(sampled(out), a, retain_graph=True)
+                # E over sampled labels of ∇ log p is exactly 0, so without a loss g = 0 (no sampling noise)
+                g = torch.autograd.grad(loss(out, y), a)[0] if loss is not None else torch.zeros_like(gs)
+                parts = _moments(a, g, gs)
+                acc = parts if acc is None else {k: acc[k] + v for k, v in parts.items()}
+        finally: h_.remove()
+    finally: model.train(was)
     n = acc['n']
     mean = acc['s'] / n
     cov = acc['ss'] / n - mean[:, None] * mean[None]
     st = SiteStats(site, n, mean, cov.diagonal().clamp_min(0), cov, acc['g'] / n, acc['h'] / n, acc['ha'] / n,
-                   acc['ha2'] / n, acc['ga'] / n, _columns(lin), tuple(store['shape']))
+                   acc['ha2'] / n, acc['ga'] / n, _columns(lin), tuple(store['shape']), producer, flow)
     for k in ('mean', 'var', 'g', 'h', 'ha', 'ha2', 'ga'):
-        check(torch.isfinite(getattr(st, k)).all(),
-              f'the {k} statistics at {site} are not finite: the model produces NaN '
-              'or infinite activations or gradients on this data; check the model and the inputs')
+        check(torch.isfinite(getattr(st, k)).all(), f'the {k} statistics at {site} are not finite: the model produces '
+              'NaN or infinite activations or gradients on this data; check the model and the inputs')
     return st
+
 
 # %% ../nbs/08_pruning.ipynb #8cd0aac3
 def constant_risk(st:SiteStats) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,18 +318,35 @@ def risk_scores(st:SiteStats, # from site_stats
 
 # %% ../nbs/08_pruning.ipynb #c8d9d4f8
 class BiasMapConv(nn.Module):
-    "A convolution plus a per-position bias map (the removed input channels' constant contribution, folded in)."
+    """A convolution plus a per-position bias map (the removed input channels' constant contribution, folded in); with
+    `select`, it first picks the kept channels out of a full-width input."""
     def __init__(self, conv:nn.Module, # a Conv2d or ConvTranspose2d without bias, on the kept channels
                  bias_map:torch.Tensor, # [out_channels, H_out, W_out]: what the removed channels and the bias add
                  in_hw:tuple, # the input height and width the map was computed for
+                 select:torch.Tensor|None=None, # kept channel indices, when the input still has every channel
                 ):
         super().__init__()
         self.conv, self.in_hw = conv, tuple(int(v) for v in in_hw)
         self.register_buffer('bias_map', bias_map)
+        self.register_buffer('select', None if select is None else torch.as_tensor(select, dtype=torch.long))
     def forward(self, x):
         check(tuple(x.shape[-2:]) == self.in_hw, f'this compiled layer was built for {self.in_hw[0]}×{self.in_hw[1]} '
               f'inputs (its bias map is fixed), got {x.shape[-2]}×{x.shape[-1]}; compile it again for that size')
-        return self.conv(x) + self.bias_map
+        return self.conv(x if self.select is None else x[:, self.select]) + self.bias_map
+
+
+# %% ../nbs/08_pruning.ipynb #4e5f6a7b
+def _producer_of(model:nn.Module, # the network
+                 st:SiteStats, # the site's statistics (with the producer site_stats traced)
+                 producer:str|None, # the user's choice, if any
+                ) -> str:
+    "The producer: the user's, else the one `site_stats` traced, else (no graph was traced) `find_producer`'s search."
+    if producer: return producer
+    if st.producer: return st.producer
+    check(st.flow is None, f'cannot shrink what {st.site!r} reads: {st.flow}; pass producer= explicitly, or choose '
+          'another site')
+    return find_producer(model, st.site)
+
 
 # %% ../nbs/08_pruning.ipynb #1aade193
 def _conv_apply(conv, W, x):
@@ -254,10 +378,13 @@ def _compile_conv(model, st:SiteStats, kept, replacement, producer) -> nn.Module
           f"replacement must be 'const', 'mean' or 'fold', got {replacement!r}")
     check(site.groups == 1 and len(st.in_hw) == 2, f'{st.site}: grouped convolutions are not supported, and the site '
           'statistics must come from site_stats of this version (they record the input size)')
-    producer = producer or find_producer(model, st.site)
-    prod = get_module(model, producer)
-    check(isinstance(prod, _CONV) and prod.out_channels == U and prod.groups == 1,
-          f'{producer} must be a convolution with {U} output channels (it produces what {st.site} reads)')
+    producer = _producer_of(model, st, producer)
+    prod, (H, Wd) = get_module(model, producer), st.in_hw
+    select = isinstance(prod, nn.Linear)            # a Linear reshaped into channels: it keeps its outputs (the reshape
+    check((select and prod.out_features == U * H * Wd) or                                     # fixes their number)
+          (isinstance(prod, _CONV) and prod.out_channels == U and prod.groups == 1),
+          f'{producer} must be a convolution with {U} output channels, or an nn.Linear with {U}·{H}·{Wd} outputs '
+          f'reshaped into channels (it produces what {st.site} reads)')
     K, S = torch.tensor(kept), torch.tensor([j for j in range(U) if j not in set(kept)], dtype=torch.long)
     W = site.weight.detach().double().cpu()                    # Conv2d [out, in, kh, kw]; transposed [in, out, kh, kw]
     Wk = (W[K] if transposed else W[:, K]).clone()
@@ -268,17 +395,18 @@ def _compile_conv(model, st:SiteStats, kept, replacement, producer) -> nn.Module
             const[S] = st.mean[S] - B @ st.mean[K]
             Wk += torch.einsum('sk,soij->koij', B, W[S]) if transposed else torch.einsum('sk,osij->okij', B, W[:, S])
         else: const[S] = (constant_risk(st)[0] if replacement == 'const' else st.mean)[S]
-    H, Wd = st.in_hw
     bmap = _conv_apply(site, W, const.view(1, U, 1, 1).expand(1, U, H, Wd).contiguous())[0]
     if site.bias is not None: bmap = bmap + site.bias.detach().double().cpu().view(-1, 1, 1)
     out = copy.deepcopy(model)
     dev, dt = site.weight.device, site.weight.dtype
-    _set_module(out, st.site, BiasMapConv(_conv_like(site, Wk, None), bmap.to(dev, dt), (H, Wd)))
-    Wp = prod.weight.detach()
-    _set_module(out, producer, _conv_like(prod, Wp[:, K] if isinstance(prod, nn.ConvTranspose2d) else Wp[K],
-                                          prod.bias.detach()[K] if prod.bias is not None else None))
+    _set_module(out, st.site, BiasMapConv(_conv_like(site, Wk, None), bmap.to(dev, dt), (H, Wd),
+                                          K.to(dev) if select else None))
+    if not select:
+        Wp = prod.weight.detach()
+        _set_module(out, producer, _conv_like(prod, Wp[:, K] if isinstance(prod, nn.ConvTranspose2d) else Wp[K],
+                                              prod.bias.detach()[K] if prod.bias is not None else None))
     out.abstraction = {'site': st.site, 'producer': producer, 'kept': kept, 'replacement': replacement, 'units': U,
-                       'kind': 'conv', 'in_hw': [H, Wd], 'map_shape': list(bmap.shape)}
+                       'kind': 'conv', 'in_hw': [H, Wd], 'map_shape': list(bmap.shape), 'select': select}
     return out
 
 # %% ../nbs/08_pruning.ipynb #9de5c4e6
@@ -298,7 +426,7 @@ def compile_abstraction(model:nn.Module, # the full network
                         st:SiteStats, # statistics of the site
                         kept:Sequence[int], # units to keep
                         replacement:str='const', # 'const' (c* into the bias), 'mean' (E[a]) or 'fold' (ridge on kept)
-                        producer:str|None=None, # the layer producing the units (default: find_producer)
+                        producer:str|None=None, # the layer producing the units (default: the one st traced)
                        ) -> nn.Module:
     """A smaller copy of `model`: removed units deleted from the producer, their replacement folded into the site's
     weights and bias (a conv site: into a per-position bias map, `BiasMapConv`)."""
@@ -310,7 +438,7 @@ def compile_abstraction(model:nn.Module, # the full network
           f'kept must be 1..{U} distinct unit indices in 0..{U - 1}, got {len(kept)} units')
     check(replacement in ('const', 'mean', 'fold'),
           f"replacement must be 'const', 'mean' or 'fold', got {replacement!r}")
-    producer = producer or find_producer(model, st.site)
+    producer = _producer_of(model, st, producer)
     prod = _linear(model, producer, 'producer')
     check(prod.out_features == U, f'{producer} has {prod.out_features} outputs but {st.site} reads {U} units')
     removed = [j for j in range(U) if j not in set(kept)]
@@ -338,18 +466,18 @@ def compile_abstraction(model:nn.Module, # the full network
 def abstract(model:nn.Module, # the full network
              site:str, # the Linear or 2-D (transposed) conv whose input units / channels are pruned
              data, # calibration batches (see site_stats)
-             keep:int, # units to keep
+             keep:int, # units to keep: an integer (not a bool) in 1..the units the site reads
              method:str='const', # const | affine | variance | random | fold
              replacement:str|None=None, # default: 'fold' for method 'fold', 'const' for 'const', else 'mean'
-             producer:str|None=None, # the producing Linear (default: find_producer)
+             producer:str|None=None, # the producing layer (default: traced in the forward pass, find_producer)
              stats:SiteStats|None=None, # reuse statistics
              seed:int=0, # for 'random'
-             **stats_kw, # site_stats arguments (forward, likelihood, loss)
+             **stats_kw, # site_stats arguments (forward, likelihood — default from the output's shape —, loss)
             ) -> nn.Module:
     "Score the units of `site`, keep the `keep` best and compile the smaller model (it records `.abstraction`)."
     lin = _reader(model, site)
     U = lin.in_features if isinstance(lin, nn.Linear) else lin.in_channels
-    check(isinstance(keep, (int, np.integer)) and 1 <= keep <= U,
+    check(isinstance(keep, (int, np.integer)) and not isinstance(keep, (bool, np.bool_)) and 1 <= keep <= U,
           f'keep must be an integer in 1..{U} (the units {site} reads), got {keep!r}')
     st = stats or site_stats(model, site, data, **stats_kw)
     s = risk_scores(st, method, keep=keep, seed=seed)
@@ -358,39 +486,97 @@ def abstract(model:nn.Module, # the full network
     return compile_abstraction(model, st, kept, rep, producer)
 
 # %% ../nbs/08_pruning.ipynb #c4d4f3c4
-def save_abstraction(model:nn.Module, # a model made by compile_abstraction/abstract
-                     path:str|Path, # a folder to write
-                    ):
-    """Write a compiled abstraction: `model.safetensors` (weights) and `abstraction.json` (which layers shrank),
-    atomically."""
-    check(hasattr(model, 'abstraction'),
-          'this model was not made by compile_abstraction/abstract (no .abstraction record)')
-    path = Path(path); path.mkdir(parents=True, exist_ok=True)
-    save_weights(model, path / 'model.safetensors')
-    save_json(model.abstraction, path / 'abstraction.json')
+ABSTRACTION_MARK = 'vaecausal_nb.save_abstraction'          # in both files' metadata: what save_abstraction may replace
+ABSTRACTION_FILES = ('model.safetensors', 'abstraction.json')
 
+def _ours(f:Path) -> bool:
+    "Whether `f` is a file save_abstraction wrote: its mark is in the safetensors header or the JSON."
+    if f.is_symlink() or not f.is_file(): return False
+    try:
+        if f.suffix == '.json':
+            d = json.loads(f.read_text(encoding='utf-8'))
+            return isinstance(d, dict) and d.get('written_by') == ABSTRACTION_MARK
+        from safetensors import safe_open
+        with safe_open(str(f), 'pt') as s: return (s.metadata() or {}).get('written_by') == ABSTRACTION_MARK
+    except Exception: return False                          # unreadable: not ours
+
+def save_abstraction(model:nn.Module, # a model made by compile_abstraction/abstract
+                     path:str|Path, # a folder to write (created if needed)
+                    ):
+    """Write a compiled abstraction: `model.safetensors` (weights) and `abstraction.json` (which layers shrank), each
+    atomically and marked as ours. A previous abstraction there (files with the mark) is replaced; any other file of
+    those names is refused and left untouched."""
+    meta = getattr(model, 'abstraction', None)
+    check(isinstance(meta, dict) and all(k in meta for k in ('site', 'producer', 'kept')),
+          'this model was not made by compile_abstraction/abstract (no .abstraction record of a compiled site)')
+    path = Path(path)
+    check(not path.exists() or path.is_dir(), f'{path} is a file, not a folder: save_abstraction writes a folder '
+          '(model.safetensors and abstraction.json); choose another path')
+    for f in (path / n for n in ABSTRACTION_FILES):
+        check(not (f.exists() or f.is_symlink()) or _ours(f), f'{f} exists and was not written by save_abstraction; '
+              'it is left untouched: choose another folder, or move that file away')
+    (path / 'abstraction.json').unlink(missing_ok=True)      # replacing: an interrupted save leaves no mismatched pair
+    save_weights(model, path / 'model.safetensors', metadata={'written_by': ABSTRACTION_MARK})
+    save_json({**meta, 'written_by': ABSTRACTION_MARK}, path / 'abstraction.json')
+
+
+# %% ../nbs/08_pruning.ipynb #5f6a7b8c
+def _check_meta(meta:dict, # the parsed abstraction.json
+                f:Path, # that file (named in the messages)
+                base:nn.Module, # the model it is rebuilt on
+               ) -> int:
+    "Check an abstraction.json's fields against `base`: one error naming the file and the field; returns len(kept)."
+    def need(ok, field, what):
+        shown = repr(meta.get(field))
+        check(ok, f'{f} has a malformed {field!r} ({shown[:60] + "…" if len(shown) > 60 else shown}): it must be '
+              f'{what}; save the abstraction again with save_abstraction')
+    isint = lambda v: isinstance(v, int) and not isinstance(v, bool)
+    names = dict(base.named_modules())
+    for k in ('site', 'producer'):
+        need(isinstance(meta[k], str) and meta[k] in names, k, f'the name of a layer of {type(base).__name__}')
+    need(meta.get('kind', 'linear') in ('linear', 'conv'), 'kind', "'conv', or absent for a Linear site")
+    site = _reader(base, meta['site'])
+    U = site.in_features if isinstance(site, nn.Linear) else site.in_channels
+    kept = meta['kept']
+    need(isinstance(kept, list) and 0 < len(kept) == len(set(kept)) and all(isint(k) and 0 <= k < U for k in kept),
+         'kept', f'a list of distinct unit indices in 0..{U - 1}')
+    if meta.get('kind') == 'conv':
+        hw, ms = meta.get('in_hw'), meta.get('map_shape')
+        need(isinstance(hw, list) and len(hw) == 2 and all(isint(v) and v > 0 for v in hw), 'in_hw',
+             'two positive integers (the height and width the site reads)')
+        need(isinstance(ms, list) and len(ms) == 3 and all(isint(v) and v > 0 for v in ms) and
+             ms[0] == site.out_channels, 'map_shape', f'three positive integers [{site.out_channels}, H, W]')
+        need(isinstance(meta.get('select', False), bool), 'select', 'true or false')
+    return len(kept)
+
+
+# %% ../nbs/08_pruning.ipynb #6a7b8c9d
 def load_abstraction(path:str|Path, # a folder written by save_abstraction
                      base:nn.Module, # a model of the original architecture
                     ) -> nn.Module:
     "Rebuild a saved abstraction on a copy of `base` (a model of the original architecture); no code is executed."
     path = Path(path)
-    check((path / 'abstraction.json').exists(), f'{path} holds no abstraction.json; save with save_abstraction')
-    meta = load_json(path / 'abstraction.json')
+    f = path / 'abstraction.json'
+    check(f.exists(), f'{path} holds no abstraction.json; save with save_abstraction')
+    meta = load_json(f)
     miss = [k for k in ('site', 'producer', 'kept') if not isinstance(meta, dict) or k not in meta]
-    check(not miss,
-          f'{path / "abstraction.json"} lacks {", ".join(miss)}: it was not written by save_abstraction; save it again')
+    check(not miss, f'{f} lacks {", ".join(miss)}: it was not written by save_abstraction; save it again')
+    meta = {k: v for k, v in meta.items() if k != 'written_by'}
+    k = _check_meta(meta, f, base)
     out = copy.deepcopy(base)
-    k = len(meta['kept'])
     if meta.get('kind') == 'conv':                      # shapes only: the weights come from the safetensors file
         site, prod = _reader(out, meta['site']), get_module(out, meta['producer'])
-        check(isinstance(site, _CONV) and isinstance(prod, _CONV), f'{meta["site"]} and {meta["producer"]} of '
-              f'{type(base).__name__} are not convolutions: this abstraction was made from another architecture')
+        select = meta.get('select', False)
+        check(isinstance(site, _CONV) and isinstance(prod, nn.Linear if select else _CONV), f'{meta["site"]} and '
+              f'{meta["producer"]} of {type(base).__name__} are not the layers this abstraction was made from: it was '
+              'made from another architecture')
         kw = lambda c, cin, cout: torch.zeros(*((cin, cout) if isinstance(c, nn.ConvTranspose2d) else (cout, cin)),
                                               *c.kernel_size)
         _set_module(out, meta['site'], BiasMapConv(_conv_like(site, kw(site, k, site.out_channels), None),
-                                                   torch.zeros(meta['map_shape']), meta['in_hw']))
-        _set_module(out, meta['producer'], _conv_like(prod, kw(prod, prod.in_channels, k),
-                                                      torch.zeros(k) if prod.bias is not None else None))
+                                                   torch.zeros(meta['map_shape']), meta['in_hw'],
+                                                   torch.zeros(k, dtype=torch.long) if select else None))
+        if not select: _set_module(out, meta['producer'], _conv_like(prod, kw(prod, prod.in_channels, k),
+                                                                     torch.zeros(k) if prod.bias is not None else None))
     else:
         site, prod = _linear(out, meta['site']), _linear(out, meta['producer'], 'producer')
         _set_module(out, meta['site'], nn.Linear(k, site.out_features))
@@ -399,6 +585,7 @@ def load_abstraction(path:str|Path, # a folder written by save_abstraction
                  f'pruned to {k} units: save the abstraction again with save_abstraction')
     out.abstraction = meta
     return out.eval()
+
 
 # %% ../nbs/08_pruning.ipynb #71768a43
 def _pre_hook(module, fn):
