@@ -203,7 +203,7 @@ def _sampled_loss(kind:str, # categorical | bernoulli | gaussian
 def _first(batches) -> tuple:
     "The calibration batches as an iterator (a tensor is one batch) and the first batch's inputs (None: no batches)."
     if torch.is_tensor(batches): batches = [batches]
-    it = iter(batches)
+    it = iter(batches if batches is not None else ())
     b = next(it, None)
     if b is None: return iter(()), None
     return itertools.chain([b], it), b[0] if isinstance(b, (tuple, list)) else b
