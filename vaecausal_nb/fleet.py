@@ -18,7 +18,8 @@ import torch
 from fastcore.basics import patch
 from torch.func import functional_call, stack_module_state, vmap
 
-from .core import VaeCausalError, check, free_memory, get_device, retain_freed_memory, to_device
+from .core import (
+    VaeCausalError, check, free_memory, get_device, retain_freed_memory, same_device, to_device)
 from .data import load_dataset, should_materialise, to_float
 from .hooks import HookPoint
 from .models import MODELS, build_model
@@ -534,7 +535,7 @@ def _hold_data(members:list[_Member], # the started members
         ds, n = m.s.it.ds, (m.s.cfg.steps - m.s.step) * m.s.cfg.batch_size
         draws[id(ds)] = (ds, draws.get(id(ds), (ds, 0))[1] + n)
     for ds, n in draws.values():
-        held = ds.resident is not None and ds.resident.device == device
+        held = ds.resident is not None and same_device(ds.resident.device, device)
         if (resident and not held) or (resident is None and should_materialise(ds, device, n)): ds.materialise(device)
 
 # %% ../nbs/04a_fleet.ipynb #b120c1ec
@@ -571,7 +572,7 @@ def train_fleet(configs:list[TrainConfig], # members: one architecture, latent s
                 with _own_rng(m): pause_session(m.s)
         raise OutOfTime(f'a fleet of {len(cfgs)} {cfgs[0].arch} stopped at steps {[m.s.step for m in members]} of '
                         f'{[c.steps for c in cfgs]}') from None
-    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+    except (MemoryError, RuntimeError) as e:       # torch's OutOfMemoryError is a RuntimeError (any version)
         if not _out_of_memory(e): raise
         raise VaeCausalError(f'a step of {len(cfgs)} members at batch_size {cfgs[0].batch_size} does not fit in '
                              f'{device.type} memory; train fewer members per fleet (the last checkpoints are '
