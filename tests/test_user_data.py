@@ -1,4 +1,5 @@
 """Nothing a user wrote is ever deleted or overwritten: each case found by trying the package as a user would."""
+import contextlib
 import errno
 import json
 import os
@@ -9,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from conftest import cli  # the `vaecausal` command run in this process
 from vaecausal_nb.core import VaeCausalError
@@ -130,3 +132,138 @@ def test_an_empty_study_root_gets_no_empty_bar(tmp_path, capfd):
     assert '0it' not in capfd.readouterr().err
     assert not list((tmp_path / 'runs').glob('.*.lock'))                     # lock files go with their runs
     assert os.stat(tmp_path / 'runs' / next(p.name for p in (tmp_path / 'runs').iterdir()) / 'metrics.json').st_mode & 0o044
+
+
+# issue #29: the train CLI and train/load_run as a user would use them
+CFG = dict(arch='vae', dataset_kwargs={'procedural': True}, batch_size=8, checkpoint_every=2, log_every=1, progress=False,
+           device='cpu')
+
+
+def test_a_users_folder_named_like_a_checkpoint_is_left_alone(tmp_path):
+    out = tmp_path / 'run'
+    assert cli(*TRAIN, '--steps', '4', '--out', str(out)).returncode == 0
+    (out / 'ckpt-000010').mkdir()
+    (out / 'ckpt-000010' / 'results.txt').write_text('three weeks of notes')
+    before = snapshot(out / 'ckpt-000010')
+    assert cli(*TRAIN, '--steps', '12', '--out', str(out)).returncode == 0    # writes ckpt-8, ckpt-12; removes its own
+    assert snapshot(out / 'ckpt-000010') == before
+    assert sorted(p.name for p in out.glob('ckpt-*')) == ['ckpt-000010', 'ckpt-12']
+    assert json.loads((out / 'run.json').read_text())['checkpoints'] == ['ckpt-12']
+
+
+def test_a_users_folder_with_a_checkpoints_exact_name_is_not_replaced(tmp_path):
+    out = tmp_path / 'run'
+    assert cli(*TRAIN, '--steps', '4', '--out', str(out)).returncode == 0
+    (out / 'ckpt-8').mkdir()
+    (out / 'ckpt-8' / 'results.txt').write_text('mine')
+    before = snapshot(out / 'ckpt-8')
+    r = cli(*TRAIN, '--steps', '8', '--out', str(out))
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].strip() == (     # after the progress bar
+        f'vaecausal: error: {out / "ckpt-8"} was not written by this run (run.json does not list it), so it is left '
+        f'alone; move it out of {out} and run again to go on from its last checkpoint'), r.stderr
+    assert snapshot(out / 'ckpt-8') == before and (out / 'LATEST').read_text() == 'ckpt-4'
+    assert not list(out.glob('.ckpt-*'))
+
+
+def test_a_second_writer_of_a_run_folder_is_refused(tmp_path):
+    from vaecausal_nb.train import LOCK_FILE, folder_lock
+    out = tmp_path / 'run'
+    out.mkdir()
+    with folder_lock(out, 'run folder'):                     # held as a first `vaecausal train` would hold it
+        r = cli(*TRAIN, '--steps', '4', '--seed', '1', '--out', str(out))
+        assert r.returncode == 2 and r.stderr.strip() == (
+            f'vaecausal: error: another process (pid {os.getpid()}) is writing the run folder {out}; wait for it to '
+            'finish (or stop it), then run again'), r.stderr
+        assert [p.name for p in out.iterdir()] == [LOCK_FILE]                # nothing of the second run written
+    assert not (out / LOCK_FILE).exists()
+    (out / LOCK_FILE).write_text('999999999\n')                              # left by a killed process: taken over
+    assert cli(*TRAIN, '--steps', '4', '--seed', '1', '--out', str(out)).returncode == 0
+    assert json.loads((out / 'config.json').read_text())['seed'] == 1 and not (out / LOCK_FILE).exists()
+
+
+def test_a_continued_run_stopped_part_way_is_not_read_as_finished(tmp_path):
+    import itertools
+    from safetensors.torch import load_file, save_file
+    from vaecausal_nb import train as T
+    run = tmp_path / 'run'
+    cfg = dict(CFG, out_dir=str(run))
+    train(TrainConfig(steps=4, **cfg))
+    with unittest.mock.patch.object(T, '_now', side_effect=itertools.count()), pytest.raises(T.OutOfTime):
+        train(TrainConfig(steps=8, **cfg), until=2)                          # stopped at step 6 of 8, like a kill
+    msg = (f'{run} stopped at step 6 of 8: it was continued after it finished at step 4, and its model.safetensors is '
+           f'still from then; train the same config into {run} again to resume from step 6 and finish (e.g. vaecausal '
+           f'train ... --steps 8 --out {run})')
+    with pytest.raises(VaeCausalError) as e: T.load_run(run)
+    assert str(e.value) == msg
+    save_file(load_file(str(run / 'model.safetensors')), str(run / 'model.safetensors'))   # an older run: no step
+    with pytest.raises(VaeCausalError, match=r'stopped at step 6 of 8: it was continued after it finished, and'):
+        T.load_run(run)
+    train(TrainConfig(steps=8, **cfg))                                       # as the message says
+    assert T.load_run(run).history['step'].tolist() == list(range(1, 9))
+
+
+def test_a_checkpoint_that_lost_its_history_is_refused(tmp_path):
+    run = tmp_path / 'run'
+    train(TrainConfig(steps=2, out_dir=str(run), **CFG))
+    (run / 'ckpt-2' / 'history.csv').unlink()
+    before = snapshot(run)
+    with pytest.raises(VaeCausalError) as e: train(TrainConfig(steps=4, out_dir=str(run), **CFG))
+    assert str(e.value) == (f'{run / "ckpt-2"} cannot be resumed: its history.csv is missing, but the checkpoint logged '
+                            f'2 rows; put the file back, or delete {run} to retrain')
+    assert snapshot(run) == before                                           # config.json still says 2 steps
+    (run / 'ckpt-2' / 'history.csv').write_text('step,loss\n2,1.5\n')        # a row lost
+    with pytest.raises(VaeCausalError, match='its history.csv has 1 rows, but the checkpoint logged 2 rows'):
+        train(TrainConfig(steps=4, out_dir=str(run), **CFG))
+
+
+@pytest.mark.skipif(not Path('/proc/self/fd').is_dir(), reason='finds the file being written through /proc')
+def test_a_full_disk_while_checkpointing_leaves_no_temporary_folder(tmp_path):
+    run = tmp_path / 'run'
+    train(TrainConfig(steps=2, out_dir=str(run), **CFG))
+    good = snapshot(run / 'ckpt-2')
+    real = os.fsync
+    def full(fd):                                            # the weights are written, then the state finds no space
+        if '.ckpt-4.tmp/.state.pt' in os.readlink(f'/proc/self/fd/{fd}'): raise OSError(errno.ENOSPC, 'No space left on device')
+        return real(fd)
+    with unittest.mock.patch('os.fsync', full), pytest.raises(VaeCausalError, match=r'state.pt failed \(No space left'):
+        train(TrainConfig(steps=4, out_dir=str(run), **CFG))
+    assert not list(run.glob('.ckpt-*')) and not list(run.glob('.*.tmp'))
+    assert snapshot(run / 'ckpt-2') == good and (run / 'LATEST').read_text() == 'ckpt-2'
+    assert int(train(TrainConfig(steps=4, out_dir=str(run), **CFG)).history['step'].iloc[-1]) == 4
+
+
+@contextlib.contextmanager
+def threads(n):
+    "torch's thread count set to n, restored after (core.torch_threads where it exists)."
+    from vaecausal_nb import core
+    if hasattr(core, 'torch_threads'):
+        with core.torch_threads(n): yield
+        return
+    was = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try: yield
+    finally: torch.set_num_threads(was)
+
+
+def test_the_thread_count_is_recorded_and_a_change_is_said(tmp_path):
+    import logging
+    from safetensors import safe_open
+    run = tmp_path / 'run'
+    said = []
+    h = logging.Handler(logging.WARNING)
+    h.emit = lambda r: said.append(r.getMessage())
+    logging.getLogger('vaecausal_nb').addHandler(h)
+    try:
+        with threads(1): train(TrainConfig(steps=2, out_dir=str(run), **CFG))
+        assert torch.load(run / 'ckpt-2' / 'state.pt', weights_only=True)['threads'] == 1
+        assert json.loads((run / 'run.json').read_text())['threads'] == 1
+        with safe_open(str(run / 'model.safetensors'), 'pt') as f: assert f.metadata() == {'step': '2', 'threads': '1'}
+        with threads(1): train(TrainConfig(steps=4, out_dir=str(run), **CFG))
+        assert said == []                                                    # the same count: nothing to say
+        with threads(2): train(TrainConfig(steps=6, out_dir=str(run), **CFG))
+    finally: logging.getLogger('vaecausal_nb').removeHandler(h)
+    assert said == [f'{run} was trained with 1 torch threads up to step 4 and goes on with 2: on the CPU it is then not '
+                    'bit-identical to an uninterrupted run (sums are split by thread); torch.set_num_threads(1) '
+                    'resumes it exactly']
+    assert torch.load(run / 'ckpt-6' / 'state.pt', weights_only=True)['threads'] == 2
+    assert 'threads' not in json.loads((run / 'config.json').read_text())    # not in the config, so not in the run key

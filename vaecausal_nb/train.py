@@ -14,7 +14,10 @@ import math
 import os
 import re
 import shutil
+import pickle
 import time
+import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,16 +27,24 @@ import torch
 from .core import (
     VaeCausalError, atomic_write, cache_root, check, get_device, load_json, load_weights, logger,
     retain_freed_memory, save_json, save_weights, seed_everything)
-from .data import BatchIterator, FactorDataset, load_dataset, should_materialise
+from .data import DATASETS, BatchIterator, FactorDataset, load_dataset, should_materialise
 from .models import build_model, check_hparams
 
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['NOT_A_RESULT', 'COMPILE_MODES', 'CUDA_GRAPH_MODES', 'ZOO_ENV', 'TrainConfig', 'compile_with', 'save_checkpoint',
-           'load_state', 'Run', 'build_optimizer', 'default_channels_last', 'Session', 'start_session', 'train_step',
-           'log_and_save', 'finish_session', 'OutOfTime', 'deadline', 'time_up', 'pause_session', 'train',
-           'check_run_dir', 'load_run', 'zoo_root', 'pretrained']
+__all__ = ['NOT_A_RESULT', 'COMPILE_MODES', 'CUDA_GRAPH_MODES', 'LOCK_FILE', 'ZOO_ENV', 'TrainConfig', 'compile_with',
+           'save_checkpoint', 'load_state', 'Run', 'build_optimizer', 'default_channels_last', 'Session',
+           'start_session', 'train_step', 'log_and_save', 'finish_session', 'OutOfTime', 'deadline', 'time_up',
+           'pause_session', 'train', 'check_run_dir', 'folder_lock', 'load_run', 'zoo_root', 'pretrained']
+
+# %% ../nbs/04_train.ipynb #3472ea60
+def _dataset_name(name:str, # a dataset name as a user wrote it ('3dshapes', 'dSprites', ...)
+                 ) -> str:
+    "The canonical name `data.load_dataset` reads `name` as ('3dshapes' -> 'shapes3d'); unknown names as given."
+    key = str(name).lower().replace('-', '').replace('_', '')
+    key = {'3dshapes': 'shapes3d', 'norb': 'smallnorb'}.get(key, key)       # load_dataset's aliases
+    return key if key in DATASETS else name
 
 # %% ../nbs/04_train.ipynb #c283728b
 @dataclass
@@ -41,7 +52,7 @@ class TrainConfig:
     "Everything that defines a training run."
     arch: str = 'beta_vae'            # one of models.ARCHS
     hparams: dict = field(default_factory=dict)   # architecture hyperparameters (e.g. {'beta': 4})
-    dataset: str = 'dsprites'         # data.load_dataset name
+    dataset: str = 'dsprites'         # data.load_dataset name (an alias becomes its canonical name)
     dataset_kwargs: dict = field(default_factory=dict)  # e.g. {'procedural': True}
     latent_dim: int = 10
     steps: int = 1000
@@ -58,6 +69,7 @@ class TrainConfig:
     progress: bool = True
 
     def validate(self):
+        self.dataset = _dataset_name(self.dataset)      # as load_dataset reads it: one name, one run key
         self.hparams = check_hparams(self.arch, self.hparams)
         for k in ('steps', 'batch_size', 'latent_dim', 'checkpoint_every', 'log_every'):
             check(isinstance(getattr(self, k), int) and getattr(self, k) >= 1,
@@ -114,6 +126,29 @@ def _set_rng_state(s:dict):
     torch.set_rng_state(s['torch'])
     if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
+def _run_meta(run_dir:Path) -> dict:
+    "The run's `run.json`: image shape, torch threads, the checkpoints the trainer wrote ({} if there is none)."
+    p = Path(run_dir) / 'run.json'
+    meta = load_json(p) if p.exists() else {}
+    return meta if isinstance(meta, dict) else {}
+
+def _own_checkpoints(run_dir:Path, meta:dict) -> set:
+    "The checkpoints this run recorded writing (`run.json`; an older run without that record: the one `LATEST` names)."
+    own = set(meta.get('checkpoints', []))
+    if 'checkpoints' not in meta and (Path(run_dir) / 'LATEST').exists():
+        own.add((Path(run_dir) / 'LATEST').read_text().strip())
+    return {n for n in own if isinstance(n, str) and re.fullmatch(r'ckpt-\d+', n)}
+
+# %% ../nbs/04_train.ipynb #3e4c2003
+def _fill_checkpoint(tmp:Path, step, model, opt, aux_opt, it, history, rng):
+    save_weights(model, tmp / 'model.safetensors')
+    state = {'step': step, 'opt': opt.state_dict(), 'rng': rng or _rng_state(), 'iter': it.state_dict(),
+             'history_rows': len(history), 'threads': torch.get_num_threads()}
+    if aux_opt is not None: state['aux_opt'] = aux_opt.state_dict()
+    buf = io.BytesIO(); torch.save(state, buf)          # in memory: a full disk then fails in atomic_write, clearly
+    with atomic_write(tmp / 'state.pt') as f: f.write(buf.getvalue())
+    _write_history(tmp / 'history.csv', history)
+
 def save_checkpoint(run_dir:Path, # the run folder
                     step:int, # steps done
                     model, # the model
@@ -123,47 +158,74 @@ def save_checkpoint(run_dir:Path, # the run folder
                     history:list, # logged rows so far
                     rng:dict|None=None, # the run's RNG state to record (None: the process's, `_rng_state()`)
                    ):
-    "Write `ckpt-<step>/` atomically and point `LATEST` at it; older checkpoints are removed."
+    """Write `ckpt-<step>/` atomically and point `LATEST` at it; the older checkpoints this run recorded writing (in
+    `run.json`) are removed, and no other folder. A failed write leaves no temporary folder behind."""
     run_dir = Path(run_dir)
-    tmp = run_dir / f'.ckpt-{step}.tmp'
-    if tmp.exists(): shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    save_weights(model, tmp / 'model.safetensors')
-    state = {'step': step, 'opt': opt.state_dict(), 'rng': rng or _rng_state(), 'iter': it.state_dict()}
-    if aux_opt is not None: state['aux_opt'] = aux_opt.state_dict()
-    buf = io.BytesIO(); torch.save(state,
-                                   buf)                  # in memory: a full disk then fails in atomic_write, clearly
-    with atomic_write(tmp / 'state.pt') as f: f.write(buf.getvalue())
-    _write_history(tmp / 'history.csv', history)
-    final = run_dir / f'ckpt-{step}'
-    if final.exists(): shutil.rmtree(final)
-    os.replace(tmp, final)
+    tmp, final = run_dir / f'.ckpt-{step}.tmp', run_dir / f'ckpt-{step}'
+    meta = _run_meta(run_dir); own = _own_checkpoints(run_dir, meta)
+    check(final.name in own or not final.exists(), f'{final} was not written by this run (run.json does not list '
+          f'it), so it is left alone; move it out of {run_dir} and run again to go on from its last checkpoint')
+    try:
+        if tmp.exists(): shutil.rmtree(tmp)                 # our own temporary folder, left by a killed write
+        tmp.mkdir(parents=True)
+        _fill_checkpoint(tmp, step, model, opt, aux_opt, it, history, rng)
+        save_json({**meta, 'checkpoints': sorted(own | {final.name})}, run_dir / 'run.json')   # recorded, then made
+        if final.exists(): shutil.rmtree(final)             # ours (checked above): this step, written before a kill
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True); raise
     with atomic_write(run_dir / 'LATEST', 'w') as f: f.write(final.name)
-    for old in run_dir.glob('ckpt-*'):                     # only checkpoints this trainer wrote: ckpt-<step>
-        if old != final and old.is_dir() and re.fullmatch(r'ckpt-\d+', old.name): shutil.rmtree(old, ignore_errors=True)
+    for old in own - {final.name}: shutil.rmtree(run_dir / old, ignore_errors=True)
+    left = [o for o in sorted(own - {final.name}) if (run_dir / o).exists()]
+    save_json({**meta, 'checkpoints': [final.name] + left}, run_dir / 'run.json')
 
-def _load_weights(model, path:Path):
-    load_weights(path, model,
-                 rebuild='a checkpoint from another architecture or latent size? Delete the run to retrain')
+# %% ../nbs/04_train.ipynb #cdce1eb3
+def _load_weights(model, # the model to fill
+                  path:Path, # its .safetensors file
+                  fix:str, # what the user should do if the file is missing, damaged or from another model
+                 ):
+    "Load `path` into `model`; a missing file, a damaged one and one of another model each get their own error."
+    check(path.is_file(), f'{path} is missing; {fix}')
+    sd = load_weights(path, rebuild=f'the file is truncated or damaged; {fix}')
+    own = model.state_dict()
+    bad = sorted(set(own) ^ set(sd)) + [k for k in own if k in sd and own[k].shape != sd[k].shape]
+    check(not bad, f'{path} does not fit this {type(model).__name__} (tensors {", ".join(bad[:3])} differ): it was '
+          f'written for another architecture or latent size; {fix}')
+    model.load_state_dict(sd)
 
-def load_state(path:Path) -> dict:
-    "Load `state.pt` without executing code (weights_only); pickled objects are refused with a clear error."
+def load_state(path:Path, # a checkpoint's state.pt
+               fix:str='delete the run directory to retrain', # what the user should do if it cannot be read
+              ) -> dict:
+    """Load `state.pt` without executing code (weights_only): a missing file, a damaged one, and one carrying pickled
+    objects (refused) each get their own error."""
+    path = Path(path)
+    check(path.is_file(), f'{path} is missing: the checkpoint is incomplete; {fix}')
     try: return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
-        raise VaeCausalError(f'{path} was refused: it is corrupt or holds pickled objects that would run code '
-                             f'({type(e).__name__}); delete the run directory to retrain') from None
+        if isinstance(e, pickle.UnpicklingError) and zipfile.is_zipfile(path):
+            raise VaeCausalError(f'{path} was refused: it holds pickled objects that could run code, not just tensors '
+                                 f'and numbers; {fix}') from None
+        raise VaeCausalError(f'{path} is truncated or damaged ({type(e).__name__}); {fix}') from None
 
+# %% ../nbs/04_train.ipynb #5f28e042
 def _write_history(path, history):
     if not history: return
     keys = list(dict.fromkeys(k for h in history for k in h))
     with atomic_write(path, 'w') as f:
         w = csv.DictWriter(f, keys); w.writeheader(); w.writerows(history)
 
-def _read_history(path) -> list:
+def _read_history(path, # a history.csv the trainer wrote
+                  fix:str='delete the run folder to retrain', # what the user should do if it is damaged
+                 ) -> list:
+    "The rows of a history.csv ([] if there is none); a damaged file gets one error naming it and `fix`."
     if not Path(path).exists(): return []
-    with open(path, newline='') as f:
-        return [{k: int(float(v)) if k == 'step' else float(v) for k,
-                 v in r.items() if v != ''} for r in csv.DictReader(f)]
+    try:
+        with open(path, newline='', encoding='utf-8') as f:
+            rows = list(csv.DictReader(f))
+        check(not rows or 'step' in rows[0], f'{path} is damaged (it has no step column); {fix}')
+        return [{k: int(float(v)) if k == 'step' else float(v) for k, v in r.items() if v != ''} for r in rows]
+    except (ValueError, TypeError, csv.Error) as e:         # text, not numbers; ragged rows; not UTF-8
+        raise VaeCausalError(f'{path} is damaged ({type(e).__name__}: {e}); {fix}') from None
 
 # %% ../nbs/04_train.ipynb #03d555a9
 @dataclass
@@ -211,9 +273,11 @@ def _log_row(history:list, step:int, terms:dict, bar) -> dict:
     bar.set_postfix({k: f'{v:.3g}' for k, v in row.items() if k in ('loss', 'recon', 'kl', 'tc', 'commit')})
     return row
 
+# torch.OutOfMemoryError is new in torch 2.5; older versions have only torch.cuda's (an except clause must not fail)
+_OOM = getattr(torch, 'OutOfMemoryError', None) or getattr(torch.cuda, 'OutOfMemoryError', MemoryError)
+
 def _out_of_memory(e:BaseException) -> bool:
-    return isinstance(e, (torch.OutOfMemoryError,
-                          MemoryError)) or "can't allocate" in str(e) or 'out of memory' in str(e)
+    return isinstance(e, (_OOM, MemoryError)) or "can't allocate" in str(e) or 'out of memory' in str(e)
 
 # %% ../nbs/04_train.ipynb #ef04d64e
 @dataclass
@@ -228,6 +292,7 @@ class Session:
     step: int = 0
     history: list = field(default_factory=list)
     last_good: dict = field(default_factory=dict)   # the last logged loss terms (named when training diverges)
+    threads: int|None = None    # torch threads its checkpoint was trained with (None: a new run, or not recorded)
 
 def start_session(cfg:TrainConfig, # a validated config
                   ds:FactorDataset, # the dataset it names
@@ -243,7 +308,9 @@ def start_session(cfg:TrainConfig, # a validated config
     cl = cfg.channels_last if cfg.channels_last is not None else default_channels_last(device)
     if cl: model = model.to(memory_format=torch.channels_last)
     s = Session(cfg, model.train(), opt, aux_opt, it, cl)
-    if cfg.out_dir: s.step, s.history = _resume(Path(cfg.out_dir), cfg, model, opt, aux_opt, it)
+    if cfg.out_dir:
+        s.step, s.history, st = _resume(Path(cfg.out_dir), cfg, model, opt, aux_opt, it)
+        s.threads = st.get('threads')
     s.last_good = s.history[-1] if s.history else {}
     return s
 
@@ -286,7 +353,7 @@ def log_and_save(s:Session, # the run, just stepped
 def finish_session(s:Session) -> Run:
     "Hand back the trained model (in the layout `load_run` gives) and write its final weights and history."
     model = s.model.eval().to(memory_format=torch.contiguous_format)
-    if s.cfg.out_dir: _finish(Path(s.cfg.out_dir), model, s.history)
+    if s.cfg.out_dir: _finish(Path(s.cfg.out_dir), model, s.history, s.step)
     return Run(model, _history_frame(s.history), Path(s.cfg.out_dir) if s.cfg.out_dir else None, s.cfg)
 
 # %% ../nbs/04_train.ipynb #da8270a2
@@ -316,14 +383,25 @@ def train(cfg:TrainConfig, # what to train
           dataset:FactorDataset|None=None, # the dataset `cfg` names, if the caller has it loaded (not reloaded)
           until:float|None=None, # a `time.time()` deadline: past it, checkpoint and raise `OutOfTime` (None: none)
          ) -> Run:
-    "Train (or resume) the run described by `cfg`; returns a `Run`."
-    from tqdm.auto import tqdm
+    "Train (or resume) the run described by `cfg`; returns a `Run`. One process at a time writes a run folder."
     cfg.validate()
     device = get_device(cfg.device)
     if device.type == 'cpu': retain_freed_memory()        # no page faults on every step's activations (core)
-    if cfg.out_dir: check_run_dir(Path(cfg.out_dir), cfg)     # before any write
+    out = Path(cfg.out_dir) if cfg.out_dir else None
+    if out: check_run_dir(out, cfg)                         # before any write
     ds = dataset if dataset is not None else load_dataset(cfg.dataset, **cfg.dataset_kwargs)
+    if out is None: return _train_loop(cfg, ds, device, until)
+    _make_run_dir(out)
+    with folder_lock(out, 'run folder'):
+        check_run_dir(out, cfg)                 # again, holding the lock: another process may have written it since
+        return _train_loop(cfg, ds, device, until)
+
+# %% ../nbs/04_train.ipynb #50e7ea45
+def _train_loop(cfg:TrainConfig, ds:FactorDataset, device:torch.device, until:float|None) -> Run:
+    "`train`'s work once its folder is checked (and held): resume, step to `cfg.steps`, write the final weights."
+    from tqdm.auto import tqdm
     s = start_session(cfg, ds, device)
+    if cfg.out_dir and device.type == 'cpu': _check_threads(s)
     if should_materialise(ds, device, (cfg.steps - s.step) * cfg.batch_size): ds.materialise(device)
     fwd = compile_with(s.model, cfg.compile)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == 'bf16')
@@ -336,13 +414,21 @@ def train(cfg:TrainConfig, # what to train
             if not ok: raise _diverged(s.step + 1, terms['loss'], s.last_good, cfg)
             bar.update(1)
             log_and_save(s, terms, bar)
-    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+    except (_OOM, MemoryError, RuntimeError) as e:
         if not _out_of_memory(e): raise
         raise VaeCausalError(f'a training step with batch_size={cfg.batch_size} does not fit in {device.type} memory '
                              f'({type(e).__name__}); lower batch_size (the last checkpoint, if any, is kept)') from None
     finally:
         bar.close()
     return finish_session(s)
+
+def _check_threads(s:Session):
+    "Say so when a CPU run goes on with another torch thread count than its checkpoint was trained with."
+    was, now = s.threads, torch.get_num_threads()
+    if was and was != now:
+        logger.warning(f'{s.cfg.out_dir} was trained with {was} torch threads up to step {s.step} and goes on with '
+                       f'{now}: on the CPU it is then not bit-identical to an uninterrupted run (sums are split by '
+                       f'thread); torch.set_num_threads({was}) resumes it exactly')
 
 # %% ../nbs/04_train.ipynb #36700666
 def check_run_dir(run_dir:Path, # the run directory `train` will write
@@ -354,7 +440,8 @@ def check_run_dir(run_dir:Path, # the run directory `train` will write
           f'{run_dir} is a file, not a folder; give a folder for the run (out_dir)')
     cfg_path = run_dir / 'config.json'
     if not cfg_path.exists():
-        check(not run_dir.exists() or not any(run_dir.iterdir()),
+        _check_config_missing(run_dir)
+        check(not run_dir.exists() or not any(p.name != LOCK_FILE for p in run_dir.iterdir()),
               f'{run_dir} is not empty and holds no run (no config.json): '
               'its files were not written by vaecausal_nb and are left alone; choose a new or empty folder')
         return 0
@@ -373,6 +460,12 @@ def check_run_dir(run_dir:Path, # the run directory `train` will write
           f'least {done} steps, or use another folder')
     return done
 
+def _check_config_missing(run_dir:Path):
+    "A folder with the trainer's own files (LATEST, run.json) but no config.json lost its config: say that."
+    ours = [n for n in ('LATEST', 'run.json') if (run_dir / n).exists()]
+    check(not ours, f'{run_dir} holds a vaecausal_nb run ({", ".join(ours)}) but its config.json is missing; put '
+          'config.json back (it defines the run), or delete the folder to retrain')
+
 # %% ../nbs/04_train.ipynb #133ee6dc
 def _latest_step(run_dir:Path) -> int:
     latest = run_dir / 'LATEST'
@@ -381,61 +474,137 @@ def _latest_step(run_dir:Path) -> int:
     check(m is not None, f'{latest} does not name a checkpoint; delete {run_dir} to retrain')
     return int(m.group(1))
 
-
-def _resume(run_dir, cfg, model, opt, aux_opt, it):
+def _make_run_dir(run_dir:Path):
     try: run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise VaeCausalError(f'cannot create the run folder {run_dir}: {e.strerror}; choose a '
                                               'writable location') from None
+
+def _resume(run_dir, cfg, model, opt, aux_opt, it) -> tuple[int, list, dict]:
+    """Restore the run's latest checkpoint, if any, then write its config and `run.json` (a damaged checkpoint is
+    refused before anything is written): (step, history, state)."""
+    step, hist, st = _restore(run_dir, model, opt, aux_opt, it) if (run_dir / 'LATEST').exists() else (0, [], {})
+    _make_run_dir(run_dir)
     save_json(cfg.to_dict(), run_dir / 'config.json')
-    save_json({'image_shape': list(model.image_shape)}, run_dir / 'run.json')    # load_run builds the model from this
+    save_json({**_run_meta(run_dir), 'image_shape': list(model.image_shape), 'threads': torch.get_num_threads()},
+              run_dir / 'run.json')                      # load_run builds the model from this
+    if step: logger.info(f'resuming {run_dir} from step {step}')
+    return step, hist, st
+
+def _restore(run_dir, model, opt, aux_opt, it) -> tuple[int, list, dict]:
+    "Load the checkpoint `LATEST` names into the model, optimisers and batch stream: (step, history, state)."
     latest = run_dir / 'LATEST'
-    if not latest.exists(): return 0, []
-    ck = run_dir / latest.read_text().strip()
-    check(ck.is_dir(), f'{latest} points at {ck.name}, which is missing; delete {run_dir} to retrain')
-    _load_weights(model, ck / 'model.safetensors')
-    st = load_state(ck / 'state.pt')
+    ck, fix = run_dir / latest.read_text().strip(), f'delete {run_dir} to retrain'
+    check(ck.is_dir(), f'{latest} points at {ck.name}, which is missing; {fix}')
+    _load_weights(model, ck / 'model.safetensors', fix)
+    st = load_state(ck / 'state.pt', fix)
     need = ['step', 'opt', 'rng', 'iter'] + ['aux_opt'] * (aux_opt is not None)
     miss = [k for k in need if not isinstance(st, dict) or k not in st]
-    check(not miss,
-          f'{ck / "state.pt"} lacks {", ".join(miss)}: the checkpoint is damaged; delete {run_dir} to retrain')
+    check(not miss, f'{ck / "state.pt"} lacks {", ".join(miss)}: the checkpoint is damaged; {fix}')
+    hist = _read_history(ck / 'history.csv', f'{ck.name} cannot be resumed; {fix}')
+    rows = st.get('history_rows')                          # not recorded by older checkpoints
+    got = f'has {len(hist)} rows' if (ck / 'history.csv').exists() else 'is missing'
+    check(rows is None or rows == len(hist), f'{ck} cannot be resumed: its history.csv {got}, but the checkpoint '
+          f'logged {rows} rows; put the file back, or {fix}')
     try:
         opt.load_state_dict(st['opt'])
         if aux_opt is not None: aux_opt.load_state_dict(st['aux_opt'])
         _set_rng_state(st['rng'])
         it.load_state_dict(st['iter'])
-        hist = _read_history(ck / 'history.csv')
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
-        raise VaeCausalError(f'{ck} cannot be resumed ({type(e).__name__}: {e}): the checkpoint is damaged; delete '
-                             f'{run_dir} to retrain') from None
-    step = int(st['step'])
-    logger.info(f'resuming {run_dir} from step {step}')
-    return step, hist
+        raise VaeCausalError(f'{ck} cannot be resumed ({type(e).__name__}: {e}): the checkpoint is damaged; '
+                             f'{fix}') from None
+    return int(st['step']), hist, st
 
-
-def _finish(run_dir, model, history):
-    save_weights(model, run_dir / 'model.safetensors')
+def _finish(run_dir, model, history, step:int):
+    "The final weights (with the step and torch threads they were taken at in their header) and history."
+    save_weights(model, run_dir / 'model.safetensors',
+                 metadata={'step': str(step), 'threads': str(torch.get_num_threads())})
     _write_history(run_dir / 'history.csv', history)
 
+# %% ../nbs/04_train.ipynb #43a358c1
+LOCK_FILE = '.vaecausal.lock'      # in a run folder while a process writes it
+
+@contextmanager
+def folder_lock(folder:str|Path, # an existing folder that one process at a time may write
+                what:str='folder', # what it is, for the error message (e.g. 'run folder')
+               ):
+    """Hold `folder/.vaecausal.lock` while writing `folder`: a second holder, in this process or another, gets one
+    error naming the folder and the holder's pid. The lock is the kernel's `flock`, which ends with its process, so a
+    lock file left by a killed process is simply taken over; the file is removed on release. Without `fcntl`
+    (Windows) nothing is locked."""
+    try: import fcntl
+    except ImportError: yield None; return
+    path = Path(folder) / LOCK_FILE
+    while True:
+        try: fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e: raise VaeCausalError(f'cannot write the lock file {path}: {e.strerror}; choose a '
+                                                  'writable location') from None
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.read(fd, 32).decode(errors='replace').strip(); os.close(fd)
+            raise VaeCausalError(f'another process{f" (pid {pid})" if pid.isdigit() else ""} is writing the {what} '
+                                 f'{folder}; wait for it to finish (or stop it), then run again') from None
+        try: same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError: same = False
+        if same: break
+        os.close(fd)                            # its holder removed it as we opened it: take the new one
+    try:
+        try: os.ftruncate(fd, 0); os.write(fd, f'{os.getpid()}\n'.encode())
+        except OSError: pass                    # the pid only names the holder in the error above
+        yield path
+    finally:
+        path.unlink(missing_ok=True); os.close(fd)
+
 # %% ../nbs/04_train.ipynb #e62181f7
+def _weights_step(path:Path) -> int|None:
+    "The step final weights were taken at (in their header); None for older runs' files and unreadable ones."
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), 'pt') as f: step = (f.metadata() or {}).get('step', '')
+    except Exception: return None
+    return int(step) if step.isdigit() else None
+
+def _final_is_current(path:Path, # a run folder with final weights
+                      steps:int, # the steps its config.json asks for
+                     ) -> bool:
+    "Whether `model.safetensors` holds step `steps` (older runs, no step recorded: `LATEST` is that step, or none)."
+    at = _weights_step(path / 'model.safetensors')
+    return at == steps if at is not None else _latest_step(path) in (0, steps)
+
+def _check_finished(path:Path, cfg:TrainConfig):
+    "Refuse final weights left from before the run was continued to more steps (a continued run stopped part-way)."
+    at, latest = _weights_step(path / 'model.safetensors'), _latest_step(path)
+    check(_final_is_current(path, cfg.steps),
+          f'{path} stopped at step {latest or at} of {cfg.steps}: it was continued after it finished'
+          f'{f" at step {at}" if at else ""}, and its model.safetensors is still from then; train the same config into '
+          f'{path} again to resume from step {latest} and finish (e.g. vaecausal train ... --steps {cfg.steps} '
+          f'--out {path})')
+
+# %% ../nbs/04_train.ipynb #fe63fe07
 def load_run(path:str|Path, # a run folder written by `train`
              device=None, # where to put the model (None: the default device)
             ) -> Run:
-    "Load a run directory written by `train` (final weights if finished, else the latest checkpoint)."
+    """Load a run directory written by `train` (final weights if finished, else the latest checkpoint); a run continued
+    to more steps and stopped part-way is refused, not read as finished."""
     path = Path(path)
+    if not (path / 'config.json').exists(): _check_config_missing(path)
     check((path / 'config.json').exists(), f'{path} is not a run directory (no config.json)')
     cfg = TrainConfig.from_dict(load_json(path / 'config.json'))
-    meta = load_json(path / 'run.json') if (path / 'run.json').exists() else {}
+    meta = _run_meta(path)
     shape = meta.get('image_shape') or load_dataset(cfg.dataset,
                                                     **cfg.dataset_kwargs).image_shape   # older runs: no run.json
     model = build_model(cfg.arch, cfg.latent_dim, tuple(shape), **cfg.hparams)
-    w = path / 'model.safetensors'
-    hist = path / 'history.csv'
-    if not w.exists():
+    w, hist, fix = path / 'model.safetensors', path / 'history.csv', f'delete {path} to retrain'
+    if w.exists():
+        _check_finished(path, cfg)
+        if (path / 'LATEST').exists():
+            fix = f'delete it and train the same config into {path} again: it is rewritten from the last checkpoint'
+    else:
         check((path / 'LATEST').exists(), f'{path} has neither final weights nor a checkpoint')
         ck = path / (path / 'LATEST').read_text().strip()
         w, hist = ck / 'model.safetensors', ck / 'history.csv'
-    _load_weights(model, w)
-    return Run(model.to(get_device(device)).eval(), _history_frame(_read_history(hist)), path, cfg)
+    _load_weights(model, w, fix)
+    return Run(model.to(get_device(device)).eval(), _history_frame(_read_history(hist, fix)), path, cfg)
 
 # %% ../nbs/04_train.ipynb #7c0d4643
 ZOO_ENV = 'VAECAUSAL_ZOO'
@@ -455,6 +624,7 @@ def pretrained(arch:str='beta_vae', # one of models.ARCHS
     digest = cfg.key(steps=False)
     cfg.out_dir = str(zoo_root(root) / f'{arch}-{cfg.dataset}-s{cfg.seed}-{digest}')
     out = Path(cfg.out_dir)
-    if (out / 'model.safetensors').exists() and load_json(out / 'config.json')['steps'] == steps:
+    if (out / 'model.safetensors').exists() and load_json(out / 'config.json')['steps'] == steps \
+            and _final_is_current(out, steps):
         return load_run(out, cfg.device)
     return train(cfg)
