@@ -28,7 +28,7 @@ from .core import (
     VaeCausalError, atomic_write, cache_root, check, get_device, load_json, load_weights, logger,
     retain_freed_memory, save_json, save_weights, seed_everything)
 from .data import DATASETS, BatchIterator, FactorDataset, load_dataset, should_materialise
-from .models import build_model, check_hparams
+from .models import build_model, check_hparams, check_latent_dim
 
 if TYPE_CHECKING: import pandas
 
@@ -71,9 +71,10 @@ class TrainConfig:
     def validate(self):
         self.dataset = _dataset_name(self.dataset)      # as load_dataset reads it: one name, one run key
         self.hparams = check_hparams(self.arch, self.hparams)
+        self.latent_dim = check_latent_dim(self.latent_dim)   # a bool or a size no memory holds: refused here
+        count = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1     # True is not a count
         for k in ('steps', 'batch_size', 'latent_dim', 'checkpoint_every', 'log_every'):
-            check(isinstance(getattr(self, k), int) and getattr(self, k) >= 1,
-                  f'{k} must be a positive integer, got {getattr(self, k)!r}')
+            check(count(getattr(self, k)), f'{k} must be a positive integer, got {getattr(self, k)!r}')
         check(self.lr > 0 and math.isfinite(self.lr), f'lr must be a positive number, got {self.lr}')
         check(self.precision in ('fp32', 'bf16'), f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         check(self.compile in (False, True) or self.compile in COMPILE_MODES,
