@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from fastcore.basics import patch
 from torch.func import functional_call, stack_module_state, vmap
 
 from .core import (
-    VaeCausalError, check, free_memory, get_device, retain_freed_memory, same_device, to_device)
+    VaeCausalError, check, free_memory, get_device, log_once, retain_freed_memory, same_device, to_device)
 from .data import load_dataset, should_materialise, to_float
 from .hooks import HookPoint
 from .models import MODELS, build_model
@@ -29,8 +30,8 @@ from .train import (
     time_up, train_step)
 
 # %% auto #0
-__all__ = ['STRUCTURAL', 'SHARED', 'CHUNK', 'SYNC_EVERY', 'MODES', 'check_fleet', 'member_bytes', 'fleet_capacity',
-           'fleet_batches', 'train_fleet', 'fleet_timing', 'fleet_step_seconds']
+__all__ = ['STRUCTURAL', 'SHARED', 'WEIGHT_COPIES', 'CHUNK', 'SYNC_EVERY', 'MODES', 'check_fleet', 'member_bytes',
+           'fleet_capacity', 'fleet_batches', 'train_fleet', 'fleet_timing', 'fleet_step_seconds']
 
 # %% ../nbs/04a_fleet.ipynb #fd5c6f8f
 # hyperparameters that shape the network or enter its forward pass as Python numbers: one value per fleet
@@ -79,10 +80,15 @@ def check_fleet(configs:list[TrainConfig], # the members
     return cfgs
 
 # %% ../nbs/04a_fleet.ipynb #46815240
+# the weights a stacked member holds at the peak of a step: its own model and Adam moments (2), the stacked weights and
+# moments (3), the step's gradients in one buffer (1) and Adam's numerator and denominator (2); see the text above
+WEIGHT_COPIES = 9
+
 def member_bytes(cfg:TrainConfig, # a member
                  image_shape:tuple, # its images' (C, H, W)
                 ) -> int:
-    "Estimated bytes one member needs while it trains: 4 copies of its weights, plus activations and their gradients."
+    """Bytes one member needs at most while it trains (in a stacked fleet, the most any executor holds):
+    `WEIGHT_COPIES` copies of its weights, and the activations of a batch with their gradients."""
     model = build_model(cfg.arch, cfg.latent_dim, image_shape, **cfg.hparams).train()
     sizes = []
     count = lambda m, i, o: sizes.append(sum(t.numel() for t in (o if isinstance(o, tuple) else (o,))
@@ -92,7 +98,7 @@ def member_bytes(cfg:TrainConfig, # a member
     with torch.no_grad(): model(torch.rand(1, *image_shape))
     for h in hooks: h.remove()
     weights = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
-    return 4 * (4 * weights + 2 * cfg.batch_size * sum(sizes))
+    return 4 * (WEIGHT_COPIES * weights + 2 * cfg.batch_size * sum(sizes))
 
 # %% ../nbs/04a_fleet.ipynb #aede3ab3
 def fleet_capacity(cfg:TrainConfig, # a member (its architecture, latent size and batch size count)
@@ -211,14 +217,15 @@ def _adam(p:torch.Tensor, # stacked parameter [K, ...] (updated in place)
           eps:float, # Adam's ε
           wd:torch.Tensor, # [K] float64 decoupled weight decays (AdamW; 0 for Adam)
          ):
-    "torch's Adam/AdamW update with a leading member axis."
+    "torch's Adam/AdamW update with a leading member axis (two temporaries of `p`'s size, in place where it can)."
     shape = (-1,) + (1,) * (p.ndim - 1)
     col = lambda t: t.to(p.dtype).view(shape)
     bc1, bc2 = 1 - betas[0] ** step, 1 - betas[1] ** step
     p.mul_(col(1 - lr * wd))
     m.lerp_(g, 1 - betas[0])
     v.mul_(betas[1]).addcmul_(g, g, value=1 - betas[1])
-    p.sub_(col(lr / bc1) * m / (v.sqrt() / col(bc2.sqrt()) + eps))
+    denom = v.sqrt().div_(col(bc2.sqrt())).add_(eps)
+    p.sub_(m.mul(col(lr / bc1)).div_(denom))
 
 # %% ../nbs/04a_fleet.ipynb #da510e0b
 def _flat(tensors:list[torch.Tensor], # stacked tensors [K, ...], K the same for all
@@ -232,28 +239,30 @@ def _flat(tensors:list[torch.Tensor], # stacked tensors [K, ...], K the same for
 
 # %% ../nbs/04a_fleet.ipynb #639fe10a
 class _StackedOpt:
-    "One Adam over stacked parameters = K independent Adams, each with its member's lr, weight decay and step count."
+    """One Adam over stacked parameters = K independent Adams, each with its member's lr, weight decay and step count.
+    Built without waiting for the device: the settings go there in one copy, the step counts stay there."""
     def __init__(self, flat:torch.Tensor, # the stacked parameters in one buffer [K, N] (`_flat`)
                  params:list, # their views [K, ...]
                  opts:list, # the members' own torch optimisers (their settings and state)
                 ):
-        g0 = opts[0].param_groups[0]
+        g0, dev = opts[0].param_groups[0], params[0].device
         self.betas, self.eps, self.flat, self.params, self.opts = g0['betas'], g0['eps'], flat, params, opts
-        f64 = dict(device=params[0].device, dtype=torch.float64)
-        self.lr = torch.tensor([o.param_groups[0]['lr'] for o in opts], **f64)
-        self.wd = torch.tensor([o.param_groups[0]['weight_decay'] * isinstance(o, torch.optim.AdamW) for o in opts],
-                               **f64)
+        f64 = lambda xs: to_device(torch.tensor(xs, dtype=torch.float64), dev)
+        self.lr = f64([o.param_groups[0]['lr'] for o in opts])
+        self.wd = f64([o.param_groups[0]['weight_decay'] * isinstance(o, torch.optim.AdamW) for o in opts])
         own = [o.param_groups[0]['params'] for o in opts]
         st = [[o.state.get(q, {}) for q in ps] for o, ps in zip(opts, own)]
-        stack = lambda j, key: torch.stack([s[j][key].to(params[0].device) if key in s[j] else
+        stack = lambda j, key: torch.stack([s[j][key].to(dev) if key in s[j] else
                                             torch.zeros_like(own[k][j]) for k, s in enumerate(st)]).contiguous()
         self.mf, self.m = _flat([stack(j, 'exp_avg') for j in range(len(params))])
         self.vf, self.v = _flat([stack(j, 'exp_avg_sq') for j in range(len(params))])
-        self.step = torch.tensor([float(s[0].get('step', 0.0)) for s in st], **f64)
+        zero = torch.zeros((), dtype=torch.float64, device=dev)       # fused Adam's counts are on the device already
+        self.step = torch.stack([torch.as_tensor(s[0]['step']).to(dev, torch.float64, non_blocking=True)
+                                 if 'step' in s[0] else zero for s in st])
 
 # %% ../nbs/04a_fleet.ipynb #55899e2f
 @patch
-def update(self:_StackedOpt, grads:list, # gradients of the stacked parameters (None: not used, zero)
+def update(self:_StackedOpt, grads:list, # gradients of the stacked parameters (None: not used, zero); emptied here
            ok:torch.Tensor, # [K] 1.0 for members whose loss was finite, 0.0 for the others (left untouched)
           ):
     "One Adam step for the members with a finite loss, over the whole buffer at once."
@@ -261,18 +270,19 @@ def update(self:_StackedOpt, grads:list, # gradients of the stacked parameters (
     K = len(ok)
     g = torch.cat([torch.zeros_like(p).view(K, -1) if g is None else g.reshape(K, -1)
                    for p, g in zip(self.params, grads)], 1)
-    g = torch.where(ok.view(-1, 1).bool(), g, 0)
+    grads.clear()                                   # the gradients are in `g` now: their memory is freed at once
+    g.masked_fill_(~ok.view(-1, 1).bool(), 0)      # a stopped member's row (its gradient may not be finite)
     with torch.no_grad(): _adam(self.flat, g, self.mf, self.vf, self.step.clamp(min=1), self.lr * ok, self.betas,
                                 self.eps, self.wd)
 
 @patch
 def put_state(self:_StackedOpt, k:int, # the member
              ):
-    "Put member k's moments and step count into its own torch optimiser, laid out as torch lays them out."
+    """Put member k's moments and step count into its own torch optimiser, laid out as torch lays them out (fused:
+    the count on the parameter's device, copied there without being read; else on the CPU)."""
     o = self.opts[k]
     for j, q in enumerate(o.param_groups[0]['params']):
-        o.state[q] = {'step': torch.tensor(float(self.step[k]), dtype=torch.float32,
-                                           device=q.device if o.defaults.get('fused') else 'cpu'),
+        o.state[q] = {'step': self.step[k].to(q.device if o.defaults.get('fused') else 'cpu', torch.float32, copy=True),
                       'exp_avg': torch.empty_like(q).copy_(self.m[j][k]),
                       'exp_avg_sq': torch.empty_like(q).copy_(self.v[j][k])}
 
@@ -329,6 +339,24 @@ def _mapped(model:torch.nn.Module, # a member (its architecture, sizes and fixed
         _MAPPED[key] = (call, compile_with(vmap(call), compiled))
     return _MAPPED[key]
 
+# %% ../nbs/04a_fleet.ipynb #3b7c2e10
+def _graph_mode(model:torch.nn.Module, # a member
+                device:torch.device, # where the fleet trains
+                how:bool|str, # `TrainConfig.compile`
+               ) -> tuple:
+    """`(how, graphs, why)`: the compile setting the stacked step uses, whether it replays CUDA graphs, and why not
+    where they were asked for (else None). A model with buffers (VQ-VAE's EMA codebook) updates them in place inside
+    the step; torch.compile replays graphs only for functions that leave their inputs alone and would quietly run
+    without them, so the step is compiled in the mode's form without graphs, and says so."""
+    if device.type != 'cuda' or how not in CUDA_GRAPH_MODES: return how, False, None
+    bufs = [n for n, _ in model.named_buffers()]
+    if not bufs: return how, True, None
+    plain = True if how == 'reduce-overhead' else 'max-autotune-no-cudagraphs'
+    return plain, False, (f'CUDA graphs skipped for {getattr(model, "arch", type(model).__name__)}: its buffers '
+                          f'({", ".join(bufs)}) are updated in place inside the step, and torch.compile replays graphs '
+                          f'only for functions that leave their inputs alone; the stacked step is compiled with '
+                          f'compile={plain!r} instead of {how!r}')
+
 # %% ../nbs/04a_fleet.ipynb #9807ce4c
 class _Stack:
     "K members as one stacked model: parameters and buffers stacked, the step mapped over members, one backward."
@@ -351,13 +379,13 @@ class _Stack:
         self.opt, self.aux = opts
         self.dev = next(iter(self.params.values())).device
         hps = [m.s.model.hparams for m in members]
-        self.hp = {k: torch.tensor([float(h[k]) for h in hps], device=self.dev) for k, v in hps[0].items()
+        self.hp = {k: to_device(torch.tensor([float(h[k]) for h in hps]), self.dev) for k, v in hps[0].items()
                    if isinstance(v, (int, float)) and len({h[k] for h in hps}) > 1}
         self.gens = [self._generators(m.rng) for m in members]
         self.alive = torch.ones(len(members), dtype=torch.bool, device=self.dev)   # not yet stopped by a bad loss
-        how = members[0].s.cfg.compile
+        how, self.graphs, why = _graph_mode(models[0], self.dev, members[0].s.cfg.compile)   # graphs: replayed
+        if why: log_once(why, logging.WARNING)
         self._call, self.fwd = _mapped(models[0], self.hp, how)
-        self.graphs = self.dev.type == 'cuda' and how in CUDA_GRAPH_MODES     # the step replays CUDA graphs
 
 # %% ../nbs/04a_fleet.ipynb #dc9ebe0a
 @patch
@@ -384,8 +412,8 @@ def step(self:_Stack) -> tuple[dict, torch.Tensor]:
     with self.amp: terms, z = self.fwd(self.params, self.bufs, x, noise, self.hp)
     ok = self.alive = self.alive & torch.isfinite(terms['loss'])     # a member stopped once stays stopped
     main = [self.params[n] for n in self.names]
-    grads = torch.autograd.grad(torch.where(ok, terms['loss'], 0).sum(), main, allow_unused=True)
-    self.opt.update(list(grads), ok.double())
+    self.opt.update(list(torch.autograd.grad(torch.where(ok, terms['loss'], 0).sum(), main, allow_unused=True)),
+                    ok.double())                    # (the gradients' only reference: `update` frees them once used)
     if self.aux is not None: terms = {**terms, 'disc': self._disc_step(z.detach(), ok)}
     # a CUDA graph's outputs are overwritten by its next replay: the losses kept for the next look are copied
     return {n: t.detach().clone() if self.graphs else t.detach() for n, t in terms.items()}, ok
@@ -401,8 +429,8 @@ def _disc_step(self:_Stack, z:torch.Tensor, # the members' codes [K, B, L]
     names = [n for n in self.params if n.startswith('discriminator.')]
     with self.amp:
         dl = vmap(lambda p, a, b: self._call(p, {}, a, b, part='disc'))({n: self.params[n] for n in names}, z, zp)
-    grads = torch.autograd.grad(torch.where(ok, dl, 0).sum(), [self.params[n] for n in names])
-    self.aux.update(list(grads), ok.double())
+    self.aux.update(list(torch.autograd.grad(torch.where(ok, dl, 0).sum(), [self.params[n] for n in names])),
+                    ok.double())
     return dl
 
 # %% ../nbs/04a_fleet.ipynb #e178a665
@@ -453,6 +481,23 @@ def _look(st:_Stack, # the stacked members
             bar.update(1)
 
 # %% ../nbs/04a_fleet.ipynb #ea9c2625
+def _stacked_steps(st:_Stack, # the stacked members
+                   steps:int, # how many steps to take
+                   bar, # the fleet's progress bar
+                   until:float|None=None, # a `time.time()` deadline (see `train`)
+                  ) -> bool:
+    """Take `steps` steps of the stacked members, looking at their losses only at checkpoints and every `SYNC_EVERY`
+    steps (a member whose loss is not finite is stopped there; the others go on); whether the deadline stopped them."""
+    buf = []
+    for i in range(steps):
+        if time_up(until):
+            if buf: _look(st, buf, bar)                       # stopped by the deadline part-way
+            return True
+        buf.append(st.step())
+        if i == steps - 1 or len(buf) == SYNC_EVERY or _due(st.members, len(buf)): _look(st, buf, bar); buf = []
+    return False
+
+# %% ../nbs/04a_fleet.ipynb #5e0d1a21
 def _stacked_phase(members:list[_Member], # members at one step
                    steps:int, # how many steps to take
                    amp, # autocast context
@@ -460,17 +505,20 @@ def _stacked_phase(members:list[_Member], # members at one step
                    bar, # the fleet's progress bar
                    until:float|None=None, # a `time.time()` deadline (see `train`)
                   ):
-    """Train the members as one stacked model, looking at their losses only at checkpoints and every `SYNC_EVERY`
-    steps; a member whose loss is not finite is stopped there (the others go on)."""
-    st, late, buf = _Stack(members, amp, dtype), False, []
-    for i in range(steps):
-        if late := time_up(until): break
-        buf.append(st.step())
-        if i == steps - 1 or len(buf) == SYNC_EVERY or _due(members, len(buf)): _look(st, buf, bar); buf = []
-    if buf: _look(st, buf, bar)                           # stopped by the deadline part-way
+    """Train the members as one stacked model (`_Stack`), `steps` steps (`_stacked_steps`), then write each member
+    back into its own session. Set-up and write-back wait for nothing either (`tools/cuda_checks.py`, check 2)."""
+    st = _Stack(members, amp, dtype)
+    late = _stacked_steps(st, steps, bar, until)
     for k, m in enumerate(members):
         if not m.error: st.write_back(k)
     if late: raise OutOfTime('deadline')
+
+# %% ../nbs/04a_fleet.ipynb #5e0d1a22
+def _precision(members:list[_Member], # members at one step
+              ) -> tuple:
+    "`(amp, dtype)`: the members' autocast context (bf16 if their precision says so) and the dtype of their noise."
+    dtype = torch.bfloat16 if members[0].s.cfg.precision == 'bf16' else torch.float32
+    return torch.autocast(members[0].s.it.device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16), dtype
 
 # %% ../nbs/04a_fleet.ipynb #6670b41e
 MODES = ('auto', 'stacked', 'threads', 'loop')      # how a fleet is stepped (see the executors above)
@@ -498,8 +546,7 @@ def _run_phase(mode:str, # the executor (`_executor`)
                until:float|None=None, # a `time.time()` deadline (see `train`)
               ):
     "One phase of the members on the executor, under bf16 autocast if their precision says so."
-    dtype = torch.bfloat16 if members[0].s.cfg.precision == 'bf16' else torch.float32
-    amp = torch.autocast(members[0].s.it.device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+    amp, dtype = _precision(members)
     if mode == 'stacked': return _stacked_phase(members, steps, amp, dtype, bar, until)
     (_threaded_phase if mode == 'threads' else _loop_phase)(members, steps, amp, bar, until)
 
