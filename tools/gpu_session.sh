@@ -1,51 +1,212 @@
 #!/usr/bin/env bash
-# The GPU work of a session that is lent a GPU machine (the `device` tool), prepared so it runs in few, full calls.
+# The GPU work of a session that is lent a GPU machine (the `device` tool), prepared so one call cannot waste the loan.
 #
-# Here (this machine), once:   bash tools/gpu_session.sh wheels
-#   downloads the one package the device image lacks (fastcore; it has torch, numpy, scipy, scikit-learn, pandas,
-#   statsmodels, tqdm, joblib, matplotlib, seaborn, h5py, safetensors) into .whl/ (ignored by git).
-# On the device, each call (carry [".whl"], timeout_s 600):   bash tools/gpu_session.sh STEP
-# in this order of priority (30 minutes of device time do not cover them all: the study alone needs ~25 minutes on
-# one warm machine, so a session that has run the others leaves it to the next):
-#   bench     bench/fleet_throughput.py on CUDA: images/s one at a time vs fleets, data rates, % of peak, and the
-#             K = 64 fleet in bf16 (~4 min)
-#   checks    tools/cuda_checks.py: members equal train on CUDA (fp32, bf16, CUDA graphs); where a stacked phase
-#             waits for the device; the study's own path (a run and a fleet trained, measured, written) (~7 min)
-#   compiled  the benchmark's K = 8 and 64 fleets compiled, default mode and reduce-overhead (CUDA graphs), fp32
-#             and bf16: which of them pays (~8 min; compiling dominates)
-#   plan      `vaecausal study --preset gpu --fleet auto --plan`: the time the gpu preset would take there (~2 min)
-#   dci       bench/dci_pool.py on the machine's CPU cores: 8 members' DCI one after another vs in one pool, as a
-#             worker of the gpu study fits them (CPU only, ~3 min: run it last, or on a warm machine's spare minutes)
-#   study     the gpu preset in a call of at most 8 minutes (--time-limit 480; exit 3 = call again to go on),
-#             then results.csv and report.md into $OUT (a study continues only on the machine that holds its
-#             root: a fresh machine starts it again, so run the study calls back to back on one warm machine)
-# Every step writes its log and results under $OUT (at most 8 files come back).
-set -euo pipefail
-step=${1:?usage: tools/gpu_session.sh wheels|bench|checks|compiled|plan|dci|study}
+# THE CALL (a lent session's first device call: with the machine's start it takes about 11 of a loan's 15 minutes;
+# a second call fits only on the still-warm machine, with a smaller budget, e.g. GPU_SESSION_SECONDS=120 ... all):
+#   1. here, before it:   bash tools/gpu_session.sh wheels
+#      builds .whl/ (git ignores it, so it travels only when carried): a wheel of each package the steps import that
+#      the device image lacks (NEED below: fastcore; ipywidgets, the only other requirement it lacks, serves the
+#      widgets alone), from this checkout's .venv, so neither machine needs a registry. tests/test_gpu_script.py checks
+#      that with these wheels every module the steps import imports where only the image's packages are.
+#   2. the device tool's `run` with
+#        command:    bash tools/gpu_session.sh all
+#        carry:      [".whl"]
+#        timeout_s:  600
+#      `all` takes at most 9 minutes of wall time (GPU_SESSION_SECONDS=540), each step capped, in this order:
+#        preflight  60 s   installs the wheels into /tmp/site; GPU name, torch/CUDA/cuDNN versions, free memory, TF32
+#                          defaults; a C compiler and Python.h for torch.compile (else every compiled step is skipped,
+#                          with a line saying so) and a tiny compiled function; every module the later steps import.
+#                          If it fails (no GPU, an import missing) the session stops there.
+#        checks     300 s  tools/cuda_checks.py --quick: to_device; the device waits of a stacked phase (set-up, steps,
+#                          looks, write-back apart); members vs train in fp32 (TF32 off), 7 architectures; the study's
+#                          path (a run, a fleet of two, small metric sizes); bf16 for three architectures; CUDA graphs
+#                          (last: compiling takes minutes, and the cap may cut it)
+#        bench      120 s  bench/fleet_throughput.py trimmed: K = 1, 8, 64, stacked against one at a time, 30 steps
+#        study      rest   (at least 55 s) a slice of the gpu preset (vae on dSprites: 8 runs in fleets) under
+#                          --time-limit; exit 3 (unfinished) is what a slice ends with: its log says how far it got
+#      Every step writes into $OUT as it goes (at most 8 files come back): preflight.txt, checks.txt, bench.txt,
+#      study.txt, results.csv and report.md (the study's, when it wrote them) and summary.json (each finished step's
+#      status, exit code and seconds, rewritten after each step). A kill at the limit keeps all written before it.
+#   3. commit what came back, naming the device; give the machine back unless rerunning at once.
+#
+# Single steps, one call each (same carry, timeout_s 600; the longer ones need a loan of their own):
+#   preflight  as in `all`
+#   checks     tools/cuda_checks.py, the full set (all architectures in bf16, check 5's fleet 6,000 steps) (~7 min)
+#   bench      bench/fleet_throughput.py on CUDA: K = 1, 8, 32, 64 and the largest that fits, then K = 64 in bf16
+#              (~4 min)
+#   compiled   the benchmark's K = 8 and 64 fleets compiled, default mode and reduce-overhead, fp32 and bf16 (~8 min)
+#   plan       `vaecausal study --preset gpu --fleet auto --plan`: the time the gpu preset would take there (~2 min)
+#   dci        bench/dci_pool.py on the machine's CPU cores (CPU only, ~3 min)
+#   study      the gpu preset in a call of at most 8 minutes (--time-limit 480; exit 3 = call again to go on); a study
+#              continues only on the machine that holds its root, so its calls go back to back on one warm machine
+# A dry run on the CPU (tests/test_gpu_script.py runs it): OUT=$(mktemp -d) bash tools/gpu_session.sh all --device cpu
+#   (tiny sizes; what needs CUDA says it is skipped).
+# Environment: PYTHON (python3), PIP ("$PYTHON -m pip"), SITE (/tmp/site), WHEELS (.whl), GPU_SESSION_WORK
+#   (/tmp/gpu_session: the study's root), GPU_SESSION_SECONDS (540).
+set -uo pipefail
+usage='usage: tools/gpu_session.sh wheels|all|preflight|checks|bench|compiled|plan|dci|study [--device cuda|cpu]'
+step=${1:?$usage}; shift
+device=cuda; raw=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --device) device=${2:?$usage}; shift 2 ;;
+    --raw) raw=1; shift ;;           # internal: run the step's body, printing to stdout (its caller keeps the log)
+    *) echo "$usage"; exit 2 ;;
+  esac
+done
+PY=${PYTHON:-python3}
+WHEELS=${WHEELS:-.whl}
+NEED="fastcore"         # settings.ini's requirements that the device image lacks and the steps import
+
 if [ "$step" = wheels ]; then
-  mkdir -p .whl
-  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux2014_x86_64 --platform any -d .whl "fastcore>=1.8,<2"
-  ls .whl; exit 0
+  build=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
+  mkdir -p "$WHEELS"
+  "$build" - "$WHEELS" $NEED <<'EOF'
+"""A wheel of each named distribution, made from its installed files (pure-Python ones only), into the folder."""
+import base64, csv, glob, hashlib, io, os, sys, zipfile
+from importlib import metadata
+out, names = sys.argv[1], sys.argv[2:]
+for name in names:
+    d = metadata.distribution(name)
+    if 'Root-Is-Purelib: true' not in (d.read_text('WHEEL') or ''):
+        sys.exit(f'{name} {d.version} is not pure Python: carry a wheel built for the device instead')
+    info = next(str(f.parent) for f in d.files if f.name == 'METADATA' and str(f.parent).endswith('.dist-info'))
+    dist = info[:-len(f'-{d.version}.dist-info')]
+    for old in glob.glob(os.path.join(out, f'{dist}-*.whl')): os.remove(old)      # one version of each
+    path, rows, when = os.path.join(out, f'{dist}-{d.version}-py3-none-any.whl'), [], (1980, 1, 1, 0, 0, 0)
+    with zipfile.ZipFile(path + '.part', 'w') as z:
+        for f in sorted(d.files, key=str):
+            p = str(f).replace(os.sep, '/')
+            if p.startswith('..') or '__pycache__' in p or p.endswith('.pyc') or p.startswith(info + '/') and \
+               p.rsplit('/', 1)[-1] in ('RECORD', 'INSTALLER', 'REQUESTED', 'direct_url.json'): continue
+            data = f.locate().read_bytes()
+            z.writestr(zipfile.ZipInfo(p, when), data, compress_type=zipfile.ZIP_DEFLATED)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()
+            rows.append((p, f'sha256={digest}', len(data)))
+        record = io.StringIO()
+        csv.writer(record, lineterminator='\n').writerows(rows + [(f'{info}/RECORD', '', '')])
+        z.writestr(zipfile.ZipInfo(f'{info}/RECORD', when), record.getvalue(), compress_type=zipfile.ZIP_DEFLATED)
+    os.replace(path + '.part', path)
+    print(f'{path}: {name} {d.version}, {len(rows)} files')
+EOF
+  exit $?
 fi
-OUT=${OUT:?run this on the device machine, where OUT is set}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-vaecausal() { python3 -c 'import sys; from vaecausal_nb.cli import main; sys.exit(main())' "$@"; }
-(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no GPU") | tee "$OUT/device.txt"
+
+OUT=${OUT:?run this on the device machine, where OUT is set (or set OUT for a dry run)}
+WORK=${GPU_SESSION_WORK:-/tmp/gpu_session}
+mkdir -p "$WORK"
+if [ "${GPU_SESSION_SITE_READY:-0}" != 1 ]; then            # once per call: the carried wheels, then the paths
+  SITE=${SITE:-/tmp/site}
+  if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+    if ${PIP:-$PY -m pip} install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+         "$WHEELS"/*.whl > "$WORK/wheels.txt" 2>&1
+    then echo "wheels installed into $SITE: $(cd "$WHEELS" && ls -- *.whl | tr '\n' ' ')" >> "$WORK/wheels.txt"
+    else echo "installing the wheels of $WHEELS failed (above)" >> "$WORK/wheels.txt"; fi
+  else echo "no wheels in $WHEELS: run 'bash tools/gpu_session.sh wheels' before the call, and carry $WHEELS" \
+         > "$WORK/wheels.txt"; fi
+  export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 GPU_SESSION_SITE_READY=1
+fi
+VC=("$PY" -c 'import sys; from vaecausal_nb.cli import main; sys.exit(main())')      # the `vaecausal` command
+cpu=$([ "$device" = cpu ] && echo 1 || echo 0)
+
+body() {    # the step's work, printing to stdout
+  case "$1" in
+    preflight)
+      cat "$WORK/wheels.txt"
+      if command -v nvidia-smi >/dev/null; then
+        nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv,noheader 2>&1 \
+          | sed 's/^/nvidia-smi: /'
+      else echo "nvidia-smi: not on the PATH"; fi
+      "$PY" tools/cuda_checks.py --preflight --device "$device" ;;
+    checks) "$PY" tools/cuda_checks.py --device "$device" ;;
+    checks-quick) "$PY" tools/cuda_checks.py --device "$device" --quick ;;
+    bench) "$PY" bench/fleet_throughput.py --device "$device" && \
+           "$PY" bench/fleet_throughput.py --device "$device" --bf16 --ks 64 --modes stacked ;;
+    bench-trimmed)
+      if [ "$cpu" = 1 ]; then
+        "$PY" bench/fleet_throughput.py --device cpu --ks 1,2 --modes stacked --steps 1 --warm 1 --rounds 1 --batch 8 \
+          --no-rgb --resident no --data-seconds 0.2
+      else "$PY" bench/fleet_throughput.py --device cuda --ks 1,8,64 --modes stacked --steps 30 --rounds 2 --no-rgb
+      fi ;;
+    compiled)
+      "$PY" -c 'import sys; sys.path.insert(0, "tools"); from cuda_checks import compile_ready as c; ok, why = c()
+print("compile:", why); sys.exit(0 if ok else 3)' || exit 0
+      for c in "" reduce-overhead; do for p in "" --bf16; do
+        "$PY" bench/fleet_throughput.py --device "$device" --compile $c $p --ks 8,64 --modes stacked --no-rgb || true
+      done; done ;;
+    plan) "${VC[@]}" study --preset gpu --fleet auto --workers 4 --plan ;;
+    dci) "$PY" bench/dci_pool.py --members 8 --jobs 4 ;;
+    study|study-slice)
+      local limit=$(( ${STEP_CAP:-480} - 40 )) args
+      if [ "$cpu" = 1 ]; then        # the dry run: a tiny spec, the study's own path
+        "$PY" -c 'import json, sys; sys.path.insert(0, "tools"); from cuda_checks import tiny_spec
+json.dump(tiny_spec(archs=("beta_vae",), seeds=(0, 1)).to_dict(), open(sys.argv[1], "w"))' "$WORK/spec.json" || return 1
+        args=(--spec "$WORK/spec.json" --workers 1)
+      elif [ "$1" = study ]; then args=(--preset gpu --workers 4)
+      else args=(--preset gpu --archs vae --datasets dsprites --workers 2); fi
+      [ "$1" = study ] && limit=480
+      local rc=0
+      "${VC[@]}" study "${args[@]}" --fleet auto --time-limit "$limit" --out "$WORK/study" --no-progress --no-report \
+        || rc=$?
+      echo "study exit status $rc (3: unfinished, call again to go on)"
+      # the finished rows, then the report (apart: a report that fails does not lose the rows)
+      "$PY" -c 'import sys; from vaecausal_nb.study import load_results as l; d = l(sys.argv[1])
+d.to_csv(sys.argv[2], index=False); print(f"{len(d)} finished rows in {sys.argv[2]}")' "$WORK/study" "$OUT/results.csv"
+      "${VC[@]}" report "$WORK/study" && cp "$WORK/study/report.md" "$OUT/report.md" \
+        || echo "the report failed (above); the rows are in results.csv"
+      [ "$rc" = 0 ] || [ "$rc" = 3 ] ;;
+    *) echo "$usage"; return 2 ;;
+  esac
+}
+
+if [ "$raw" = 1 ]; then body "$step"; exit $?; fi
+
+start=$(date +%s); budget=${GPU_SESSION_SECONDS:-540}; done_steps=(); stop=""
+json_str() { printf '"%s"' "$(printf '%s' "$1" | tr -d '"\\' | tr '\n\t' '  ')"; }
+write_summary() {
+  local IFS=,
+  { printf '{"device": %s, "device_name": %s, "started": %s, "budget_s": %s, "steps": [%s]}\n' "$(json_str "$device")" \
+      "$(json_str "${device_name:-}")" "$(json_str "$(date -u -d "@$start" +%FT%TZ)")" "$budget" "${done_steps[*]}"
+  } > "$OUT/summary.json.part" && mv "$OUT/summary.json.part" "$OUT/summary.json"
+}
+record() {  # name, status, rc, seconds, cap
+  done_steps+=("{\"name\": $(json_str "$1"), \"status\": $(json_str "$2"), \"rc\": $3, \"seconds\": $4, \"cap_s\": $5}")
+  write_summary
+}
+run_step() {   # name in $OUT, body, cap in seconds (0: all that is left)
+  local name=$1 what=$2 cap=$3 rest rc t0
+  rest=$(( budget - ($(date +%s) - start) - 5 ))
+  if [ "$cap" -eq 0 ] || [ "$cap" -gt "$rest" ]; then cap=$rest; fi
+  if [ -n "$stop" ]; then
+    echo "== $name: skipped ($stop)" | tee -a "$OUT/$name.txt"; record "$name" skipped 0 0 0; return
+  fi
+  if [ "$cap" -lt 30 ]; then
+    echo "== $name: skipped ($rest s left)" | tee -a "$OUT/$name.txt"; record "$name" skipped 0 0 0; return
+  fi
+  echo "== $name: at most $cap s, $(( $(date +%s) - start )) s into the session ($(date -u +%T) UTC)" \
+    | tee "$OUT/$name.txt"
+  t0=$(date +%s)
+  STEP_CAP=$cap timeout --kill-after=15 "$cap" bash "$0" "$what" --device "$device" --raw 2>&1 | tee -a "$OUT/$name.txt"
+  rc=${PIPESTATUS[0]}
+  local status=ok
+  case "$rc" in 0) ;; 124|137) status="timed out" ;; *) status=failed ;; esac
+  echo "== $name: $status (exit $rc) after $(( $(date +%s) - t0 )) s" | tee -a "$OUT/$name.txt"
+  record "$name" "$status" "$rc" "$(( $(date +%s) - t0 ))" "$cap"
+}
+
+if [ "$device" = cuda ]; then
+  device_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+else device_name="CPU ($(getconf _NPROCESSORS_ONLN) cores), a dry run"; fi
 case "$step" in
-  plan)  vaecausal study --preset gpu --fleet auto --workers 4 --plan 2>&1 | tee "$OUT/plan.txt" ;;
-  dci)   python3 bench/dci_pool.py --members 8 --jobs 4 2>&1 | tee "$OUT/dci_pool.txt" ;;
-  checks) python3 tools/cuda_checks.py 2>&1 | tee "$OUT/cuda_checks.txt" ;;
-  compiled) for c in "" reduce-overhead; do for p in "" --bf16; do
-              python3 bench/fleet_throughput.py --device cuda --compile $c $p --ks 8,64 --modes stacked --no-rgb \
-                2>&1 | tee -a "$OUT/compiled.txt" || true; done; done ;;
-  bench) python3 bench/fleet_throughput.py --device cuda 2>&1 | tee "$OUT/fleet_throughput.txt"
-         python3 bench/fleet_throughput.py --device cuda --bf16 --ks 64 --modes stacked 2>&1 | tee "$OUT/bf16.txt" ;;
-  study) rc=0; vaecausal study --preset gpu --fleet auto --workers 4 --time-limit 480 --out /tmp/gpu_study \
-           --no-progress 2>&1 | tee "$OUT/study.txt" || rc=$?
-         [ -f /tmp/gpu_study/results.csv ] && cp /tmp/gpu_study/results.csv "$OUT/"
-         [ -f /tmp/gpu_study/report.md ] && cp /tmp/gpu_study/report.md "$OUT/"
-         echo "exit status $rc (3: unfinished, call again)" | tee -a "$OUT/study.txt" ;;
-  *) echo "unknown step $step"; exit 2 ;;
+  all)
+    run_step preflight preflight 60
+    grep -q '^== preflight: ok ' "$OUT/preflight.txt" || stop="the preflight failed: see preflight.txt"
+    grep -q '^compile: skipped' "$OUT/preflight.txt" && export GPU_SESSION_NO_COMPILE=1
+    run_step checks checks-quick 300
+    run_step bench bench-trimmed 120
+    run_step study study-slice 0 ;;
+  preflight|checks|bench|compiled|plan|dci) budget=570; run_step "$step" "$step" 0 ;;
+  study) budget=570; run_step study study 540 ;;
+  *) echo "$usage"; exit 2 ;;
 esac
+echo "session: $(( $(date +%s) - start )) s; $OUT: $(ls "$OUT" | tr '\n' ' ')"
