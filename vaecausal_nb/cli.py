@@ -16,7 +16,7 @@ from .data import load_dataset
 from .interventions import save_traversal
 from .metrics import SIZES
 from .models import ARCHS
-from .report import write_report
+from .report import check_report_folder, write_report
 from .study import PRESETS, StudySpec, evaluate_run, evaluation_path, plan_study, preset, run_study
 from .train import COMPILE_MODES, TrainConfig, train
 
@@ -56,7 +56,8 @@ def study_spec(args) -> StudySpec:
         spec = StudySpec.from_dict(d)
     else: spec = preset(args.preset)
     over = {'archs': _csv(args.archs), 'datasets': _csv(args.datasets), 'seeds': _csv(args.seeds, int),
-            'steps': args.steps, 'controls': _csv(args.controls), 'precision': args.precision, 'compile': args.compile}
+            'steps': args.steps, 'controls': _csv(args.controls), 'precision': args.precision, 'compile': args.compile,
+            'threads': args.threads}
     for k, v in over.items():
         if v is not None: setattr(spec, k, v)
     if over['archs'] is not None:                     # narrowing the architectures narrows their sweeps and grids
@@ -94,6 +95,8 @@ def _add_study(sub, # the `vaecausal` parser's subparsers
     s.add_argument('--compile', nargs='?', const=True, default=None, metavar='MODE',
                    help=f'torch.compile the training, in the default mode or MODE ({", ".join(COMPILE_MODES)}); '
                         'the same runs, computed another way')
+    s.add_argument('--threads', type=int, default=None, help="torch CPU threads of every run (default: the spec's, 1); "
+                   "a run's numbers depend on them, not on --workers")
     s.add_argument('--controls', default=None, help=f'comma-separated controls: {", ".join(CONTROLS)}')
     s.add_argument('--allow-procedural', action='store_true',
                    help='paper preset: use a generator where a real file is missing')
@@ -152,11 +155,24 @@ def _print_plan(p:dict, # from `study.plan_study`
     print(p['units'].to_string(index=False, float_format=lambda v: f'{v:.3g}'), '\n')
     print(p['measure'].to_string(index=False, float_format=lambda v: f'{v:.3g}'))
 
+# %% ../nbs/11_cli.ipynb #258598f5
+_PATHS = {'out': ('--out', 'folder'), 'root': ('ROOT', 'study root'), 'run': ('RUN', 'run directory'),
+          'spec': ('--spec', 'JSON file')}
+
+def _check_paths(args:argparse.Namespace, # parsed `vaecausal` arguments
+                ):
+    "An empty path argument (`--out \"\"`) is one clear error, not the current folder or the default."
+    for k, (flag, kind) in _PATHS.items():
+        v = getattr(args, k, None)
+        check(v is None or v.strip() != '', f'{flag} is an empty path; give it a {kind}')
+
+
 # %% ../nbs/11_cli.ipynb #05ad242a
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `vaecausal` console script."
     args = build_parser().parse_args(argv)
     try:
+        _check_paths(args)
         if args.cmd == 'train':
             cfg = TrainConfig(arch=args.arch, hparams=_parse_hparams(args.hparam), dataset=args.dataset,
                               dataset_kwargs={'procedural': True} if args.procedural else {},
@@ -175,6 +191,8 @@ def main(argv:list[str]|None=None) -> int:
             if args.plan:
                 _print_plan(plan_study(spec, _parse_fleet(args.fleet), args.workers))
                 return 0
+            if not args.no_report and root.is_dir():   # a report that could not be written fails now, not at the end
+                check_report_folder(root, "the study's report (written at the end; --no-report skips it)")
             df = run_study(spec, root, backend=args.backend, workers=args.workers, address=args.address,
                            cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
                            progress=not args.no_progress, fleet=_parse_fleet(args.fleet),

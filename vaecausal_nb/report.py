@@ -6,20 +6,23 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .core import VaeCausalError, atomic_write, check, load_json
+from .core import VaeCausalError, check
 from .stats import (by_config, correlation, correlation_table, exclusions, mixed_effect,
                                 recon_adjusted)
-from .study import StudySpec, config_label, jobs, load_results, study_status
+from .study import (StudySpec, _study_specs, claim_files, config_label, jobs, load_results, study_status,
+                                write_owned)
 
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['MAIN_METRICS', 'CAUSAL', 'DISENTANGLEMENT', 'COLUMNS', 'completeness', 'write_report']
+__all__ = ['MAIN_METRICS', 'CAUSAL', 'DISENTANGLEMENT', 'COLUMNS', 'REPORT_FILES', 'completeness', 'check_report_folder',
+           'write_report']
 
 # %% ../nbs/10b_report.ipynb #7dc5714d
 MAIN_METRICS = ['final_recon', 'final_kl', 'dci_disentanglement', 'dci_completeness', 'dci_informativeness_train',
@@ -45,10 +48,10 @@ def _md(df, digits:int=3) -> str:
 # %% ../nbs/10b_report.ipynb #be020b33
 def _header_section(df, root:Path) -> list:
     "Title, what was run, and the compute it took."
-    specs = load_json(root / 'study.json')['specs'] if (root / 'study.json').exists() else []
+    specs = _study_specs(root) if (root / 'study.json').exists() else []
     hours = (df['seconds_train'].sum() + df['seconds_eval'].sum()) / 3600
     steps = f'{int(df.steps.min())}' if df.steps.nunique() == 1 else f'{int(df.steps.min())}–{int(df.steps.max())}'
-    md = [f'# Study report: {", ".join(sorted({s["name"] for s in specs})) or root.name}', '',
+    md = [f'# Study report: {", ".join(sorted({str(s.get("name", "custom")) for s in specs})) or root.name}', '',
           f'{len(df)} finished runs ({", ".join(sorted(df.dataset.unique()))}; architectures '
           f'{", ".join(sorted(df.arch.unique()))}; '
           f'seeds {", ".join(map(str, sorted(df.seed.unique())))}; {steps} training steps). '
@@ -109,7 +112,7 @@ def _correlation_section(runs, figs:Path) -> list:
         ax.set_title(f'{d}: r = {c["pearson"]:.2f} [{c["pearson_ci"][0]:.2f}, {c["pearson_ci"][1]:.2f}]', fontsize=9)
         ax.set_xlabel('DCI disentanglement'); ax.set_ylabel('CES')
     if axs[0, -1].get_legend(): sns.move_legend(axs[0, -1], 'upper left', bbox_to_anchor=(1, 1), fontsize=7)
-    with atomic_write(figs / 'ces_vs_dci.png') as f: f.write(_png(fig))
+    write_owned(figs.parent, 'figures/ces_vs_dci.png', _png(fig))
     return md + ['![CES vs DCI](figures/ces_vs_dci.png)', '']
 
 # %% ../nbs/10b_report.ipynb #4f5a0d72
@@ -164,7 +167,7 @@ def _architecture_section(core, figs:Path) -> list:
         ax.set_title(m, fontsize=9); ax.set_xlabel(''); ax.set_ylabel(''); ax.tick_params(axis='x', rotation=60,
             labelsize=7)
     if axs[0, -1].get_legend(): sns.move_legend(axs[0, -1], 'upper left', bbox_to_anchor=(1, 1), fontsize=7)
-    with atomic_write(figs / 'architectures.png') as f: f.write(_png(fig))
+    write_owned(figs.parent, 'figures/architectures.png', _png(fig))
     return ['## Per architecture (mean ± sd over seeds)', '', '![architectures](figures/architectures.png)', '']
 
 def _sweep_section(df) -> list:
@@ -182,7 +185,7 @@ def _traversal_section(core, root:Path, figs:Path) -> list:
         r = core[(core.arch == a) & (core.dataset == first)].sort_values('seed').iloc[0]
         src = root / 'runs' / r['name'] / 'traversal.png'
         if src.exists():
-            with atomic_write(figs / f'traversal_{a}.png') as f: f.write(src.read_bytes())
+            write_owned(figs.parent, f'figures/traversal_{a}.png', src.read_bytes())
             md += [f'**{a}** ({first}, seed {r.seed})', '', f'![{a}](figures/traversal_{a}.png)', '']
     return md
 
@@ -255,16 +258,44 @@ def completeness(df:'pandas.DataFrame', # a study's results (one row per finishe
     out['seeds per kept config'] = seeds.agg(span).reindex(out.index).fillna('–')
     return out
 
+# %% ../nbs/10b_report.ipynb #afc5c50e
+REPORT_FILES = ('report.md', 'results.csv', 'figures/ces_vs_dci.png', 'figures/architectures.png')  # + traversals
+
+def check_report_folder(out:str|Path, # the report folder (`write_report`'s out, or the study root)
+                        what:str='the report', # who would write there, for the message
+                       ) -> Path:
+    """`out` made ready for a report, with one clear error before anything is written if it cannot be: a file, not
+    writable, or holding files of the report's names that vaecausal_nb did not write (`study.claim_files`)."""
+    check(str(out).strip() != '', 'the report folder is an empty path; give a folder (--out DIR)')
+    out = Path(out)
+    check(not out.is_file(), f'{out} is a file; the report is a folder of files: give --out a folder')
+    check(not (out / 'figures').is_file(), f'{out / "figures"} is a file, where the report keeps its figures: move it '
+          'away, or give --out a new folder')
+    try: out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VaeCausalError(f'cannot create the report folder {out}: {e.strerror}; give --out a folder you can '
+                             'write to') from None
+    check(os.access(out, os.W_OK), f'{out} is not writable; give --out a folder you can write to')
+    claim_files(out, [*REPORT_FILES, *(f'figures/{p.name}' for p in sorted((out / 'figures').glob('traversal_*.png')))],
+                what)
+    return out
+
+
 # %% ../nbs/10b_report.ipynb #08f46d4d
 def write_report(root:str|Path, # a study root
                  out:str|Path|None=None, # report folder (default: the root)
                 ) -> Path:
-    "Write `report.md`, `results.csv` and `figures/*.png` for the finished runs under `root`; returns the report path."
-    root = Path(root); out = Path(out) if out else root
+    """Write `report.md`, `results.csv` and `figures/*.png` for the finished runs under `root`; returns the report path.
+    Everything is checked before the first file is written, and no file vaecausal_nb did not write is overwritten."""
+    root = Path(root)
     df = load_results(root)
     check(len(df) > 0, f'{root} has no finished runs yet; run the study first (vaecausal study --out {root})')
-    figs = out / 'figures'; figs.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / 'results.csv', 'w') as f: df.to_csv(f, index=False)
+    if (root / 'study.json').exists(): _study_specs(root)                        # (the header reads it)
+    out = check_report_folder(root if out is None else out)
+    figs = out / 'figures'
+    try: figs.mkdir(exist_ok=True)
+    except OSError as e: raise VaeCausalError(f'cannot create {figs}: {e.strerror}') from None
+    write_owned(out, 'results.csv', df.to_csv(index=False).encode('utf-8'))
     if 'variant' not in df.columns: df['variant'] = 'standard'                   # studies from before the controls
     df['variant'] = df['variant'].fillna('standard')
     grid = df[(df.variant == 'standard') & (df.latent_dim == df.latent_dim.mode()[0])]   # the architecture grid
@@ -273,6 +304,5 @@ def write_report(root:str|Path, # a study root
     md = (_header_section(df, root) + _results_section(core) + _correlation_section(runs, figs) +
           _recon_section(runs) + _controls_section(df) + _architecture_section(core, figs) + _sweep_section(df) +
           _traversal_section(grid, root, figs) + _flags_section(df) + _columns_section(df))
-    report = out / 'report.md'
-    with atomic_write(report, 'w') as f: f.write('\n'.join(md) + '\n')
-    return report
+    return write_owned(out, 'report.md', ('\n'.join(md) + '\n').encode('utf-8'))
+

@@ -9,6 +9,7 @@ import contextlib
 import copy
 import dataclasses
 import gc
+import hashlib
 import itertools
 import math
 import json
@@ -27,7 +28,7 @@ import vaecausal_nb.data as data_module
 from .causal_metrics import causal_summary
 from .controls import CONTROLS, FIXED_VARIANCE, control_measures
 from .interventions import save_traversal
-from .core import VaeCausalError, check, get_device, load_json, logger, save_json
+from .core import VaeCausalError, atomic_write, check, get_device, load_json, logger, save_json
 from .data import DATASETS, PROCEDURAL, load_dataset, random_batch, to_float
 from .metrics import SIZES, dci_many, evaluate, resolve_sizes
 from .models import ARCHS, MODELS, check_hparams
@@ -38,10 +39,11 @@ from .train import OutOfTime, TrainConfig, deadline, load_run, time_up, train
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'CPU_HPARAMS', 'SWEEP', 'CAPACITY_DIMS', 'PILOT_SWEEP', 'PRESETS', 'SUMMARY_SEED',
-           'CAUSAL_SEED', 'UNFINISHED', 'StudySpec', 'configurations', 'preset', 'run_key', 'jobs', 'causal_images',
-           'measure', 'run_job', 'fleets', 'run_fleet', 'run_study', 'plan_study', 'config_label', 'load_results',
-           'study_status', 'evaluation_path', 'evaluate_run']
+__all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'CPU_HPARAMS', 'SWEEP', 'CAPACITY_DIMS', 'PILOT_SWEEP', 'PRESETS', 'BETA_VAE_MIN_TRAIN',
+           'SUMMARY_SEED', 'CAUSAL_SEED', 'UNFINISHED', 'OWNED', 'ROW_TEXT', 'ROW_NEEDS', 'StudySpec', 'configurations',
+           'preset', 'check_metric_sizes', 'run_key', 'jobs', 'causal_images', 'measure', 'run_job', 'fleets',
+           'run_fleet', 'foreign_files', 'write_owned', 'claim_files', 'run_study', 'plan_study', 'config_label',
+           'load_results', 'study_status', 'evaluation_path', 'evaluate_run']
 
 # %% ../nbs/10_study.ipynb #ef859e92
 SPEC_VERSION = 1
@@ -67,6 +69,7 @@ class StudySpec:
     lr: float = 5e-4
     precision: str = 'fp32'              # 'fp32' or 'bf16' (autocast, CUDA): a run's numbers change, so its key does
     compile: bool|str = False            # torch.compile the training (True or train.COMPILE_MODES): not in a run's key
+    threads: int = 1                     # torch CPU threads of every run, whatever the workers (not in a run's key)
     metric_sizes: str|dict = field(default_factory=lambda: dict(SIZES['quick']))  # metrics.evaluate sizes
     causal_images: int = 64              # images for CES, specificity and active latents
     modularity_images: int = 8           # images for circuit modularity (2 × ~65 decodes per image, latent, value)
@@ -86,9 +89,36 @@ class StudySpec:
         check(not bad, f'unknown StudySpec field(s) {", ".join(bad)}; valid: {", ".join(sorted(names))}')
         return cls(**d).validate()
 
+# %% ../nbs/10_study.ipynb #db465a41
+_LIST_FIELDS = {'archs': '["vae", "beta_vae"]', 'datasets': '["dsprites"]', 'seeds': '[0, 1]', 'latent_dims': '[10]',
+                'controls': '["random_decoder"]'}
+
+def _check_types(spec:StudySpec):
+    """Each list field a list and each mapping an object, as a spec file gives them (`"archs": "vae"` would be read
+    letter by letter)."""
+    shown = lambda v: json.dumps(v, default=str)
+    for k, like in _LIST_FIELDS.items():
+        v = getattr(spec, k)
+        check(isinstance(v, (list, tuple)), f'{k} must be a list, like "{k}": {like}, got {shown(v)}')
+    for k, inner in (('extra_latent_dims', 'list'), ('extra_seeds', 'list'), ('hparams', 'object'),
+                     ('sweep', 'object')):
+        v = getattr(spec, k)
+        check(isinstance(v, dict), f'{k} must be an object of architecture -> {inner}, got {shown(v)}')
+        for a, x in v.items():
+            check(isinstance(x, (list, tuple) if inner == 'list' else dict),
+                  f'{k} must map each architecture to a{"n" * (inner == "object")} {inner}, got "{a}": {shown(x)}')
+    check(isinstance(spec.name, str) and spec.name.strip() != '', f'name must be a non-empty string, got '
+          f'{shown(spec.name)}')
+    check(spec.procedural is None or isinstance(spec.procedural, bool),
+          f'procedural must be true, false or null, got {shown(spec.procedural)}')
+    check(isinstance(spec.allow_procedural, bool),
+          f'allow_procedural must be true or false, got {shown(spec.allow_procedural)}')
+
+
 # %% ../nbs/10_study.ipynb #e75d0ef2
 @patch
 def validate(self:StudySpec):
+    _check_types(self)                               # lists and objects as they should be, before they are read
     for k in ('archs', 'datasets', 'seeds', 'latent_dims', 'controls'): setattr(self, k, tuple(getattr(self, k)))
     bad = [c for c in self.controls if c not in CONTROLS]
     check(not bad, f'unknown control(s) {", ".join(map(repr, bad))}; choose from {", ".join(CONTROLS)}')
@@ -117,8 +147,8 @@ def validate(self:StudySpec):
             bad = [v for v in vs if not isinstance(v, int) or isinstance(v, bool) or v < (k == 'extra_latent_dims')]
             check(not bad, f'{k}[{a!r}] must be integers >= {int(k == "extra_latent_dims")}, got '
                   f'{", ".join(map(repr, bad))}')
-    for k in ('steps', 'batch_size', 'causal_images', 'modularity_images', 'probe_steps'):
-        check(isinstance(getattr(self, k), int) and getattr(self, k) >= 1,
+    for k in ('steps', 'batch_size', 'causal_images', 'modularity_images', 'probe_steps', 'threads'):
+        check(isinstance(getattr(self, k), int) and not isinstance(getattr(self, k), bool) and getattr(self, k) >= 1,
               f'{k} must be a positive integer, got {getattr(self, k)!r}')
     check(self.causal_images >= 2 and self.modularity_images >= 2,
           'causal_images and modularity_images must be at least 2')
@@ -177,22 +207,54 @@ def preset(name:str, # 'quick', 'standard', 'gpu', 'paper' (see PRESETS)
     check(name in PRESETS, f'unknown preset {name!r}; choose one of {", ".join(PRESETS)}')
     return StudySpec(**{**copy.deepcopy(PRESETS[name]), **overrides}).validate()
 
+# %% ../nbs/10_study.ipynb #310158e2
+BETA_VAE_MIN_TRAIN = 10     # BetaVAE's training points: with fewer, one factor may be all that is drawn
+
+def check_metric_sizes(sizes:str|dict, # metric sizes (a name in metrics.SIZES or a dict, as StudySpec.metric_sizes)
+                       ds, # the dataset they will be drawn from (a FactorDataset)
+                      ):
+    """Refuse sizes a metric cannot be computed at on `ds`, before anything is trained: the metrics fitted on points
+    (DCI and SAP: each set; MIG, IRS, InfoMEC) need `max(20, 2 × the largest class count of a scored factor)` points;
+    FactorVAE 2 votes of each kind; BetaVAE `BETA_VAE_MIN_TRAIN` training points and 2 evaluation points."""
+    sz = resolve_sizes(sizes)
+    scored = [s for n, s in zip(ds.factor_names, ds.factor_sizes) if s > 1 and n not in ds.nuisance]
+    need = max([20] + [2 * s for s in scored])
+    label = {'dci': 'DCI (train and test)', 'sap': 'SAP (train and test)', 'mig': 'MIG', 'irs': 'IRS',
+             'infomec': 'InfoMEC'}
+    pts = {m: sz[m] if isinstance(sz[m], tuple) else (sz[m],) for m in label if m in sz}
+    small = [f'{m} {json.dumps(list(v) if len(v) > 1 else v[0])}' for m, v in pts.items() if min(v) < need]
+    check(not small, f'metric_sizes {", ".join(small)}: too few points for {ds.name}; {", ".join(map(label.get, pts))} '
+          f'need at least {need} points in each set (twice the {max(scored, default=0)} classes of its largest factor, '
+          'and at least 20)')
+    fv, bv = sz['factor_vae'], sz['beta_vae']
+    check(min(fv) >= 2, f'metric_sizes factor_vae {json.dumps(list(fv))}: FactorVAE needs at least 2 training votes, 2 '
+          'evaluation votes and 2 images for the variances')
+    check(bv[0] >= BETA_VAE_MIN_TRAIN and bv[1] >= 2, f'metric_sizes beta_vae {json.dumps(list(bv))}: BetaVAE needs '
+          f'at least {BETA_VAE_MIN_TRAIN} training points (with fewer, one factor may be all that is drawn) and 2 '
+          'evaluation points')
+
+
 # %% ../nbs/10_study.ipynb #9a1aa8ca
-def _resolve_dataset(name:str, procedural, allow:bool) -> dict:
-    "The dataset kwargs for a job: {'procedural': True|False}, with the real-file check done now."
-    if procedural: return {'procedural': True}
-    try:
-        load_dataset(name, procedural=False)
-        return {'procedural': False}
+def _resolve_dataset(name:str, procedural, allow:bool, sizes) -> dict:
+    """The dataset kwargs for a job: {'procedural': True|False}, with the real-file check and the metric sizes' check
+    (`check_metric_sizes`) done now."""
+    if procedural: return _sized({'procedural': True}, name, sizes)
+    try: ds = load_dataset(name, procedural=False)
     except VaeCausalError as e:
         if procedural is None and allow and name in PROCEDURAL:
             logger.warning(f'{name}: no real file; this study uses the procedural generator instead '
                            '(allow_procedural=True)')
-            return {'procedural': True}
+            return _sized({'procedural': True}, name, sizes)
         hint = ('pass allow_procedural=True (CLI: --allow-procedural) to use its procedural generator'
                 if name in PROCEDURAL else 'it has no procedural generator: provide the files or leave it out of '
                                            'datasets')
         raise VaeCausalError(f'{e}. Or {hint}') from None
+    check_metric_sizes(sizes, ds)
+    return {'procedural': False}
+
+def _sized(kw:dict, name:str, sizes) -> dict:
+    check_metric_sizes(sizes, load_dataset(name, **kw))
+    return kw
 
 def run_key(job:dict) -> str:
     """The 12-hex-digit hash of what defines a job's result: `TrainConfig.key` with the evaluation settings and spec
@@ -201,9 +263,9 @@ def run_key(job:dict) -> str:
 
 def jobs(spec:StudySpec) -> list[dict]:
     """One job per run of the grid (architecture × configuration × latent dim × variant, per dataset and seed):
-    {'key', 'name', 'train' (TrainConfig dict), 'eval' (settings), 'version'}."""
+    {'key', 'name', 'train' (TrainConfig dict), 'eval' (settings), 'version', 'threads' (torch's, not in the key)}."""
     spec.validate()
-    ds_kw = {d: _resolve_dataset(d, spec.procedural, spec.allow_procedural) for d in spec.datasets}
+    ds_kw = {d: _resolve_dataset(d, spec.procedural, spec.allow_procedural, spec.metric_sizes) for d in spec.datasets}
     ev = {'metric_sizes': spec.metric_sizes, 'causal_images': spec.causal_images,
           'modularity_images': spec.modularity_images, 'probe_steps': spec.probe_steps}
     decoder_controls = [c for c in spec.controls if c != 'fixed_variance']
@@ -225,7 +287,7 @@ def jobs(spec:StudySpec) -> list[dict]:
                     job = {'train': cfg.to_dict(), 'eval': ev, 'version': spec.version}
                     key = run_key(job)
                     tag = ''.join(f'-{k}{v:g}' for k, v in sw.items()) + '-fixedvar' * variant
-                    out.append({**job, 'key': key, 'name': f'{a}{tag}-{d}-L{L}-s{s}-{key}'})
+                    out.append({**job, 'key': key, 'name': f'{a}{tag}-{d}-L{L}-s{s}-{key}', 'threads': spec.threads})
     return out
 
 def _variants(spec:StudySpec, arch:str) -> list[bool]:
@@ -258,6 +320,10 @@ def _model_summary(model, ds, seed:int, n:int=512) -> dict:
     return {f'final_{k}': v for k, v in tot.items()}
 
 
+def _in_time(until:float|None, what:str):
+    "Raise `OutOfTime(what)` if the deadline `until` has passed (the check before each probe and measurement)."
+    if time_up(until): raise OutOfTime(what)
+
 def _probe(root:Path, ds, steps:int):
     return factor_probe(ds, steps=steps, root=root / 'probes', progress=False)
 
@@ -270,14 +336,19 @@ def measure(model:torch.nn.Module, # a trained model
             progress:bool=False, # tqdm bars over the metrics
             n_jobs:int=1, # DCI's per-factor classifiers fitted in parallel (the same numbers as serial)
             dci_later:list|None=None, # a list: DCI's arguments go there (`metrics.dci_many` fits them), not fitted now
+            until:float|None=None, # a `time.time()` deadline: `OutOfTime` if a part (below) would start past it
            ) -> dict:
-    "Every metric of one trained model on its dataset, as a flat dict of floats."
+    """Every metric of one trained model on its dataset, as a flat dict of floats (in three parts: the loss terms, the
+    disentanglement metrics, the causal metrics)."""
     t0 = time.perf_counter()
+    _in_time(until, 'not measured')
     out = _model_summary(model, ds, seed)
+    _in_time(until, 'measured in part')
     ev_all = evaluate(model, ds, sizes=ev['metric_sizes'], seed=seed, progress=progress, n_jobs=n_jobs,
                       dci_later=dci_later)
     out.update({k: v for k, v in ev_all.items() if k != 'seconds_total'})
     x = causal_images(ds, ev['causal_images'], seed)
+    _in_time(until, 'measured in part')
     out.update(causal_summary(model, x, probe=probe, modularity_images=ev['modularity_images']))
     out['seconds_eval'] = time.perf_counter() - t0
     return {k: float(v) for k, v in out.items()}
@@ -285,20 +356,38 @@ def measure(model:torch.nn.Module, # a trained model
 # %% ../nbs/10_study.ipynb #66888c12
 def run_job(job:dict, # from `jobs`
             root:str|Path, # the study root
-            threads:int|None=None, # torch CPU threads for this run (None: leave as is)
+            cores:int|None=None, # CPU cores it may use: DCI's classifiers fitted in parallel (None: its torch threads)
             until:float|None=None, # a `time.time()` deadline: not started, or checkpointed, past it (`OutOfTime`)
            ) -> dict:
-    """Train (or resume) and measure one job; returns its row (also in `root/runs/<name>/metrics.json`). A finished run
-    is read, not redone."""
-    if threads: torch.set_num_threads(threads)
+    """Train (or resume) and measure one job on `job['threads']` torch threads (`StudySpec.threads`, whatever runs
+    beside it); returns its row (also in `root/runs/<name>/metrics.json`). A finished run is read, not redone."""
     root = Path(root); d = root / 'runs' / job['name']
     done = d / 'metrics.json'
     if done.exists(): return load_json(done)
-    if time_up(until): raise OutOfTime('not started')
+    _in_time(until, 'not started')
     d.parent.mkdir(parents=True, exist_ok=True)
-    with _run_lock(d.parent / f'.{job["name"]}.lock', d):
+    with _run_lock(d.parent / f'.{job["name"]}.lock', d), _unit_context(job.get('threads'), cores) as n_jobs:
         if done.exists(): return load_json(done)
-        return _train_and_measure(job, root, d, done, until)
+        return _train_and_measure(job, root, d, done, until, n_jobs)
+
+
+# %% ../nbs/10_study.ipynb #411b9fd9
+@contextmanager
+def _unit_context(threads:int|None, # torch CPU threads while it runs (None: as they are)
+                  cores:int|None, # CPU cores for DCI's classifiers (None: `threads`)
+                 ):
+    """What a unit of work runs in: its torch threads (restored after), and nested joblib pools whose workers die with
+    this process, even by SIGKILL (`_die_with_parent` as loky's initializer). Yields DCI's `n_jobs`."""
+    import joblib
+
+    from vaecausal_nb.study import _die_with_parent   # by module path: loky's workers import it
+    old = torch.get_num_threads()
+    if threads: torch.set_num_threads(threads)
+    try:
+        with joblib.parallel_config(backend='loky', initializer=_die_with_parent, initargs=(os.getpid(),)):
+            yield max(1, cores or torch.get_num_threads())
+    finally: torch.set_num_threads(old)
+
 
 # %% ../nbs/10_study.ipynb #4e646699
 @contextmanager
@@ -322,22 +411,26 @@ def _job_config(job:dict, # from `jobs`
     return TrainConfig.from_dict({**job['train'], 'out_dir': str(d),
                                   'checkpoint_every': max(1, job['train']['steps'] // 4)})
 
-def _train_and_measure(job, root, d, done, until=None) -> dict:
+def _train_and_measure(job, root, d, done, until=None, n_jobs:int=1) -> dict:
     cfg = _job_config(job, d)
     ds = load_dataset(cfg.dataset, **cfg.dataset_kwargs)   # loaded once, for training, the figure and measurement
     t0 = time.perf_counter()
     run = train(cfg, ds, until=until)
-    if time_up(until): raise OutOfTime('trained, not measured')
-    return _measure_run(job, root, d, done, run, ds, time.perf_counter() - t0)
+    _in_time(until, 'trained, not measured')
+    return _measure_run(job, root, d, done, run, ds, time.perf_counter() - t0, n_jobs, until)
 
 # %% ../nbs/10_study.ipynb #0953bdec
-def _measure_row(job, root, d, run, ds, t_train:float, fleet_size:int=1, dci_later=None) -> dict:
-    "A trained job's row: its traversal figure (written to `d`), every metric, the controls (DCI: see `measure`)."
+def _measure_row(job, root, d, run, ds, t_train:float, fleet_size:int=1, dci_later=None, n_jobs:int=1,
+                 until=None) -> dict:
+    """A trained job's row: its traversal figure (written to `d`), every metric, the controls (DCI: see `measure`);
+    `OutOfTime` before the probe, a part of the measurement or the controls would start past `until`."""
     cfg = run.config
     if not (d / 'traversal.png').exists(): save_traversal(run.model, ds, d / 'traversal.png')
+    _in_time(until, 'trained, not measured')
     probe = _probe(root, ds, job['eval']['probe_steps'])
-    m = measure(run.model, ds, job['eval'], cfg.seed, probe, n_jobs=torch.get_num_threads(), dci_later=dci_later)
+    m = measure(run.model, ds, job['eval'], cfg.seed, probe, n_jobs=n_jobs, dci_later=dci_later, until=until)
     if job['eval'].get('controls'):
+        _in_time(until, 'measured in part')
         x = causal_images(ds, job['eval']['causal_images'], cfg.seed)
         m.update(control_measures(run.model, ds, x, job['eval']['controls'], steps=cfg.steps, probe=probe,
                                   modularity_images=job['eval']['modularity_images'], seed=cfg.seed,
@@ -346,13 +439,13 @@ def _measure_row(job, root, d, run, ds, t_train:float, fleet_size:int=1, dci_lat
            'procedural': bool(cfg.dataset_kwargs.get('procedural')), 'n_factors': sum(s > 1 for s in ds.factor_sizes),
            'latent_dim': cfg.latent_dim, 'seed': cfg.seed, 'steps': cfg.steps, 'precision': cfg.precision,
            'variant': 'fixed_variance' if cfg.hparams.get('posterior_var') is not None else 'standard',
-           'hparams': json.dumps(cfg.hparams, sort_keys=True),
+           'hparams': json.dumps(cfg.hparams, sort_keys=True), 'threads': torch.get_num_threads(),
            **m, 'seconds_train': t_train, 'fleet_size': fleet_size}
     return row
 
-def _measure_run(job, root, d, done, run, ds, t_train:float) -> dict:
+def _measure_run(job, root, d, done, run, ds, t_train:float, n_jobs:int=1, until=None) -> dict:
     "Measure a trained job and write its row to `done`."
-    row = _measure_row(job, root, d, run, ds, t_train)
+    row = _measure_row(job, root, d, run, ds, t_train, n_jobs=n_jobs, until=until)
     save_json(row, done)
     return row
 
@@ -390,13 +483,12 @@ def fleets(todo:list[dict], # jobs (from `jobs`)
 # %% ../nbs/10_study.ipynb #40531ebb
 def run_fleet(fleet_jobs:list[dict], # jobs of one fleet (from `fleets`)
               root:str|Path, # the study root
-              threads:int|None=None, # torch CPU threads (None: leave as is)
+              cores:int|None=None, # CPU cores it may use: DCI's classifiers in parallel (None: its torch threads)
               mode:str='auto', # the fleet's executor (`fleet.train_fleet`)
               until:float|None=None, # a `time.time()` deadline: runs not finished by then come back as UNFINISHED
              ) -> list[tuple]:
-    """Train a fleet's unfinished jobs together, then measure each (every member's DCI classifiers in one pool);
-    `(key, row, error)` per job (finished ones are read)."""
-    if threads: torch.set_num_threads(threads)
+    """Train a fleet's unfinished jobs together on the jobs' torch threads, then measure each (every member's DCI
+    classifiers in one pool); `(key, row, error)` per job (finished ones are read)."""
     root = Path(root); runs_dir = root / 'runs'
     d = {j['key']: runs_dir / j['name'] for j in fleet_jobs}
     out = [(j['key'], load_json(d[j['key']] / 'metrics.json'), None) for j in fleet_jobs
@@ -407,6 +499,7 @@ def run_fleet(fleet_jobs:list[dict], # jobs of one fleet (from `fleets`)
     runs_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as locks:
         for j in todo: locks.enter_context(_run_lock(runs_dir / f'.{j["name"]}.lock', d[j['key']]))
+        n_jobs = locks.enter_context(_unit_context(todo[0].get('threads'), cores))
         cfgs = [_job_config(j, d[j['key']]) for j in todo]
         dss = {c.dataset: None for c in cfgs}
         for c in cfgs: dss[c.dataset] = dss[c.dataset] or load_dataset(c.dataset, **c.dataset_kwargs)
@@ -418,18 +511,21 @@ def run_fleet(fleet_jobs:list[dict], # jobs of one fleet (from `fleets`)
             if r.error or time_up(until): out.append((j['key'], None, r.error or UNFINISHED)); continue
             later = []
             try: pending.append((j, _measure_row(j, root, d[j['key']], r, dss[r.config.dataset], share, len(todo),
-                                                 later), later))
+                                                 later, n_jobs, until), later))
+            except OutOfTime: out.append((j['key'], None, UNFINISHED))
             except VaeCausalError as e: out.append((j['key'], None, str(e)))
-        return out + _fit_pending(pending, runs_dir)
+        if time_up(until): return out + [(j['key'], None, UNFINISHED) for j, *_ in pending]   # DCI not started
+        return out + _fit_pending(pending, runs_dir, n_jobs)
 
 # %% ../nbs/10_study.ipynb #021be5b7
 def _fit_pending(pending:list, # (job, row, DCI's arguments) of members measured but for DCI
                  runs_dir:Path, # the study's runs folder
+                 n_jobs:int=1, # classifiers fitted at once (this worker's cores)
                 ) -> list[tuple]:
     """Fit the pending members' DCI classifiers in one pool over this worker's cores (`metrics.dci_many`), then write
     each row; `seconds_dci` of a member is its share of the pool's time."""
     t0 = time.perf_counter()
-    try: res = iter(dci_many([t for *_, later in pending for t in later], n_jobs=torch.get_num_threads()))
+    try: res = iter(dci_many([t for *_, later in pending for t in later], n_jobs=n_jobs))
     except VaeCausalError as e: return [(j['key'], None, str(e)) for j, *_ in pending]
     each, out = (time.perf_counter() - t0) / max(1, len(pending)), []
     for j, row, later in pending:
@@ -441,38 +537,110 @@ def _fit_pending(pending:list, # (job, row, DCI's arguments) of members measured
 # %% ../nbs/10_study.ipynb #b5586209
 UNFINISHED = 'unfinished: the time limit came first'   # the "error" of a run stopped by the deadline
 
-def _run_unit(unit:list[dict], root, threads=None, catch=(VaeCausalError,), until=None) -> list[tuple]:
-    "One unit of work: a single job (`run_job`, through `train`) or a fleet (`run_fleet`); `(key, row, error)` each."
-    if len(unit) > 1: return run_fleet(unit, root, threads, until=until)
-    try: return [(unit[0]['key'], run_job(unit[0], root, threads, until), None)]
+def _run_unit(unit:list[dict], root, cores=None, catch=(VaeCausalError,), until=None) -> list[tuple]:
+    """One unit of work on `cores` CPU cores: a single job (`run_job`, through `train`) or a fleet (`run_fleet`);
+    `(key, row, error)` each."""
+    if len(unit) > 1: return run_fleet(unit, root, cores, until=until)
+    try: return [(unit[0]['key'], run_job(unit[0], root, cores, until), None)]
     except OutOfTime: return [(unit[0]['key'], None, UNFINISHED)]
     except catch as e: return [(unit[0]['key'], None, str(e) if isinstance(e, VaeCausalError) else
                                 f'{type(e).__name__}: {e}')]
 
+# %% ../nbs/10_study.ipynb #af267c01
+OWNED = '.vaecausal_files.json'      # in a folder vaecausal_nb writes into: the files it wrote there (path -> hashes)
+
+def _owned(folder:Path) -> dict|None:
+    "The record of the files vaecausal_nb wrote in `folder` (relative path -> SHA-256 of its versions), None if none."
+    f = Path(folder) / OWNED
+    if not f.exists(): return None
+    rec = load_json(f)
+    ok = isinstance(rec, dict) and isinstance(rec.get('files'), dict) and all(
+        isinstance(v, list) for v in rec['files'].values())
+    check(ok, f'{f} is not the record vaecausal_nb keeps of the files it wrote; delete it (the report files beside '
+          'it then count as not its own: move them away too)')
+    return rec['files']
+
+def _sha256(path:Path) -> str: return hashlib.sha256(path.read_bytes()).hexdigest()
+
+def foreign_files(folder:str|Path, # where vaecausal_nb would write
+                  names:list[str], # paths relative to `folder` it would write
+                 ) -> list[str]:
+    """Those of `names` that exist in `folder` but that vaecausal_nb did not write there, or that changed since (their
+    bytes are no version it recorded): what writing them would destroy. A folder is its own, not a file in it."""
+    folder = Path(folder); rec = _owned(folder)
+    legacy = rec is None and (folder / 'study.json').is_file()   # a study root from before the record: its own
+    if legacy: _study_specs(folder)                              # (when study.json is one a study wrote)
+    return [n for n in names if (folder / n).exists() and ((folder / n).is_dir() or not legacy and
+                                                           _sha256(folder / n) not in (rec or {}).get(n, []))]
+
+def write_owned(folder:str|Path, # the folder (where the record is kept)
+                name:str, # the file's path relative to it, e.g. 'figures/x.png'
+                data:bytes, # its content
+               ) -> Path:
+    "Write `data` to `folder/name` atomically and record it as vaecausal_nb's (the record first, then the file)."
+    folder = Path(folder); rec = _owned(folder) or {}
+    rec[name] = rec.get(name, [])[-1:] + [hashlib.sha256(data).hexdigest()]   # this version and the one before
+    save_json({'files': rec}, folder / OWNED)
+    with atomic_write(folder / name) as f: f.write(data)
+    return folder / name
+
+def claim_files(folder:str|Path, # where vaecausal_nb is about to write
+                names:list[str], # paths relative to `folder` it would write
+                what:str, # who writes, for the message (e.g. 'the report')
+               ):
+    """One error naming them if writing `names` would overwrite files vaecausal_nb did not write (`foreign_files`),
+    before anything is written; in a study root from before the record, the ones there are recorded as its own."""
+    folder = Path(folder); theirs = foreign_files(folder, names)
+    them = 'them' if len(theirs) > 1 else 'it'
+    check(not theirs, f'{folder} holds {", ".join(theirs)}, which vaecausal_nb did not write there (or which changed '
+          f'since it did); {what} would overwrite {them}: move {them} away, or give --out a new folder')
+    mine = [n for n in names if (folder / n).is_file()]
+    if _owned(folder) is None and mine:                   # (a legacy study root: foreign_files found them its own)
+        save_json({'files': {n: [_sha256(folder / n)] for n in mine}}, folder / OWNED)
+
+
 # %% ../nbs/10_study.ipynb #58f10838
+def _study_specs(root:Path) -> list[dict]:
+    "The specs recorded in `root/study.json`, checked to be the file a study writes: an object with a list of specs."
+    f = Path(root) / 'study.json'
+    d = load_json(f)
+    ok = isinstance(d, dict) and 'version' in d and isinstance(d.get('specs'), list) and all(
+        isinstance(s, dict) for s in d['specs'])
+    check(ok, f'{f} is not a study file (a JSON object {{"version": {SPEC_VERSION}, "specs": [StudySpec objects]}}, '
+          'as vaecausal_nb writes it): move it away, or give another study root')
+    return d['specs']
+
 def _check_root(root:Path, spec:StudySpec):
-    try: root.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise VaeCausalError(f'cannot create the study root {root}: {e.strerror}') from None
+    "Make `root` a study root for `spec`: refuse a folder whose study.json, runs/ or probes/ a study did not write."
+    check(not root.is_file(), f'cannot create the study root {root}: it is a file; give a folder (a new one, or a '
+          'study root)')
     f = root / 'study.json'
     if f.exists():
-        old = load_json(f)
-        v = old.get('version')
+        specs = _study_specs(root)
+        v = load_json(f)['version']
         check(v == SPEC_VERSION, f'{root} was written by study spec version {v}, but this vaecausal_nb writes version '
               f'{SPEC_VERSION}; use a new study root (or the vaecausal_nb version that wrote it)')
-        specs = old.get('specs', [])
-    else: specs = []
+    else:
+        specs, theirs = [], [f'{n}/' for n in ('runs', 'probes') if (root / n).exists()]
+        check(not theirs, f'{root} holds {", ".join(theirs)} but no study.json, so vaecausal_nb did not write '
+              f'{"them" if len(theirs) > 1 else "it"}; a study writes there: give --out a new folder (or a study root)')
+    try: root.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise VaeCausalError(f'cannot create the study root {root}: {e.strerror}') from None
+    if not f.exists() and _owned(root) is None: save_json({'files': {}}, root / OWNED)   # a new root keeps a record
     if spec.to_dict() not in specs or not f.exists():
         save_json({'version': SPEC_VERSION, 'specs': specs + [spec.to_dict()] * (spec.to_dict() not in specs)}, f)
 
 
 def _die_with_parent(parent:int):
-    "Pool worker initializer: end this worker when the runner dies, even by SIGKILL (Linux: PR_SET_PDEATHSIG)."
+    """Pool worker and loky worker initializer: end this process when the one that started it dies, even by SIGKILL
+    (Linux: PR_SET_PDEATHSIG)."""
     if sys.platform.startswith('linux'):
         import ctypes
         import signal
         try: ctypes.CDLL(None).prctl(1, signal.SIGKILL)     # PR_SET_PDEATHSIG = 1
         except (OSError, AttributeError): pass
     if os.getppid() != parent: os._exit(1)                   # the runner died before the line above
+
 
 # %% ../nbs/10_study.ipynb #ac6a33fb
 def _share_device(share:float, # the part of the device the task holds (a pool of W workers: 1/W; Ray: its num_gpus)
@@ -491,9 +659,9 @@ def _pool_run(args):
     """A pool or Ray task: one unit (a job or a fleet) holding `share` of its device; every error is returned, not
     raised. The unit's device memory (its datasets held whole, the caching allocator's blocks) goes back to the driver
     after it, for the other tasks."""
-    unit, root, threads, until, share = args
+    unit, root, cores, until, share = args
     _share_device(share)
-    try: return _run_unit(unit, root, threads, catch=(Exception,), until=until)
+    try: return _run_unit(unit, root, cores, catch=(Exception,), until=until)
     finally:
         if torch.cuda.is_initialized(): gc.collect(); torch.cuda.empty_cache()
 
@@ -527,10 +695,7 @@ def run_study(spec:StudySpec|str, # a StudySpec or a preset name
     todo = [j for j in todo_all if not (root / 'runs' / j['name'] / 'metrics.json').exists()]
     logger.info(f'study {spec.name!r} in {root}: {len(todo_all)} runs, {len(todo_all) - len(todo)} already finished, '
                 f'{len(todo)} to do ({backend})')
-    for d in spec.datasets:                    # probes first: one per dataset, never trained twice at once
-        if any(j['train']['dataset'] == d for j in todo):
-            kw = next(j['train']['dataset_kwargs'] for j in todo if j['train']['dataset'] == d)
-            _probe(root, load_dataset(d, **kw), spec.probe_steps)
+    _train_probes(root, spec, todo, until)   # probes first: one per dataset, never trained twice at once
     units = [[j] for j in todo] if fleet == 1 else fleets(todo, fleet, workers if backend == 'local' else 1)
     failed, unfinished = {}, set()
     bar = tqdm(total=len(todo), desc=f'study {spec.name}', disable=not progress or not todo)   # no empty 0it bar
@@ -543,7 +708,7 @@ def run_study(spec:StudySpec|str, # a StudySpec or a preset name
     elif workers == 1:
         for u in units:
             bar.set_postfix_str(u[0]['name'] if len(u) == 1 else f'fleet of {len(u)} {u[0]["train"]["arch"]}')
-            done(_run_unit(u, root, until=until))
+            done(_run_unit(u, root, os.cpu_count(), until=until))
     else: _run_pool(units, root, workers, done, until)
     bar.close()
     if failed:
@@ -556,9 +721,23 @@ def run_study(spec:StudySpec|str, # a StudySpec or a preset name
     df.attrs['unfinished'] = len(unfinished)
     return df
 
+# %% ../nbs/10_study.ipynb #afc66e59
+def _train_probes(root:Path, # the study root
+                  spec:StudySpec, # its spec
+                  todo:list[dict], # the jobs to run
+                  until:float|None=None, # a `time.time()` deadline: no probe starts past it
+                 ):
+    "The factor probe of each dataset the jobs to run use (cached in `root/probes`), one after another."
+    for d in spec.datasets:
+        if time_up(until): return                 # no time: no probe starts (and no run after it)
+        if any(j['train']['dataset'] == d for j in todo):
+            kw = next(j['train']['dataset_kwargs'] for j in todo if j['train']['dataset'] == d)
+            _probe(root, load_dataset(d, **kw), spec.probe_steps)
+
+
 # %% ../nbs/10_study.ipynb #e056b375
 def _run_pool(units, root, workers:int, done, until=None):
-    "Run the units in a process pool of `workers` (spawned; each gets cores // workers torch threads)."
+    "Run the units in a process pool of `workers` (spawned; each gets cores // workers cores for DCI)."
     import concurrent.futures as cf
     import multiprocessing as mp
 
@@ -566,10 +745,10 @@ def _run_pool(units, root, workers:int, done, until=None):
         _die_with_parent,
         _pool_run,
     )
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    cores = max(1, (os.cpu_count() or 1) // workers)
     with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_die_with_parent,
                                 initargs=(os.getpid(),)) as ex:
-        futs = [ex.submit(_pool_run, (u, str(root), threads, until, 1 / workers)) for u in units]
+        futs = [ex.submit(_pool_run, (u, str(root), cores, until, 1 / workers)) for u in units]
         for f in cf.as_completed(futs): done(f.result())
 
 # %% ../nbs/10_study.ipynb #f245e999
@@ -581,10 +760,10 @@ def _run_ray(units, root, address, cpus, gpus, done, until=None):
     try:
         from vaecausal_nb.study import _pool_run  # by module path: workers import the package, not this notebook
         task = ray.remote(num_cpus=cpus, num_gpus=gpus)(_pool_run)
-        threads = max(1, int(cpus))
+        cores = max(1, int(cpus))
         def submit(u):                 # a fleet holds a whole GPU; the task's datasets take its share of one
             g = _unit_gpus(u, gpus)
-            return task.options(num_gpus=g).remote((u, str(root), threads, until, g or 1.0))
+            return task.options(num_gpus=g).remote((u, str(root), cores, until, g or 1.0))
         pending = [submit(u) for u in units]
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
@@ -619,9 +798,7 @@ def plan_study(spec:StudySpec|str, # a StudySpec or a preset name
            for d in spec.datasets}
     kinds = _unit_kinds(units, {d: tuple(ds.image_shape) for d, ds in dss.items()})
     probe = {d: _probe_seconds(ds, spec.probe_steps) for d, ds in dss.items()}    # as run_study: first, every core
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-    try:
+    with _unit_context(spec.threads, max(1, (os.cpu_count() or 1) // workers)) as n_jobs:   # as a worker would
         rows = []
         for (key, k), (ex, n, steps) in kinds.items():
             cfgs = [TrainConfig.from_dict(j['train']) for j in ex]
@@ -630,9 +807,8 @@ def plan_study(spec:StudySpec|str, # a StudySpec or a preset name
                          'units': n, 'seconds_a_step': t['step'], 'seconds_start': t['start'],
                          'seconds_train': t['step'] * steps + t['start'] * n})
         meas = [{'dataset': d, 'runs': sum(j['train']['dataset'] == d for j in todo), 'seconds_probe': probe[d],
-                 'seconds_a_run': _measure_seconds(next(j for j in todo if j['train']['dataset'] == d), ds)}
+                 'seconds_a_run': _measure_seconds(next(j for j in todo if j['train']['dataset'] == d), ds, n_jobs)}
                 for d, ds in dss.items()]
-    finally: torch.set_num_threads(threads)
     units_df, meas_df = pd.DataFrame(rows), pd.DataFrame(meas)
     tt, tm = float(units_df.seconds_train.sum()), float((meas_df.runs * meas_df.seconds_a_run).sum())
     tp, cuda = float(sum(probe.values())), get_device(todo[0]['train']['device']).type == 'cuda'
@@ -643,12 +819,13 @@ def plan_study(spec:StudySpec|str, # a StudySpec or a preset name
 # %% ../nbs/10_study.ipynb #b8201c81
 def _measure_seconds(job:dict, # a job of the dataset
                      ds, # its dataset
+                     n_jobs:int=1, # DCI's classifiers fitted at once
                     ) -> float:
     "Seconds one measurement of the job's model takes here (a model trained a few steps; no factor probe)."
     cfg = TrainConfig.from_dict({**job['train'], 'steps': 5, 'out_dir': None, 'progress': False})
     run = train(cfg, ds)
     t0 = time.perf_counter()
-    measure(run.model, ds, job['eval'], cfg.seed, n_jobs=torch.get_num_threads())
+    measure(run.model, ds, job['eval'], cfg.seed, n_jobs=n_jobs)
     timed = [c for c in job['eval'].get('controls', ()) if c != 'refit_decoder']   # (refit: a training, not counted)
     if timed:
         x = causal_images(ds, job['eval']['causal_images'], cfg.seed)
@@ -682,16 +859,45 @@ def config_label(arch:str, # the architecture
                      f'L{int(latent_dim)}', *(['bf16'] if precision == 'bf16' else []),
                      *([f'{int(steps)} steps'] if steps else [])])
 
+# %% ../nbs/10_study.ipynb #156e3c10
+ROW_TEXT = ('key', 'name', 'arch', 'dataset', 'hparams', 'precision', 'variant')   # a row's text; the rest are numbers
+ROW_NEEDS = ('key', 'name', 'arch', 'dataset', 'hparams', 'latent_dim', 'seed', 'steps', 'seconds_train',
+             'seconds_eval')
+
+def _row_problem(row) -> str|None:
+    "What keeps `row` (a metrics.json's content) from being a run's results, or None."
+    if not isinstance(row, dict): return f'a JSON {type(row).__name__}, not an object'
+    miss = [k for k in ROW_NEEDS if k not in row]
+    if miss: return f'no {", ".join(miss)}'
+    for k, v in row.items():
+        if k in ROW_TEXT and not isinstance(v, str): return f'{k} is {json.dumps(v)}, not text'
+        if k not in ROW_TEXT and not isinstance(v, (int, float)): return f'{k} is {json.dumps(v)}, not a number'
+    bad = [k for k in ('latent_dim', 'seed', 'steps') if not float(row[k]).is_integer()]
+    if bad: return f'{bad[0]} is {row[bad[0]]}, not an integer'
+    try: hp = json.loads(row['hparams'])
+    except json.JSONDecodeError: hp = None
+    if not isinstance(hp, dict): return 'hparams is not the JSON text of an object'
+
+def _load_row(path:Path) -> dict:
+    "A run's row from its metrics.json, checked (one clear error naming the file)."
+    row = load_json(path)
+    why = _row_problem(row)
+    check(why is None, f'{path} does not hold a run\'s results ({why}); delete it (running the study again measures '
+          'that run again) or move it out of the study root')
+    return row
+
+
 # %% ../nbs/10_study.ipynb #c4719ddc
 def load_results(root:str|Path, # a study root
                  keys:set|None=None, # only these run keys (default: every finished run)
                 ) -> 'pandas.DataFrame':
-    "One row per finished run under `root`, with every metric and its `config` (what its seeds replicate)."
+    """One row per finished run under `root`, with every metric and its `config` (what its seeds replicate); a
+    metrics.json that is not a run's row (`ROW_NEEDS`, text in `ROW_TEXT`, numbers elsewhere) is one clear error."""
     import pandas as pd
     root = Path(root)
     check((root / 'runs').is_dir() or (root / 'study.json').exists(),
           f'{root} is not a study root (no runs/ and no study.json)')
-    rows = [load_json(p) for p in sorted((root / 'runs').glob('*/metrics.json'))] if (root / 'runs').is_dir() else []
+    rows = [_load_row(p) for p in sorted((root / 'runs').glob('*/metrics.json'))] if (root / 'runs').is_dir() else []
     df = pd.DataFrame(rows)
     if keys is not None and len(df): df = df[df['key'].isin(keys)]
     if len(df):
@@ -734,6 +940,7 @@ def evaluate_run(path:str|Path, # a run directory
         check(isinstance(v, int) and v >= lo, f'{k} must be an integer >= {lo}, got {v!r}')
     run = load_run(path)
     ds = load_dataset(run.config.dataset, **run.config.dataset_kwargs)
+    check_metric_sizes(sizes, ds)
     ev = {'metric_sizes': sizes, 'causal_images': causal_images,
           'modularity_images': modularity_images, 'probe_steps': probe_steps}
     m = measure(run.model, ds, ev, run.config.seed, factor_probe(ds, steps=probe_steps, progress=progress), progress)
