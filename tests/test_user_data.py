@@ -125,7 +125,7 @@ def test_full_disk_during_a_checkpoint_keeps_the_last_good_one(tmp_path):
 def test_an_empty_study_root_gets_no_empty_bar(tmp_path, capfd):
     spec = StudySpec(name='none', archs=('vae',), steps=2, batch_size=8, probe_steps=2, causal_images=4, modularity_images=2,
                      metric_sizes={'dci': (100, 80), 'mig': 100, 'sap': (100, 80), 'factor_vae': (4, 4, 40),
-                                   'beta_vae': (4, 4), 'irs': 100})
+                                   'beta_vae': (10, 4), 'irs': 100})
     run_study(spec, tmp_path, workers=1, progress=False)
     capfd.readouterr()
     run_study(spec, tmp_path, workers=1, progress=True)                       # everything finished: nothing to show

@@ -183,9 +183,18 @@ def _threaded_phase(members:list[_Member], # members at one step, on the CPU
                     amp, # autocast context
                     bar, # the fleet's progress bar
                     until:float|None=None, # a `time.time()` deadline (see `train`)
+                    fleet:int|None=None, # members in the whole fleet: they set each one's share (None: this phase's)
                    ):
     "Train the members on threads at once, each on its own generator and a share of the cores (see above)."
-    cores = torch.get_num_threads(); n_threads = min(len(members), cores)
+    cores = torch.get_num_threads()
+    share = max(1, cores // min(fleet or len(members), cores))      # the fleet's, whoever is in this phase
+    n_threads = min(len(members), cores // share)
+    torch.set_num_threads(share)
+    try: return _threads(members, steps, amp, bar, until, n_threads)
+    finally: torch.set_num_threads(cores)
+
+def _threads(members, steps, amp, bar, until, n_threads:int):
+    "Step the members on `n_threads` threads (the loop if fewer than 2), chunks of the member furthest behind first."
     if n_threads < 2: return _loop_phase(members, steps, amp, bar, until)
     left, busy, lock, stop = {id(m): steps for m in members}, set(), threading.Lock(), threading.Event()
     def work():
@@ -199,10 +208,7 @@ def _threaded_phase(members:list[_Member], # members at one step, on the CPU
             finally:
                 m.rng = {**m.rng, 'torch': g.get_state()}
                 with lock: busy.discard(id(m))
-    torch.set_num_threads(max(1, cores // n_threads))
-    try:
-        with ThreadPoolExecutor(n_threads) as ex: done = [ex.submit(work) for _ in range(n_threads)]
-    finally: torch.set_num_threads(cores)
+    with ThreadPoolExecutor(n_threads) as ex: done = [ex.submit(work) for _ in range(n_threads)]
     errs = [e for f in done if (e := f.exception())]       # an error before a deadline the others then met
     if errs: raise next((e for e in errs if not isinstance(e, OutOfTime)), errs[0])
 
@@ -544,11 +550,13 @@ def _run_phase(mode:str, # the executor (`_executor`)
                steps:int, # how many steps to take
                bar, # the fleet's progress bar
                until:float|None=None, # a `time.time()` deadline (see `train`)
+               fleet:int|None=None, # members in the whole fleet (the threads executor's share of cores)
               ):
     "One phase of the members on the executor, under bf16 autocast if their precision says so."
     amp, dtype = _precision(members)
     if mode == 'stacked': return _stacked_phase(members, steps, amp, dtype, bar, until)
-    (_threaded_phase if mode == 'threads' else _loop_phase)(members, steps, amp, bar, until)
+    if mode == 'threads': return _threaded_phase(members, steps, amp, bar, until, fleet)
+    _loop_phase(members, steps, amp, bar, until)
 
 # %% ../nbs/04a_fleet.ipynb #08c9c661
 def _datasets(cfgs:list[TrainConfig], # the members
@@ -612,7 +620,7 @@ def train_fleet(configs:list[TrainConfig], # members: one architecture, latent s
     bar = tqdm(total=sum(c.steps for c in cfgs), initial=sum(m.s.step for m in members), leave=False,
                desc=f'fleet of {len(cfgs)} {cfgs[0].arch}', disable=not progress)
     try:
-        for group, n in _phases(members): _run_phase(mode, group, n, bar, until)
+        for group, n in _phases(members): _run_phase(mode, group, n, bar, until, len(members))
     except OutOfTime:
         for m in members:
             if not m.error:
