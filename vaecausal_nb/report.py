@@ -26,10 +26,10 @@ __all__ = ['MAIN_METRICS', 'CAUSAL', 'DISENTANGLEMENT', 'COLUMNS', 'REPORT_FILES
 
 # %% ../nbs/10b_report.ipynb #7dc5714d
 MAIN_METRICS = ['final_recon', 'final_kl', 'dci_disentanglement', 'dci_completeness', 'dci_informativeness_train',
-                'dci_informativeness_test', 'mig', 'sap', 'factor_vae', 'beta_vae', 'irs', 'n_active', 'ces',
-                'specificity_pixel', 'specificity_factor', 'modularity']
+                'dci_informativeness_test', 'mig', 'sap', 'factor_vae', 'beta_vae', 'irs', 'infom', 'infoc', 'infoe',
+                'n_active', 'ces', 'specificity_pixel', 'specificity_factor', 'modularity']
 CAUSAL = ['ces', 'specificity_pixel', 'specificity_factor', 'modularity']
-DISENTANGLEMENT = ['dci_disentanglement', 'mig', 'sap', 'factor_vae', 'beta_vae', 'irs']
+DISENTANGLEMENT = ['dci_disentanglement', 'mig', 'sap', 'factor_vae', 'beta_vae', 'irs', 'infom', 'infoc', 'infoe']
 
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
@@ -200,6 +200,12 @@ COLUMNS = {
     'mig': 'mutual information gap (0–1; quantised models: exact MI of each slot\'s codeword)',
     'sap': 'separated attribute predictability (0–1)', 'factor_vae': 'FactorVAE score (majority-vote accuracy, 0–1)',
     'beta_vae': 'BetaVAE score (linear classifier accuracy, 0–1)', 'irs': 'interventional robustness score (0–1)',
+    'infom': 'InfoM, InfoMEC modularity (Hsu et al. 2023): how much of each active latent\'s normalised mutual '
+             'information sits with one factor (0 = chance, 1 = one factor per latent; quantised models per slot)',
+    'infoc': 'InfoC, InfoMEC compactness: how much of each factor\'s normalised mutual information sits in one '
+             'active latent (0 = chance, 1 = one latent per factor; NaN with fewer than 2 active latents)',
+    'infoe': 'InfoE, InfoMEC explicitness: the share of each factor\'s uncertainty a linear (multinomial logistic) '
+             'reader of the whole code removes, mean over factors (0–1)',
     'n_active': 'active latents (KL ≥ 0.01 nats; quantised: slots with codeword entropy ≥ 0.01 nats)',
     'ces': 'causal effect strength: RMS pixel change per intervention, mean over active latents (probabilities, 0–1)',
     'specificity_pixel': '1 − entropy of the pixel-change distribution / log P, over active latents (0–1); the '
