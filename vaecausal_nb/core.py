@@ -22,7 +22,7 @@ import torch
 __all__ = ['logger', 'DEVICE_ENV', 'RETAIN_MEMORY_ENV', 'CACHE_ENV', 'VaeCausalError', 'check', 'log_once', 'get_device',
            'free_memory', 'to_device', 'seed_everything', 'retain_freed_memory', 'atomic_write', 'save_json',
            'load_json', 'cache_root', 'save_weights', 'load_weights', 'is_quantised', 'check_slots', 'code_slots',
-           'same_device']
+           'same_device', 'torch_threads']
 
 # %% ../nbs/00_core.ipynb #4881d329
 class VaeCausalError(Exception):
@@ -296,3 +296,15 @@ def same_device(a, # a device, a device name, or a tensor (its device)
         return torch.cuda.current_device() if d.type == 'cuda' and torch.cuda.is_initialized() else 0
     return a.type == b.type and index(a) == index(b)
 
+
+# %% ../nbs/00_core.ipynb #14d66340
+@contextmanager
+def torch_threads(n:int|None, # torch's CPU threads inside the block (None: leave the count as it is)
+                 ):
+    "Run the block on `n` torch CPU threads (yields the count in force), restoring the old count after."
+    check(n is None or (isinstance(n, int) and not isinstance(n, bool) and n >= 1),
+          f'threads must be a positive integer, got {n!r}')
+    old = torch.get_num_threads()
+    if n is not None: torch.set_num_threads(n)
+    try: yield torch.get_num_threads()
+    finally: torch.set_num_threads(old)

@@ -19,8 +19,9 @@ import torch
 from fastcore.basics import patch
 from torch.func import functional_call, stack_module_state, vmap
 
-from .core import (
-    VaeCausalError, check, free_memory, get_device, log_once, retain_freed_memory, same_device, to_device)
+from vaecausal_nb.core import (
+    VaeCausalError, check, free_memory, get_device, log_once, retain_freed_memory, same_device, to_device,
+    torch_threads)
 from .data import load_dataset, should_materialise, to_float
 from .hooks import HookPoint
 from .models import MODELS, build_model
@@ -189,9 +190,7 @@ def _threaded_phase(members:list[_Member], # members at one step, on the CPU
     cores = torch.get_num_threads()
     share = max(1, cores // min(fleet or len(members), cores))      # the fleet's, whoever is in this phase
     n_threads = min(len(members), cores // share)
-    torch.set_num_threads(share)
-    try: return _threads(members, steps, amp, bar, until, n_threads)
-    finally: torch.set_num_threads(cores)
+    with torch_threads(share): return _threads(members, steps, amp, bar, until, n_threads)
 
 def _threads(members, steps, amp, bar, until, n_threads:int):
     "Step the members on `n_threads` threads (the loop if fewer than 2), chunks of the member furthest behind first."

@@ -28,7 +28,8 @@ import vaecausal_nb.data as data_module
 from .causal_metrics import causal_summary
 from .controls import CONTROLS, FIXED_VARIANCE, control_measures
 from .interventions import save_traversal
-from .core import VaeCausalError, atomic_write, check, get_device, load_json, logger, save_json
+from .core import (
+    VaeCausalError, atomic_write, check, get_device, load_json, logger, save_json, torch_threads)
 from .data import DATASETS, PROCEDURAL, load_dataset, random_batch, to_float
 from .metrics import SIZES, dci_many, evaluate, resolve_sizes
 from .models import ARCHS, MODELS, check_hparams
@@ -381,12 +382,9 @@ def _unit_context(threads:int|None, # torch CPU threads while it runs (None: as 
     import joblib
 
     from vaecausal_nb.study import _die_with_parent   # by module path: loky's workers import it
-    old = torch.get_num_threads()
-    if threads: torch.set_num_threads(threads)
-    try:
-        with joblib.parallel_config(backend='loky', initializer=_die_with_parent, initargs=(os.getpid(),)):
-            yield max(1, cores or torch.get_num_threads())
-    finally: torch.set_num_threads(old)
+    with torch_threads(threads) as n, joblib.parallel_config(backend='loky', initializer=_die_with_parent,
+                                                             initargs=(os.getpid(),)):
+        yield max(1, cores or n)
 
 
 # %% ../nbs/10_study.ipynb #4e646699
