@@ -139,12 +139,17 @@ CFG = dict(arch='vae', dataset_kwargs={'procedural': True}, batch_size=8, checkp
            device='cpu')
 
 
-def test_a_users_folder_named_like_a_checkpoint_is_left_alone(tmp_path):
+def a_run_with_a_users_folder(tmp_path, name):
+    "A 4-step run whose folder the user then gave a folder `name` of their own; the run folder and that folder's bytes."
     out = tmp_path / 'run'
     assert cli(*TRAIN, '--steps', '4', '--out', str(out)).returncode == 0
-    (out / 'ckpt-000010').mkdir()
-    (out / 'ckpt-000010' / 'results.txt').write_text('three weeks of notes')
-    before = snapshot(out / 'ckpt-000010')
+    (out / name).mkdir()
+    (out / name / 'results.txt').write_text('three weeks of notes')
+    return out, snapshot(out / name)
+
+
+def test_a_users_folder_named_like_a_checkpoint_is_left_alone(tmp_path):
+    out, before = a_run_with_a_users_folder(tmp_path, 'ckpt-000010')
     assert cli(*TRAIN, '--steps', '12', '--out', str(out)).returncode == 0    # writes ckpt-8, ckpt-12; removes its own
     assert snapshot(out / 'ckpt-000010') == before
     assert sorted(p.name for p in out.glob('ckpt-*')) == ['ckpt-000010', 'ckpt-12']
@@ -152,11 +157,7 @@ def test_a_users_folder_named_like_a_checkpoint_is_left_alone(tmp_path):
 
 
 def test_a_users_folder_with_a_checkpoints_exact_name_is_not_replaced(tmp_path):
-    out = tmp_path / 'run'
-    assert cli(*TRAIN, '--steps', '4', '--out', str(out)).returncode == 0
-    (out / 'ckpt-8').mkdir()
-    (out / 'ckpt-8' / 'results.txt').write_text('mine')
-    before = snapshot(out / 'ckpt-8')
+    out, before = a_run_with_a_users_folder(tmp_path, 'ckpt-8')
     r = cli(*TRAIN, '--steps', '8', '--out', str(out))
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].strip() == (     # after the progress bar
         f'vaecausal: error: {out / "ckpt-8"} was not written by this run (run.json does not list it), so it is left '
