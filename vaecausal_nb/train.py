@@ -33,10 +33,10 @@ from .models import build_model, check_hparams, check_latent_dim
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['NOT_A_RESULT', 'COMPILE_MODES', 'CUDA_GRAPH_MODES', 'LOCK_FILE', 'ZOO_ENV', 'TrainConfig', 'compile_with',
-           'save_checkpoint', 'load_state', 'Run', 'build_optimizer', 'default_channels_last', 'Session',
-           'start_session', 'train_step', 'log_and_save', 'finish_session', 'OutOfTime', 'deadline', 'time_up',
-           'pause_session', 'train', 'check_run_dir', 'folder_lock', 'load_run', 'zoo_root', 'pretrained']
+__all__ = ['NOT_A_RESULT', 'COMPILE_MODES', 'CUDA_GRAPH_MODES', 'SIMD_WIDTH', 'LOCK_FILE', 'ZOO_ENV', 'TrainConfig',
+           'compile_with', 'save_checkpoint', 'load_state', 'Run', 'build_optimizer', 'default_channels_last',
+           'Session', 'start_session', 'train_step', 'log_and_save', 'finish_session', 'OutOfTime', 'deadline',
+           'time_up', 'pause_session', 'train', 'check_run_dir', 'folder_lock', 'load_run', 'zoo_root', 'pretrained']
 
 # %% ../nbs/04_train.ipynb #3472ea60
 def _dataset_name(name:str, # a dataset name as a user wrote it ('3dshapes', 'dSprites', ...)
@@ -107,6 +107,11 @@ _RESUMABLE = NOT_A_RESULT | {'steps'}
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')   # torch.compile's modes
 CUDA_GRAPH_MODES = ('reduce-overhead', 'max-autotune')     # the modes that replay CUDA graphs (on a CUDA device)
 
+# CPU vector width (bits) of each ATEN_CPU_CAPABILITY: with the capability limited by that variable (avx2 on an
+# AVX-512 machine, as a second kernel configuration is tested), Inductor's automatic width compiles our models to NaN
+# (torch 2.13); naming the width it stands for compiles them right
+SIMD_WIDTH = {'avx2': 256, 'avx512': 512}
+
 def compile_with(fn, # a module or function
                  how:bool|str, # `TrainConfig.compile`: False (as it is), True (the default mode) or a mode name
                 ):
@@ -115,6 +120,8 @@ def compile_with(fn, # a module or function
     if how is False: return fn
     import torch._inductor.config as inductor
     inductor.fallback_random = True          # else Inductor draws the reparameterisation noise from its own stream
+    width = SIMD_WIDTH.get(os.environ.get('ATEN_CPU_CAPABILITY', '').lower())
+    if width: inductor.cpp.simdlen = width   # see SIMD_WIDTH
     return torch.compile(fn, mode=None if how is True else how)
 
 # %% ../nbs/04_train.ipynb #120d707d
