@@ -178,3 +178,26 @@ def test_workers_do_not_change_a_run_and_a_rerun_updates_its_own_output(tmp_path
     assert r.returncode == 0, r.stderr
     assert {p: p.stat().st_mtime_ns for p in done} == done                  # nothing trained or measured again
     assert (one / 'report.md').read_bytes().startswith(b'# Study report') and report.startswith(b'# Study report')
+
+
+def test_a_study_json_does_not_make_the_users_files_ours(tmp_path):
+    "A folder holding a copy of study.json (no record of vaecausal_nb's files) still keeps the user's report."
+    root = synthetic_root(tmp_path / 'root')
+    assert cli('report', root).returncode == 0                     # the root's study.json-less report: recorded
+    mine = tmp_path / 'mp3'; mine.mkdir()
+    (mine / 'report.md').write_text('# my paper\n'); (mine / 'results.csv').write_text('a,b\n')
+    save_json({'version': 1, 'specs': []}, mine / 'study.json')
+    before = snapshot(mine)
+    one_line_error(cli('report', root, '--out', mine), f'{mine} holds report.md, results.csv, which vaecausal_nb did '
+                   'not write there')
+    assert snapshot(mine) == before
+
+
+def test_evaluate_refuses_the_users_file_of_that_name(tmp_path):
+    run = tmp_path / 'run9'
+    assert cli('train', '--arch', 'vae', '--procedural', '--steps', '2', '--batch-size', '8', '--device', 'cpu',
+               '--out', run).returncode == 0
+    (run / 'evaluation-quick.json').write_text('{"my": "notes"}')
+    before = snapshot(run)
+    one_line_error(cli('evaluate', run), f'{run} holds evaluation-quick.json, which vaecausal_nb did not write there')
+    assert snapshot(run) == before                                  # refused before the probe or any metric ran

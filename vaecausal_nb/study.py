@@ -565,10 +565,8 @@ def foreign_files(folder:str|Path, # where vaecausal_nb would write
                  ) -> list[str]:
     """Those of `names` that exist in `folder` but that vaecausal_nb did not write there, or that changed since (their
     bytes are no version it recorded): what writing them would destroy. A folder is its own, not a file in it."""
-    folder = Path(folder); rec = _owned(folder)
-    legacy = rec is None and (folder / 'study.json').is_file()   # a study root from before the record: its own
-    if legacy: _study_specs(folder)                              # (when study.json is one a study wrote)
-    return [n for n in names if (folder / n).exists() and ((folder / n).is_dir() or not legacy and
+    folder = Path(folder); rec = _owned(folder)                 # no record: nothing there is known to be ours
+    return [n for n in names if (folder / n).exists() and ((folder / n).is_dir() or
                                                            _sha256(folder / n) not in (rec or {}).get(n, []))]
 
 def write_owned(folder:str|Path, # the folder (where the record is kept)
@@ -587,14 +585,11 @@ def claim_files(folder:str|Path, # where vaecausal_nb is about to write
                 what:str, # who writes, for the message (e.g. 'the report')
                ):
     """One error naming them if writing `names` would overwrite files vaecausal_nb did not write (`foreign_files`),
-    before anything is written; in a study root from before the record, the ones there are recorded as its own."""
+    before anything is written."""
     folder = Path(folder); theirs = foreign_files(folder, names)
     them = 'them' if len(theirs) > 1 else 'it'
     check(not theirs, f'{folder} holds {", ".join(theirs)}, which vaecausal_nb did not write there (or which changed '
           f'since it did); {what} would overwrite {them}: move {them} away, or give --out a new folder')
-    mine = [n for n in names if (folder / n).is_file()]
-    if _owned(folder) is None and mine:                   # (a legacy study root: foreign_files found them its own)
-        save_json({'files': {n: [_sha256(folder / n)] for n in mine}}, folder / OWNED)
 
 
 # %% ../nbs/10_study.ipynb #58f10838
@@ -936,12 +931,13 @@ def evaluate_run(path:str|Path, # a run directory
     for k, v, lo in (('causal_images', causal_images, 2), ('modularity_images', modularity_images, 2),
                      ('probe_steps', probe_steps, 1)):
         check(isinstance(v, int) and v >= lo, f'{k} must be an integer >= {lo}, got {v!r}')
-    run = load_run(path)
+    run, out = load_run(path), evaluation_path(path, sizes)
+    claim_files(out.parent, [out.name], 'the evaluation')    # a user's file by that name: refused before any work
     ds = load_dataset(run.config.dataset, **run.config.dataset_kwargs)
     check_metric_sizes(sizes, ds)
     ev = {'metric_sizes': sizes, 'causal_images': causal_images,
           'modularity_images': modularity_images, 'probe_steps': probe_steps}
     m = measure(run.model, ds, ev, run.config.seed, factor_probe(ds, steps=probe_steps, progress=progress), progress)
-    save_json(m, evaluation_path(path, sizes))
+    write_owned(out.parent, out.name, json.dumps(m, indent=2, sort_keys=True).encode())
     return m
 
