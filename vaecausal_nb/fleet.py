@@ -192,7 +192,13 @@ def _threaded_phase(members:list[_Member], # members at one step, on the CPU
     n_threads = min(len(members), cores // share)
     with torch_threads(share): return _threads(members, steps, amp, bar, until, n_threads)
 
-def _threads(members, steps, amp, bar, until, n_threads:int):
+def _threads(members:list[_Member], # members at one step, on the CPU
+             steps:int, # how many steps each takes
+             amp, # autocast context
+             bar, # the fleet's progress bar
+             until:float|None, # a `time.time()` deadline (see `train`)
+             n_threads:int, # Python threads stepping members at once
+            ):
     "Step the members on `n_threads` threads (the loop if fewer than 2), chunks of the member furthest behind first."
     if n_threads < 2: return _loop_phase(members, steps, amp, bar, until)
     left, busy, lock, stop = {id(m): steps for m in members}, set(), threading.Lock(), threading.Event()
