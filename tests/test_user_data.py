@@ -166,6 +166,16 @@ def test_a_users_folder_with_a_checkpoints_exact_name_is_not_replaced(tmp_path):
     assert not list(out.glob('.ckpt-*'))
 
 
+def test_a_write_killed_midway_leaves_no_temporary_after_the_resume(tmp_path):
+    "SIGKILL inside atomic_write leaves `.run.json.<8 chars>.tmp`; the resume removes ours and keeps the user's."
+    out = tmp_path / 'run'
+    assert cli(*TRAIN, '--steps', '4', '--out', str(out)).returncode == 0
+    for n in ('.run.json.k1ll3d_x.tmp', '.model.safetensors.abcdefgh.tmp', '.notes.md.abcdefgh.tmp', '.run.json.tmp'):
+        (out / n).write_text('half')
+    assert cli(*TRAIN, '--steps', '8', '--out', str(out)).returncode == 0
+    assert sorted(p.name for p in out.glob('.*.tmp')) == ['.notes.md.abcdefgh.tmp', '.run.json.tmp']
+
+
 def test_a_second_writer_of_a_run_folder_is_refused(tmp_path):
     from vaecausal_nb.train import LOCK_FILE, folder_lock
     out = tmp_path / 'run'

@@ -10,8 +10,10 @@ import json
 import logging
 import os
 import random
+import re
 import sys
 import tempfile
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,8 +23,8 @@ import torch
 # %% auto #0
 __all__ = ['logger', 'DEVICE_ENV', 'RETAIN_MEMORY_ENV', 'CACHE_ENV', 'VaeCausalError', 'check', 'log_once', 'get_device',
            'free_memory', 'to_device', 'seed_everything', 'retain_freed_memory', 'atomic_write', 'save_json',
-           'load_json', 'cache_root', 'save_weights', 'load_weights', 'is_quantised', 'check_slots', 'code_slots',
-           'same_device', 'torch_threads']
+           'load_json', 'remove_write_leftovers', 'cache_root', 'save_weights', 'load_weights', 'is_quantised',
+           'check_slots', 'code_slots', 'same_device', 'torch_threads']
 
 # %% ../nbs/00_core.ipynb #4881d329
 class VaeCausalError(Exception):
@@ -212,6 +214,16 @@ def _json_default(o):
     if isinstance(o, torch.Tensor): return o.tolist()
     if isinstance(o, Path): return str(o)
     raise TypeError(f'{type(o).__name__} is not JSON serialisable')
+
+# %% ../nbs/00_core.ipynb #28aee3b8
+def remove_write_leftovers(folder:str|Path, # the folder whose writer we are (its lock held)
+                           names:Iterable[str], # the files atomic_write writes there
+                          ) -> list[Path]:
+    "Delete the temporaries a killed `atomic_write` of one of `names` left in `folder`; return what was removed."
+    pats = [re.compile(rf'\.{re.escape(n)}\.[a-z0-9_]{{8}}\.tmp') for n in names]
+    gone = [p for p in Path(folder).glob('.*.tmp') if p.is_file() and any(r.fullmatch(p.name) for r in pats)]
+    for p in gone: p.unlink(missing_ok=True)
+    return gone
 
 # %% ../nbs/00_core.ipynb #690ca413
 CACHE_ENV = 'VAECAUSAL_CACHE'

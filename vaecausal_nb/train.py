@@ -26,14 +26,14 @@ import torch
 
 from .core import (
     VaeCausalError, atomic_write, cache_root, check, get_device, load_json, load_weights, logger,
-    retain_freed_memory, save_json, save_weights, seed_everything)
+    remove_write_leftovers, retain_freed_memory, save_json, save_weights, seed_everything)
 from .data import DATASETS, BatchIterator, FactorDataset, load_dataset, should_materialise
 from .models import build_model, check_hparams, check_latent_dim
 
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['NOT_A_RESULT', 'COMPILE_MODES', 'CUDA_GRAPH_MODES', 'SIMD_WIDTH', 'LOCK_FILE', 'ZOO_ENV', 'TrainConfig',
+__all__ = ['NOT_A_RESULT', 'COMPILE_MODES', 'CUDA_GRAPH_MODES', 'SIMD_WIDTH', 'RUN_FILES', 'LOCK_FILE', 'ZOO_ENV', 'TrainConfig',
            'compile_with', 'save_checkpoint', 'load_state', 'Run', 'build_optimizer', 'default_channels_last',
            'Session', 'start_session', 'train_step', 'log_and_save', 'finish_session', 'OutOfTime', 'deadline',
            'time_up', 'pause_session', 'train', 'check_run_dir', 'folder_lock', 'load_run', 'zoo_root', 'pretrained']
@@ -487,11 +487,14 @@ def _make_run_dir(run_dir:Path):
     except OSError as e: raise VaeCausalError(f'cannot create the run folder {run_dir}: {e.strerror}; choose a '
                                               'writable location') from None
 
+RUN_FILES = ('config.json', 'run.json', 'LATEST', 'model.safetensors', 'history.csv')   # written at the top
+
 def _resume(run_dir, cfg, model, opt, aux_opt, it) -> tuple[int, list, dict]:
     """Restore the run's latest checkpoint, if any, then write its config and `run.json` (a damaged checkpoint is
     refused before anything is written): (step, history, state)."""
     step, hist, st = _restore(run_dir, model, opt, aux_opt, it) if (run_dir / 'LATEST').exists() else (0, [], {})
     _make_run_dir(run_dir)
+    remove_write_leftovers(run_dir, RUN_FILES)          # a kill mid-write left them; we hold the folder's lock
     save_json(cfg.to_dict(), run_dir / 'config.json')
     save_json({**_run_meta(run_dir), 'image_shape': list(model.image_shape), 'threads': torch.get_num_threads()},
               run_dir / 'run.json')                      # load_run builds the model from this
