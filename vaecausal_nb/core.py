@@ -23,8 +23,8 @@ import torch
 # %% auto #0
 __all__ = ['logger', 'DEVICE_ENV', 'RETAIN_MEMORY_ENV', 'CACHE_ENV', 'VaeCausalError', 'check', 'log_once', 'get_device',
            'free_memory', 'to_device', 'seed_everything', 'retain_freed_memory', 'atomic_write', 'save_json',
-           'load_json', 'remove_write_leftovers', 'cache_root', 'save_weights', 'load_weights', 'is_quantised',
-           'check_slots', 'code_slots', 'same_device', 'torch_threads']
+           'load_json', 'remove_write_leftovers', 'check_path', 'cache_root', 'save_weights', 'load_weights',
+           'is_quantised', 'check_slots', 'code_slots', 'same_device', 'torch_threads']
 
 # %% ../nbs/00_core.ipynb #4881d329
 class VaeCausalError(Exception):
@@ -198,13 +198,18 @@ def save_json(obj, # a JSON-serialisable object (numpy and torch numbers and arr
     with atomic_write(path, 'w') as f: json.dump(obj, f, indent=2, sort_keys=True, default=_json_default, **kw)
 
 
-def load_json(path:str|Path):
-    "Read a JSON file, with a clear error when it is missing or not JSON."
+def load_json(path:str|Path, # a JSON file (UTF-8, with or without a byte-order mark)
+              fix:str='delete it to regenerate it', # what the user should do if it is not JSON
+             ):
+    "Read a JSON file, with a clear error when it is missing, not UTF-8 text, or not JSON."
     path = Path(path)
     check(path.is_file(), f'{path} does not exist')
-    try: return json.loads(path.read_text(encoding='utf-8'))
+    try: return json.loads(path.read_text(encoding='utf-8-sig'))
+    except UnicodeDecodeError as e:
+        raise VaeCausalError(f'{path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at position {e.start}), so '
+                             f'not a JSON file; {fix}') from None
     except json.JSONDecodeError as e:
-        raise VaeCausalError(f'{path} is not valid JSON ({e}); delete it to regenerate it') from None
+        raise VaeCausalError(f'{path} is not valid JSON ({e}); {fix}') from None
 
 # %% ../nbs/00_core.ipynb #2aea1d8c
 def _json_default(o):
@@ -224,6 +229,29 @@ def remove_write_leftovers(folder:str|Path, # the folder whose writer we are (it
     gone = [p for p in Path(folder).glob('.*.tmp') if p.is_file() and any(r.fullmatch(p.name) for r in pats)]
     for p in gone: p.unlink(missing_ok=True)
     return gone
+
+# %% ../nbs/00_core.ipynb #4fafd70d
+def _limit(path:Path, name:str, default:int) -> int:
+    "The file system's limit `name` ('PC_NAME_MAX', 'PC_PATH_MAX') where `path` would be made (its nearest folder)."
+    folder = path.absolute()
+    while not os.path.isdir(folder) and folder != folder.parent: folder = folder.parent   # (no ENAMETOOLONG)
+    try: return os.pathconf(folder, name)
+    except (OSError, ValueError): return default
+
+def check_path(path:str|Path, # a path the user gave
+               what:str='the path', # how the message names it (e.g. '--out')
+              ) -> Path:
+    """`path` as a `Path`, refused with one clear error if a name in it, or the whole of it, is longer than the file
+    system allows (what would otherwise surface as a raw `ENAMETOOLONG` from the first call that touches it)."""
+    path, short = Path(path), lambda s: repr(s if len(s) <= 24 else s[:24] + '…')
+    most = _limit(path, 'PC_NAME_MAX', 255)
+    for p in path.parts:
+        check(len(os.fsencode(p)) <= most, f'{what}: the name {short(p)} is {len(os.fsencode(p))} bytes long, more '
+              f'than the {most} this file system allows for one name; choose a shorter name')
+    most, n = _limit(path, 'PC_PATH_MAX', 4096), len(os.fsencode(str(path)))
+    check(n < most, f'{what}: the path {short(str(path))} is {n} bytes long, more than the {most - 1} this file system '
+          'allows; choose a shorter path')
+    return path
 
 # %% ../nbs/00_core.ipynb #690ca413
 CACHE_ENV = 'VAECAUSAL_CACHE'
