@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .core import (
-    VaeCausalError, atomic_write, cache_root, check, get_device, load_json, load_weights, logger,
+    VaeCausalError, atomic_write, cache_root, check, check_path, get_device, load_json, load_weights, logger,
     remove_write_leftovers, retain_freed_memory, save_json, save_weights, seed_everything)
 from .data import DATASETS, BatchIterator, FactorDataset, load_dataset, should_materialise
 from .models import build_model, check_hparams, check_latent_dim
@@ -33,10 +33,11 @@ from .models import build_model, check_hparams, check_latent_dim
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['NOT_A_RESULT', 'COMPILE_MODES', 'CUDA_GRAPH_MODES', 'SIMD_WIDTH', 'RUN_FILES', 'LOCK_FILE', 'ZOO_ENV', 'TrainConfig',
-           'compile_with', 'save_checkpoint', 'load_state', 'Run', 'build_optimizer', 'default_channels_last',
-           'Session', 'start_session', 'train_step', 'log_and_save', 'finish_session', 'OutOfTime', 'deadline',
-           'time_up', 'pause_session', 'train', 'check_run_dir', 'folder_lock', 'load_run', 'zoo_root', 'pretrained']
+__all__ = ['NOT_A_RESULT', 'COMPILE_MODES', 'CUDA_GRAPH_MODES', 'SIMD_WIDTH', 'CPU_BF16_SLOW', 'RUN_FILES', 'LOCK_FILE',
+           'ZOO_ENV', 'TrainConfig', 'compile_with', 'save_checkpoint', 'load_state', 'Run', 'build_optimizer',
+           'default_channels_last', 'Session', 'start_session', 'train_step', 'log_and_save', 'finish_session',
+           'OutOfTime', 'deadline', 'time_up', 'pause_session', 'train', 'check_run_dir', 'folder_lock', 'load_run',
+           'zoo_root', 'pretrained']
 
 # %% ../nbs/04_train.ipynb #3472ea60
 def _dataset_name(name:str, # a dataset name as a user wrote it ('3dshapes', 'dSprites', ...)
@@ -60,7 +61,7 @@ class TrainConfig:
     lr: float = 1e-4
     seed: int = 0
     device: str|None = None           # None: $VAECAUSAL_DEVICE, then cuda > mps > cpu
-    precision: str = 'fp32'           # 'fp32' or 'bf16' (autocast; CUDA)
+    precision: str = 'fp32'           # 'fp32' or 'bf16' (autocast; CUDA, or a CPU with bf16 instructions)
     channels_last: bool|None = None   # None: on for CPU and CUDA (see `default_channels_last`)
     compile: bool|str = False         # torch.compile the model: True, or a mode of it (`COMPILE_MODES`)
     out_dir: str|None = None          # run directory; None: nothing is written
@@ -76,6 +77,9 @@ class TrainConfig:
         for k in ('steps', 'batch_size', 'latent_dim', 'checkpoint_every', 'log_every'):
             check(count(getattr(self, k)), f'{k} must be a positive integer, got {getattr(self, k)!r}')
         check(self.lr > 0 and math.isfinite(self.lr), f'lr must be a positive number, got {self.lr}')
+        check(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**32,
+              f'seed must be an integer in [0, 2**32), got {self.seed!r}')
+        if self.out_dir: check_path(self.out_dir, 'out_dir')     # a name too long for the file system: refused here
         check(self.precision in ('fp32', 'bf16'), f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         check(self.compile in (False, True) or self.compile in COMPILE_MODES,
               f'compile must be True, False or one of {", ".join(COMPILE_MODES)}, got {self.compile!r}')
@@ -309,6 +313,8 @@ def start_session(cfg:TrainConfig, # a validated config
     "Seed, build the model, optimisers and batch stream of `cfg`; resume them from its run folder if it has one."
     check(getattr(ds, 'name', None) == cfg.dataset,
           f'train got the dataset {getattr(ds, "name", ds)!r} for a config that names {cfg.dataset!r}')
+    if cfg.out_dir: _check_source(Path(cfg.out_dir), ds)
+    cfg.dataset_kwargs = _with_source(cfg, ds)      # procedural or the real file: recorded in config.json and the key
     seed_everything(cfg.seed)
     model = build_model(cfg.arch, cfg.latent_dim, ds.image_shape, **cfg.hparams).to(device)
     it = BatchIterator(ds, cfg.batch_size, device=device, seed=cfg.seed)
@@ -321,6 +327,41 @@ def start_session(cfg:TrainConfig, # a validated config
         s.threads = st.get('threads')
     s.last_good = s.history[-1] if s.history else {}
     return s
+
+# %% ../nbs/04_train.ipynb #7789249d
+def _source(ds:FactorDataset) -> str:
+    "Where a dataset's images come from, for messages."
+    return f'the procedural renders of {ds.name}' if ds.procedural else f"{ds.name}'s real file"
+
+def _with_source(cfg:TrainConfig, # a config
+                 ds:FactorDataset, # the dataset it trains on
+                ) -> dict:
+    """`cfg.dataset_kwargs` with `procedural` set to what `ds` is (where `load_dataset` chose: no file, renders); a
+    dataset that is not what the config asks for is refused."""
+    want = cfg.dataset_kwargs.get('procedural')
+    check(want is None or bool(want) == bool(ds.procedural), f'train got {_source(ds)} for a config that asks for '
+          f'{"procedural renders" if want else "the real file"} (dataset_kwargs={cfg.dataset_kwargs})')
+    return {**cfg.dataset_kwargs, 'procedural': bool(ds.procedural)}
+
+def _check_source(run_dir:Path, # the run folder
+                  ds:FactorDataset, # the dataset loaded for it now
+                 ):
+    """Refuse to go on with a run on another source of images than it was trained on (procedural renders, or the
+    real file): where `load_dataset` chooses, a real file that appeared, or went away, would change it mid-run."""
+    p = run_dir / 'config.json'
+    if not (run_dir / 'LATEST').exists() or not p.exists(): return          # nothing trained yet
+    old = load_json(p)
+    kw = old.get('dataset_kwargs') if isinstance(old, dict) else None
+    was = kw.get('procedural') if isinstance(kw, dict) else None
+    if was is None or bool(was) == bool(ds.procedural): return              # the same (or an older run: not recorded)
+    if was: raise VaeCausalError(
+        f'{run_dir} was trained on the procedural renders of {ds.name}, but {ds.name} now loads from its real file: '
+        "going on would train one model on both; pass --procedural (dataset_kwargs={'procedural': True}) to go on "
+        'with the renders, or train on the real file into a new folder')
+    raise VaeCausalError(
+        f"{run_dir} was trained on {ds.name}'s real file, but none is found now (the procedural renders would be "
+        'used): going on would train one model on both; put the file back in the data folder (data.data_root), or '
+        'train on the renders into a new folder')
 
 # %% ../nbs/04_train.ipynb #52abd622
 def train_step(s:Session, # the run
@@ -387,6 +428,15 @@ def pause_session(s:Session, # a run part-way
         save_checkpoint(Path(s.cfg.out_dir), s.step, s.model, s.opt, s.aux_opt, s.it, s.history)
 
 # %% ../nbs/04_train.ipynb #2fd29a19
+CPU_BF16_SLOW = ("precision 'bf16' on this CPU, which has no bf16 instructions (AVX512-BF16 or AMX, as oneDNN "
+                 'reports): PyTorch emulates them, so training is slower than in fp32; train in fp32 here '
+                 "(--precision fp32), or on a GPU or a CPU with bf16 instructions")
+
+def _cpu_has_bf16() -> bool:
+    "Whether oneDNN runs bf16 on this CPU's own instructions (not emulated); False where PyTorch cannot tell."
+    try: return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError): return False
+
 def train(cfg:TrainConfig, # what to train
           dataset:FactorDataset|None=None, # the dataset `cfg` names, if the caller has it loaded (not reloaded)
           until:float|None=None, # a `time.time()` deadline: past it, checkpoint and raise `OutOfTime` (None: none)
@@ -395,6 +445,7 @@ def train(cfg:TrainConfig, # what to train
     cfg.validate()
     device = get_device(cfg.device)
     if device.type == 'cpu': retain_freed_memory()        # no page faults on every step's activations (core)
+    if device.type == 'cpu' and cfg.precision == 'bf16' and not _cpu_has_bf16(): logger.warning(CPU_BF16_SLOW)
     out = Path(cfg.out_dir) if cfg.out_dir else None
     if out: check_run_dir(out, cfg)                         # before any write
     ds = dataset if dataset is not None else load_dataset(cfg.dataset, **cfg.dataset_kwargs)
@@ -431,9 +482,10 @@ def _train_loop(cfg:TrainConfig, ds:FactorDataset, device:torch.device, until:fl
     return finish_session(s)
 
 def _check_threads(s:Session):
-    "Say so when a CPU run goes on with another torch thread count than its checkpoint was trained with."
+    """Say so when a CPU run trains on with another torch thread count than its checkpoint was trained with (not when
+    it has nothing left to train)."""
     was, now = s.threads, torch.get_num_threads()
-    if was and was != now:
+    if was and was != now and s.step < s.cfg.steps:
         logger.warning(f'{s.cfg.out_dir} was trained with {was} torch threads up to step {s.step} and goes on with '
                        f'{now}: on the CPU it is then not bit-identical to an uninterrupted run (sums are split by '
                        f'thread); torch.set_num_threads({was}) resumes it exactly')
@@ -457,16 +509,41 @@ def check_run_dir(run_dir:Path, # the run directory `train` will write
     check(isinstance(old, dict), f'{cfg_path} does not hold a training config (it holds a JSON {type(old).__name__}); '
           'choose another folder, or delete this one to retrain')
     new = cfg.to_dict()
-    diff = sorted(k for k in set(old) | set(new) if k not in _RESUMABLE and old.get(k) != new.get(k))
+    diff = sorted(k for k in set(old) | set(new)
+                  if k not in _RESUMABLE and not _same_setting(k, old.get(k), new.get(k)))
     check(not diff,
         f'{run_dir} holds a run with a different config '
         f'({", ".join(f"{k}: {old.get(k)!r} != {new.get(k)!r}" for k in diff)}); '
           'use another out_dir, or delete that directory')
     done = _latest_step(run_dir)
+    latest = (run_dir / 'LATEST').read_text().strip() if done else ''
+    check(not done or (run_dir / latest).is_dir(), f'{run_dir / "LATEST"} names {latest}, the checkpoint to go on '
+          f'from, which is missing; put {latest} back into {run_dir}, or delete {run_dir} to retrain')
     check(cfg.steps >= done,
           f'{run_dir} already holds {done} trained steps, more than the {cfg.steps} asked for; ask for at '
           f'least {done} steps, or use another folder')
+    _check_checkpoint_names(run_dir, done, cfg.steps)
     return done
+
+def _same_setting(k:str, a, b) -> bool:
+    """Whether a run's setting `k` is `a` as before and `b` now; a dataset's `procedural` left to `load_dataset` (None)
+    agrees with either (`start_session` checks the source it chose, `_check_source`)."""
+    if k != 'dataset_kwargs' or not (isinstance(a, dict) and isinstance(b, dict)): return a == b
+    rest = lambda d: {n: v for n, v in d.items() if n != 'procedural'}
+    pa, pb = a.get('procedural'), b.get('procedural')
+    return rest(a) == rest(b) and (pa is None or pb is None or pa == pb)
+
+def _check_checkpoint_names(run_dir:Path, # a run folder holding a run
+                            done:int, # the steps trained there
+                            steps:int, # the steps asked for
+                           ):
+    """Refuse, before anything is trained, a file or folder the trainer did not write that has the name of a
+    checkpoint it may write on the way to `steps` (`ckpt-<n>`, done < n <= steps: a pause can come at any step)."""
+    own = _own_checkpoints(run_dir, _run_meta(run_dir))
+    for n in sorted(int(p.name[5:]) for p in run_dir.glob('ckpt-*') if re.fullmatch(r'ckpt-[1-9]\d*', p.name)):
+        check(not done < n <= steps or f'ckpt-{n}' in own, f'{run_dir / f"ckpt-{n}"} was not written by this run '
+              f'(run.json does not list it), and training to step {steps} may write a checkpoint of that name; it is '
+              f'left alone: move it out of {run_dir} and run again')
 
 def _check_config_missing(run_dir:Path):
     "A folder with the trainer's own files (LATEST, run.json) but no config.json lost its config: say that."
@@ -496,10 +573,23 @@ def _resume(run_dir, cfg, model, opt, aux_opt, it) -> tuple[int, list, dict]:
     _make_run_dir(run_dir)
     remove_write_leftovers(run_dir, RUN_FILES)          # a kill mid-write left them; we hold the folder's lock
     save_json(cfg.to_dict(), run_dir / 'config.json')
-    save_json({**_run_meta(run_dir), 'image_shape': list(model.image_shape), 'threads': torch.get_num_threads()},
-              run_dir / 'run.json')                      # load_run builds the model from this
+    meta = _run_meta(run_dir)
+    save_json({**meta, 'image_shape': list(model.image_shape),      # load_run builds the model from this
+               'threads': _thread_history(meta.get('threads'), step, cfg.steps)}, run_dir / 'run.json')
     if step: logger.info(f'resuming {run_dir} from step {step}')
     return step, hist, st
+
+def _thread_history(old, # run.json's record: a list of {from_step, threads}, an older run's one count, or None
+                    step:int, # the step training goes on from
+                    steps:int, # the step it trains to
+                   ) -> list[dict]:
+    """The torch thread counts a run was trained with, each from the step it started at; the count in force now is
+    added only if steps are trained under it (and one whose steps were lost with an unsaved part is dropped)."""
+    hist = ([{'from_step': 0, 'threads': old}] if isinstance(old, int) else
+            [h for h in old if isinstance(h, dict)] if isinstance(old, list) else [])
+    if step >= steps: return hist                                   # nothing to train: nothing changes
+    hist, now = [h for h in hist if h.get('from_step', 0) < step], torch.get_num_threads()
+    return hist if hist and hist[-1].get('threads') == now else hist + [{'from_step': step, 'threads': now}]
 
 def _restore(run_dir, model, opt, aux_opt, it) -> tuple[int, list, dict]:
     "Load the checkpoint `LATEST` names into the model, optimisers and batch stream: (step, history, state)."
@@ -594,6 +684,7 @@ def _check_finished(path:Path, cfg:TrainConfig):
 # %% ../nbs/04_train.ipynb #fe63fe07
 def load_run(path:str|Path, # a run folder written by `train`
              device=None, # where to put the model (None: the default device)
+             finished:bool=False, # refuse a run that has not finished (only a checkpoint, no final weights)
             ) -> Run:
     """Load a run directory written by `train` (final weights if finished, else the latest checkpoint); a run continued
     to more steps and stopped part-way is refused, not read as finished."""
@@ -612,6 +703,9 @@ def load_run(path:str|Path, # a run folder written by `train`
             fix = f'delete it and train the same config into {path} again: it is rewritten from the last checkpoint'
     else:
         check((path / 'LATEST').exists(), f'{path} has neither final weights nor a checkpoint')
+        check(not finished, f'{path} is not finished: it has trained {_latest_step(path)} of its {cfg.steps} steps '
+              f'(a checkpoint, no final model.safetensors); finish it first by training the same config into {path} '
+              f'again (e.g. vaecausal train ... --steps {cfg.steps} --out {path}: it goes on from its checkpoint)')
         ck = path / (path / 'LATEST').read_text().strip()
         w, hist = ck / 'model.safetensors', ck / 'history.csv'
     _load_weights(model, w, fix)
