@@ -79,7 +79,7 @@ def _results_section(core) -> list:
         return '–' if not np.isfinite(m) else f'{m:.{digits}f}' + (f' ± {s:.{digits}f}' if np.isfinite(s) and s else '')
     table = mean.copy().astype(object)
     for m in metrics:
-        whole = core[m].dropna().apply(float.is_integer).all()          # counts (active latents) print as integers
+        whole = core[m].dropna().astype(float).apply(float.is_integer).all()   # counts (active latents): integers
         table[m] = [cell(a, b, 3 if not whole else 0 if float(a).is_integer() else 1) for a, b in zip(mean[m], sd[m])]
     return ['## Results (mean ± sd over runs)', '', f'Runs per cell (configurations × seeds, excluded runs left '
             f'out): {runs}. Columns are defined at the end.', '',

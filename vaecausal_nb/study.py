@@ -40,8 +40,9 @@ from .train import OutOfTime, TrainConfig, deadline, load_run, time_up, train
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'CPU_HPARAMS', 'SWEEP', 'CAPACITY_DIMS', 'PILOT_SWEEP', 'PRESETS', 'BETA_VAE_MIN_TRAIN',
-           'SUMMARY_SEED', 'CAUSAL_SEED', 'UNFINISHED', 'OWNED', 'ROW_TEXT', 'ROW_NEEDS', 'StudySpec', 'configurations',
+__all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'CPU_HPARAMS', 'MAX_POINTS', 'MAX_CAUSAL_IMAGES', 'MAX_MODULARITY_IMAGES', 'SWEEP',
+           'CAPACITY_DIMS', 'PILOT_SWEEP', 'PRESETS', 'BETA_VAE_MIN_TRAIN', 'SUMMARY_SEED', 'CAUSAL_SEED', 'UNFINISHED',
+           'OWNED', 'ROW_TEXT', 'ROW_FLAGS', 'ROW_NEEDS', 'StudySpec', 'check_measure_sizes', 'configurations',
            'preset', 'check_metric_sizes', 'run_key', 'jobs', 'causal_images', 'measure', 'run_job', 'fleets',
            'run_fleet', 'foreign_files', 'write_owned', 'claim_files', 'run_study', 'plan_study', 'config_label',
            'load_results', 'study_status', 'evaluation_path', 'evaluate_run']
@@ -153,10 +154,39 @@ def validate(self:StudySpec):
               f'{k} must be a positive integer, got {getattr(self, k)!r}')
     check(self.causal_images >= 2 and self.modularity_images >= 2,
           'causal_images and modularity_images must be at least 2')
+    check_measure_sizes(self.metric_sizes, self.causal_images, self.modularity_images)   # and not too many
     check(self.version == SPEC_VERSION,
           f'this study spec has version {self.version}, but this vaecausal_nb reads version '
           f'{SPEC_VERSION}; start a new study root, or install the vaecausal_nb that wrote it')
     return self
+
+# %% ../nbs/10_study.ipynb #7988d0a7
+# Upper bounds on what one measurement holds at once: past them a typo (1e9) would end in an out-of-memory kill
+MAX_POINTS = 100_000          # a metric size: 10 × disentanglement_lib's reference 10,000
+MAX_CAUSAL_IMAGES = 4096      # 8 × the paper preset's 512
+MAX_MODULARITY_IMAGES = 256   # 4 × the paper preset's 64
+
+def check_measure_sizes(metric_sizes:str|dict, # metric sizes (a name in metrics.SIZES or a dict)
+                        causal_images:int, # images for CES, specificity and active latents (an integer >= 2)
+                        modularity_images:int, # images for circuit modularity (an integer >= 2)
+                       ):
+    """Refuse measurement sizes that no memory holds (`MAX_POINTS`, `MAX_CAUSAL_IMAGES`, `MAX_MODULARITY_IMAGES`), and
+    more modularity images than causal images (modularity is measured on the first of those)."""
+    for m, v in resolve_sizes(metric_sizes).items():
+        check(max(v if isinstance(v, tuple) else (v,)) <= MAX_POINTS, f'metric_sizes {m} '
+              f'{json.dumps(list(v) if isinstance(v, tuple) else v)}: at most {MAX_POINTS} points a set (10 × '
+              "disentanglement_lib's reference 10000): every point's code and factors are held in memory and the "
+              "metrics' classifiers are fitted on them (DCI's take ~5 min at 10000 points); give smaller sizes")
+    check(causal_images <= MAX_CAUSAL_IMAGES, f'causal_images {causal_images} is more than {MAX_CAUSAL_IMAGES}: for '
+          'each latent the causal metrics hold 7 decodes of every image at once (1.3 GiB at 4096 3×64×64 images), '
+          f'so more runs out of memory; give at most {MAX_CAUSAL_IMAGES} (the paper preset uses 512)')
+    check(modularity_images <= MAX_MODULARITY_IMAGES, f'modularity_images {modularity_images} is more than '
+          f'{MAX_MODULARITY_IMAGES}: for each treatment circuit modularity holds about 65 decodes of every image at '
+          f'once (0.8 GiB at 256 3×64×64 images), so more runs out of memory; give at most {MAX_MODULARITY_IMAGES} '
+          '(the paper preset uses 64)')
+    check(modularity_images <= causal_images, f'modularity_images {modularity_images} is more than causal_images '
+          f'{causal_images}: circuit modularity is measured on the first modularity_images of the causal images; '
+          'give at most as many')
 
 # %% ../nbs/10_study.ipynb #e264d2bd
 def _check_sweep(spec:StudySpec):
@@ -583,13 +613,14 @@ def write_owned(folder:str|Path, # the folder (where the record is kept)
 def claim_files(folder:str|Path, # where vaecausal_nb is about to write
                 names:list[str], # paths relative to `folder` it would write
                 what:str, # who writes, for the message (e.g. 'the report')
+                other:str|None='give --out a new folder', # the other way out, besides moving the files (None: none)
                ):
     """One error naming them if writing `names` would overwrite files vaecausal_nb did not write (`foreign_files`),
     before anything is written."""
     folder = Path(folder); theirs = foreign_files(folder, names)
     them = 'them' if len(theirs) > 1 else 'it'
     check(not theirs, f'{folder} holds {", ".join(theirs)}, which vaecausal_nb did not write there (or which changed '
-          f'since it did); {what} would overwrite {them}: move {them} away, or give --out a new folder')
+          f'since it did); {what} would overwrite {them}: move {them} away{f", or {other}" if other else ""}')
 
 
 # %% ../nbs/10_study.ipynb #58f10838
@@ -607,6 +638,10 @@ def _check_root(root:Path, spec:StudySpec):
     "Make `root` a study root for `spec`: refuse a folder whose study.json, runs/ or probes/ a study did not write."
     check(not root.is_file(), f'cannot create the study root {root}: it is a file; give a folder (a new one, or a '
           'study root)')
+    run = [n for n in ('config.json', 'LATEST', 'run.json') if (root / n).is_file()]    # what `train` writes
+    check('config.json' not in run or len(run) == 1, f'{root} holds a training run ({", ".join(run)}), not a '
+          "study: a study keeps its runs in runs/ and would mix its files with the run's; give --out a new folder (or "
+          'a study root)')
     f = root / 'study.json'
     if f.exists():
         specs = _study_specs(root)
@@ -854,6 +889,7 @@ def config_label(arch:str, # the architecture
 
 # %% ../nbs/10_study.ipynb #156e3c10
 ROW_TEXT = ('key', 'name', 'arch', 'dataset', 'hparams', 'precision', 'variant')   # a row's text; the rest are numbers
+ROW_FLAGS = ('procedural',)           # true or false; every other number is one (a metric of true is a mistake)
 ROW_NEEDS = ('key', 'name', 'arch', 'dataset', 'hparams', 'latent_dim', 'seed', 'steps', 'seconds_train',
              'seconds_eval')
 
@@ -864,7 +900,8 @@ def _row_problem(row) -> str|None:
     if miss: return f'no {", ".join(miss)}'
     for k, v in row.items():
         if k in ROW_TEXT and not isinstance(v, str): return f'{k} is {json.dumps(v)}, not text'
-        if k not in ROW_TEXT and not isinstance(v, (int, float)): return f'{k} is {json.dumps(v)}, not a number'
+        if (k not in ROW_TEXT and not isinstance(v, (int, float))) or (isinstance(v, bool) and k not in ROW_FLAGS):
+            return f'{k} is {json.dumps(v)}, not a number'
     bad = [k for k in ('latent_dim', 'seed', 'steps') if not float(row[k]).is_integer()]
     if bad: return f'{bad[0]} is {row[bad[0]]}, not an integer'
     try: hp = json.loads(row['hparams'])
@@ -931,8 +968,11 @@ def evaluate_run(path:str|Path, # a run directory
     for k, v, lo in (('causal_images', causal_images, 2), ('modularity_images', modularity_images, 2),
                      ('probe_steps', probe_steps, 1)):
         check(isinstance(v, int) and v >= lo, f'{k} must be an integer >= {lo}, got {v!r}')
-    run, out = load_run(path), evaluation_path(path, sizes)
-    claim_files(out.parent, [out.name], 'the evaluation')    # a user's file by that name: refused before any work
+    check_measure_sizes(sizes, causal_images, modularity_images)
+    run, out = load_run(path, finished=True), evaluation_path(path, sizes)     # a run trained part-way: refused
+    check(os.access(out.parent, os.W_OK), f'{out.parent} is not writable, and the evaluation is written there '
+          f'({out.name}); make it writable, or evaluate a copy of the run folder in a place you can write to')
+    claim_files(out.parent, [out.name], 'the evaluation', other=None)   # a user's file by that name: refused now
     ds = load_dataset(run.config.dataset, **run.config.dataset_kwargs)
     check_metric_sizes(sizes, ds)
     ev = {'metric_sizes': sizes, 'causal_images': causal_images,
