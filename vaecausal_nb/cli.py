@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .controls import CONTROLS
-from .core import VaeCausalError, check, load_json
+from .core import VaeCausalError, check, check_path, load_json
 from .data import load_dataset
 from .interventions import save_traversal
 from .metrics import SIZES
@@ -30,11 +30,15 @@ def _parse_fleet(text:str) -> int|str:
     check(text.isdigit() and int(text) >= 1, f"--fleet takes a positive integer or 'auto', got {text!r}")
     return int(text)
 
-def _parse_hparams(items:list[str]) -> dict:
-    out = {}
+def _parse_hparams(items:list[str]|None, # the `--hparam NAME=VALUE` arguments, in order
+                  ) -> dict:
+    "`--hparam` arguments as a dict (values read as JSON where they are, else as text); a name given twice is refused."
+    out, given = {}, {}
     for it in items or []:
         check('=' in it, f'--hparam takes NAME=VALUE, got {it!r}')
         k, v = it.split('=', 1)
+        check(k not in given, f'--hparam {k} is given twice ({given.get(k)} and {it}); give each hyperparameter once')
+        given[k] = it
         try: out[k] = json.loads(v)
         except json.JSONDecodeError: out[k] = v
     return out
@@ -51,7 +55,7 @@ def study_spec(args) -> StudySpec:
     if args.spec:
         p = Path(args.spec)
         check(p.is_file(), f'--spec {p}: no such file (give a JSON file of StudySpec fields)')
-        d = load_json(p)
+        d = load_json(p, fix='save it as UTF-8 JSON: an object of StudySpec fields')
         check(isinstance(d, dict), f'--spec {p} must hold a JSON object of StudySpec fields')
         spec = StudySpec.from_dict(d)
     else: spec = preset(args.preset)
@@ -161,10 +165,12 @@ _PATHS = {'out': ('--out', 'folder'), 'root': ('ROOT', 'study root'), 'run': ('R
 
 def _check_paths(args:argparse.Namespace, # parsed `vaecausal` arguments
                 ):
-    "An empty path argument (`--out \"\"`) is one clear error, not the current folder or the default."
+    """An empty path argument (`--out \"\"`) is one clear error, not the current folder or the default; so is one too
+    long for the file system (`core.check_path`)."""
     for k, (flag, kind) in _PATHS.items():
         v = getattr(args, k, None)
         check(v is None or v.strip() != '', f'{flag} is an empty path; give it a {kind}')
+        if v is not None: check_path(v, flag)
 
 
 # %% ../nbs/11_cli.ipynb #05ad242a
