@@ -144,3 +144,122 @@ def test_study_workers_die_with_the_runner(tmp_path):
     alive = [w for w in workers if _alive(w)]
     for w in alive: os.kill(w, signal.SIGKILL)
     assert not alive, f'{len(alive)} pool workers outlived the runner'
+
+
+# issue #29, the reviewer's remaining findings: each input checked where it enters, one clear error each
+def test_measurement_sizes_have_an_upper_bound(tmp_path):
+    "1e9 images or points would end in an out-of-memory kill: refused when the spec or the command is read."
+    for bad, msg in [({'causal_images': 10**9}, 'causal_images 1000000000 is more than 4096: for each latent the causal '
+                      'metrics hold 7 decodes of every image at once (1.3 GiB at 4096 3×64×64 images), so more runs out '
+                      'of memory; give at most 4096 (the paper preset uses 512)'),
+                     ({'modularity_images': 10**9}, 'modularity_images 1000000000 is more than 256: for each treatment '
+                      'circuit modularity holds about 65 decodes of every image at once'),
+                     ({'metric_sizes': {'dci': [10**9, 500]}}, "metric_sizes dci [1000000000, 500]: at most 100000 points "
+                      "a set (10 × disentanglement_lib's reference 10000): every point's code and factors are held in "
+                      "memory and the metrics' classifiers are fitted on them (DCI's take ~5 min at 10000 points); give "
+                      'smaller sizes')]:
+        (tmp_path / 'spec.json').write_text(json.dumps({'name': 'x', 'archs': ['vae'], 'steps': 2, **bad}))
+        one_line_error(cli('study', '--spec', tmp_path / 'spec.json', '--out', tmp_path / 'root'), msg)
+        assert not (tmp_path / 'root').exists()
+    # evaluate: checked before the run folder is even read
+    one_line_error(cli('evaluate', tmp_path / 'no-run', '--causal-images', '1000000000'),
+                   'causal_images 1000000000 is more than 4096')
+    one_line_error(cli('evaluate', tmp_path / 'no-run', '--sizes', '{"mig": 1000000000}'),
+                   'metric_sizes mig 1000000000: at most 100000 points a set')
+    one_line_error(cli('evaluate', tmp_path / 'no-run', '--causal-images', '8', '--modularity-images', '16'),
+                   'modularity_images 16 is more than causal_images 8: circuit modularity is measured on the first '
+                   'modularity_images of the causal images; give at most as many')
+
+
+def test_a_name_too_long_for_the_file_system(tmp_path):
+    long = tmp_path / ('a' * 300)
+    msg = "the name 'aaaaaaaaaaaaaaaaaaaaaaaa…' is 300 bytes long, more than the 255 this file system allows for one " \
+          'name; choose a shorter name'
+    one_line_error(cli('train', '--arch', 'vae', '--procedural', '--steps', '2', '--batch-size', '8', '--out', long),
+                   f'--out: {msg}')
+    one_line_error(cli('study', '--archs', 'vae', '--steps', '2', '--out', long), f'--out: {msg}')
+    one_line_error(cli('report', long), f'ROOT: {msg}')
+    one_line_error(cli('report', tmp_path, '--out', long), f'--out: {msg}')
+    one_line_error(cli('evaluate', long), f'RUN: {msg}')
+    with pytest.raises(VaeCausalError, match=f'out_dir: {msg}'): TrainConfig(out_dir=str(long)).validate()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_spec_file_that_is_not_utf8(tmp_path):
+    (tmp_path / 'spec.json').write_bytes('{"name": "étude"}'.encode('latin-1'))
+    one_line_error(cli('study', '--spec', tmp_path / 'spec.json', '--out', tmp_path / 'root'),
+                   f'{tmp_path / "spec.json"} is not UTF-8 text (byte 0xe9 at position 10), so not a JSON file; save it '
+                   'as UTF-8 JSON: an object of StudySpec fields')
+    assert not (tmp_path / 'root').exists()
+
+
+def test_a_metric_of_true_or_a_whole_number_in_metrics_json(tmp_path):
+    from vaecausal_nb.report import MAIN_METRICS
+    row = {'key': 'k', 'name': 'vae-dsprites-L10-s0-k', 'arch': 'vae', 'dataset': 'dsprites', 'procedural': True,
+           'hparams': '{}', 'latent_dim': 10, 'seed': 0, 'steps': 100, 'seconds_train': 1.0, 'seconds_eval': 1.0,
+           **{m: 0.5 for m in MAIN_METRICS}, 'mig': 1}
+    save_json(row, tmp_path / 'runs' / row['name'] / 'metrics.json')
+    r = cli('report', tmp_path)
+    assert r.returncode == 0, r.stderr                                  # 1 is a number (the report used is_integer on it)
+    assert '| 1 |' in (tmp_path / 'report.md').read_text()
+    save_json({**row, 'mig': True}, tmp_path / 'runs' / row['name'] / 'metrics.json')
+    one_line_error(cli('report', tmp_path), f'{tmp_path / "runs" / row["name"] / "metrics.json"} does not hold a run\'s '
+                   'results (mig is true, not a number)')
+
+
+def test_train_options_checked_before_the_run_folder_is_made(tmp_path):
+    base = ['train', '--arch', 'beta_vae', '--procedural', '--steps', '2', '--batch-size', '8', '--out', tmp_path / 'r']
+    one_line_error(cli(*base, '--seed', '-1'), 'seed must be an integer in [0, 2**32), got -1')
+    one_line_error(cli(*base, '--hparam', 'beta=2', '--hparam', 'beta=8'),
+                   '--hparam beta is given twice (beta=2 and beta=8); give each hyperparameter once')
+    assert not (tmp_path / 'r').exists()
+
+
+@pytest.mark.parametrize('native', [False, True])
+def test_bf16_on_a_cpu_without_bf16_instructions_is_said(tmp_path, native):
+    "bf16 on the CPU works (autocast); where oneDNN has no bf16 instructions it is emulated, slower than fp32: said."
+    import logging
+    import unittest.mock
+    from vaecausal_nb import train as T
+    said = []
+    h = logging.Handler(logging.WARNING)
+    h.emit = lambda r: said.append(r.getMessage())
+    logging.getLogger('vaecausal_nb').addHandler(h)
+    try:
+        with unittest.mock.patch.object(T, '_cpu_has_bf16', lambda: native):
+            r = cli('train', '--arch', 'vae', '--procedural', '--steps', '2', '--batch-size', '8', '--device', 'cpu',
+                    '--precision', 'bf16', '--out', tmp_path / 'r')
+    finally: logging.getLogger('vaecausal_nb').removeHandler(h)
+    assert r.returncode == 0, r.stderr
+    assert said == ([] if native else [
+        "precision 'bf16' on this CPU, which has no bf16 instructions (AVX512-BF16 or AMX, as oneDNN reports): PyTorch "
+        'emulates them, so training is slower than in fp32; train in fp32 here (--precision fp32), or on a GPU or a CPU '
+        'with bf16 instructions'])
+
+
+def test_evaluate_refuses_a_run_trained_part_way_and_a_folder_it_cannot_write(tmp_path, monkeypatch):
+    import itertools
+    import unittest.mock
+    from vaecausal_nb import train as T
+    monkeypatch.setenv('VAECAUSAL_ZOO', str(tmp_path / 'zoo'))              # where evaluate caches its factor probe
+    run = tmp_path / 'run'
+    cfg = dict(arch='vae', dataset_kwargs={'procedural': True}, batch_size=8, checkpoint_every=2, progress=False,
+               device='cpu', out_dir=str(run))
+    with unittest.mock.patch.object(T, '_now', side_effect=itertools.count()), pytest.raises(T.OutOfTime):
+        train(TrainConfig(steps=8, **cfg), until=3)                          # stopped part-way (a kill leaves the same)
+    step = int((run / 'LATEST').read_text()[5:])
+    one_line_error(cli('evaluate', run), f'{run} is not finished: it has trained {step} of its 8 steps (a checkpoint, no '
+                   f'final model.safetensors); finish it first by training the same config into {run} again (e.g. '
+                   f'vaecausal train ... --steps 8 --out {run}: it goes on from its checkpoint)')
+    train(TrainConfig(steps=8, **cfg))                                      # as the message says
+    access = os.access                                                      # (as root, a chmod would not stop a write)
+    with unittest.mock.patch('os.access', lambda p, mode, *a, **kw: False if Path(p) == run else access(p, mode, *a, **kw)):
+        one_line_error(cli('evaluate', run), f'{run} is not writable, and the evaluation is written there '
+                       '(evaluation-quick.json); make it writable, or evaluate a copy of the run folder in a place you '
+                       'can write to')
+    (run / 'evaluation-quick.json').write_text('{"my": "notes"}')
+    r = cli('evaluate', run)
+    one_line_error(r, f'{run} holds evaluation-quick.json, which vaecausal_nb did not write there (or which changed since '
+                   'it did); the evaluation would overwrite it: move it away')
+    assert '--out' not in r.stderr                                          # evaluate has no --out to give
+    assert not (tmp_path / 'zoo').exists()                                  # refused before the factor probe trained

@@ -156,14 +156,16 @@ def test_a_users_folder_named_like_a_checkpoint_is_left_alone(tmp_path):
     assert json.loads((out / 'run.json').read_text())['checkpoints'] == ['ckpt-12']
 
 
-def test_a_users_folder_with_a_checkpoints_exact_name_is_not_replaced(tmp_path):
-    out, before = a_run_with_a_users_folder(tmp_path, 'ckpt-8')
+@pytest.mark.parametrize('name', ['ckpt-8', 'ckpt-6'])
+def test_a_users_folder_with_a_checkpoints_name_is_refused_before_training(tmp_path, name):
+    "ckpt-8 the trainer would write at the end, ckpt-6 at a pause (a time limit may stop a run at any step)."
+    out, _ = a_run_with_a_users_folder(tmp_path, name)
+    before = snapshot(out)
     r = cli(*TRAIN, '--steps', '8', '--out', str(out))
-    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].strip() == (     # after the progress bar
-        f'vaecausal: error: {out / "ckpt-8"} was not written by this run (run.json does not list it), so it is left '
-        f'alone; move it out of {out} and run again to go on from its last checkpoint'), r.stderr
-    assert snapshot(out / 'ckpt-8') == before and (out / 'LATEST').read_text() == 'ckpt-4'
-    assert not list(out.glob('.ckpt-*'))
+    assert r.returncode == 2 and r.stderr.strip() == (                      # at the start: no progress bar, no step
+        f'vaecausal: error: {out / name} was not written by this run (run.json does not list it), and training to step '
+        f'8 may write a checkpoint of that name; it is left alone: move it out of {out} and run again'), r.stderr
+    assert snapshot(out) == before                                          # nothing trained, nothing rewritten
 
 
 def test_a_write_killed_midway_leaves_no_temporary_after_the_resume(tmp_path):
@@ -267,14 +269,72 @@ def test_the_thread_count_is_recorded_and_a_change_is_said(tmp_path):
     try:
         with threads(1): train(TrainConfig(steps=2, out_dir=str(run), **CFG))
         assert torch.load(run / 'ckpt-2' / 'state.pt', weights_only=True)['threads'] == 1
-        assert json.loads((run / 'run.json').read_text())['threads'] == 1
+        assert json.loads((run / 'run.json').read_text())['threads'] == [{'from_step': 0, 'threads': 1}]
         with safe_open(str(run / 'model.safetensors'), 'pt') as f: assert f.metadata() == {'step': '2', 'threads': '1'}
         with threads(1): train(TrainConfig(steps=4, out_dir=str(run), **CFG))
         assert said == []                                                    # the same count: nothing to say
         with threads(2): train(TrainConfig(steps=6, out_dir=str(run), **CFG))
+        with threads(1): train(TrainConfig(steps=6, out_dir=str(run), **CFG))   # finished: nothing trained, nothing said
     finally: logging.getLogger('vaecausal_nb').removeHandler(h)
     assert said == [f'{run} was trained with 1 torch threads up to step 4 and goes on with 2: on the CPU it is then not '
                     'bit-identical to an uninterrupted run (sums are split by thread); torch.set_num_threads(1) '
                     'resumes it exactly']
     assert torch.load(run / 'ckpt-6' / 'state.pt', weights_only=True)['threads'] == 2
+    assert json.loads((run / 'run.json').read_text())['threads'] == [{'from_step': 0, 'threads': 1},
+                                                                     {'from_step': 4, 'threads': 2}]   # each count kept
     assert 'threads' not in json.loads((run / 'config.json').read_text())    # not in the config, so not in the run key
+
+
+def test_a_resume_on_another_source_of_images_is_refused(tmp_path, monkeypatch):
+    "Trained where no dSprites file was (procedural renders), resumed after one appeared, and the reverse."
+    data = tmp_path / 'data'; data.mkdir()
+    monkeypatch.setenv('VAECAUSAL_DATA', str(data))
+    train_cli = ['train', '--arch', 'vae', '--batch-size', '8', '--device', 'cpu', '--checkpoint-every', '2']
+    out = tmp_path / 'rendered'
+    assert cli(*train_cli, '--steps', '2', '--out', out).returncode == 0
+    assert json.loads((out / 'config.json').read_text())['dataset_kwargs'] == {'procedural': True}   # recorded
+    _dsprites(data / 'dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz')      # the real file appears
+    before = snapshot(out)
+    r = cli(*train_cli, '--steps', '4', '--out', out)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        f'vaecausal: error: {out} was trained on the procedural renders of dsprites, but dsprites now loads from its '
+        "real file: going on would train one model on both; pass --procedural (dataset_kwargs={'procedural': True}) "
+        'to go on with the renders, or train on the real file into a new folder'), r.stderr
+    assert snapshot(out) == before
+    assert cli(*train_cli, '--steps', '4', '--procedural', '--out', out).returncode == 0    # as the message says
+    real = tmp_path / 'real'
+    assert cli(*train_cli, '--steps', '2', '--out', real).returncode == 0
+    assert json.loads((real / 'config.json').read_text())['dataset_kwargs'] == {'procedural': False}
+    (data / 'dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz').unlink()     # the file goes away
+    before = snapshot(real)
+    r = cli(*train_cli, '--steps', '4', '--out', real)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        f"vaecausal: error: {real} was trained on dsprites's real file, but none is found now (the procedural renders "
+        'would be used): going on would train one model on both; put the file back in the data folder '
+        '(data.data_root), or train on the renders into a new folder'), r.stderr
+    assert snapshot(real) == before
+
+
+def test_a_latest_that_names_a_missing_checkpoint(tmp_path):
+    out = tmp_path / 'run'
+    assert cli(*TRAIN, '--steps', '4', '--out', str(out)).returncode == 0
+    (out / 'LATEST').write_text('ckpt-999')
+    before = snapshot(out)
+    r = cli(*TRAIN, '--steps', '8', '--out', str(out))
+    assert r.returncode == 2 and r.stderr.strip() == (
+        f'vaecausal: error: {out / "LATEST"} names ckpt-999, the checkpoint to go on from, which is missing; put '
+        f'ckpt-999 back into {out}, or delete {out} to retrain'), r.stderr    # not "holds 999 trained steps"
+    assert snapshot(out) == before
+
+
+def test_a_study_refuses_a_train_run_folder_as_its_root(tmp_path):
+    out = tmp_path / 'run'
+    assert cli(*TRAIN, '--steps', '4', '--out', str(out)).returncode == 0
+    before = snapshot(out)
+    spec = {'name': 'x', 'archs': ['vae'], 'steps': 2, 'batch_size': 8}
+    (tmp_path / 'spec.json').write_text(json.dumps(spec))
+    r = cli('study', '--spec', tmp_path / 'spec.json', '--out', out, '--no-progress')
+    assert r.returncode == 2 and r.stderr.strip() == (
+        f'vaecausal: error: {out} holds a training run (config.json, LATEST, run.json), not a study: a study keeps its '
+        "runs in runs/ and would mix its files with the run's; give --out a new folder (or a study root)"), r.stderr
+    assert snapshot(out) == before
