@@ -26,8 +26,8 @@ from .core import (VaeCausalError, _file_mode, atomic_write, cache_root, check, 
 
 # %% auto #0
 __all__ = ['DATA_ENV', 'DSPRITES_FILES', 'SHAPES3D_FILES', 'MPI3D_FILES', 'MPI3D_GRID', 'NORB_SPLITS', 'DATASETS', 'SOURCES',
-           'PROCEDURAL', 'REMOTE', 'RESIDENT_SHARE', 'to_float', 'FactorDataset', 'render_sprites', 'paste_patches',
-           'ProceduralDSprites', 'image_grid', 'show_traversals', 'traversal_factors', 'hsv_to_rgb',
+           'PROCEDURAL', 'REMOTE', 'RESIDENT_SHARE', 'to_float', 'FactorDataset', 'built_once', 'render_sprites',
+           'paste_patches', 'ProceduralDSprites', 'image_grid', 'show_traversals', 'traversal_factors', 'hsv_to_rgb',
            'ProceduralShapes3D', 'ProceduralMPI3D', 'data_root', 'ArrayDataset', 'load_dsprites_file',
            'load_shapes3d_file', 'load_mpi3d_file', 'read_norb_matrix', 'SmallNORB', 'load_smallnorb', 'CelebA',
            'load_celeba', 'load_dataset', 'fetch_file', 'download', 'random_batch', 'fixed_factor_batch',
@@ -139,6 +139,16 @@ def index_of(self:FactorDataset, factors) -> torch.Tensor:
                              f'{self.factor_sizes[k] - 1}), got {int(f[n, k])}')
     return (f * self._strides).sum(1)
 
+# %% ../nbs/01_data.ipynb #493ee924
+_BUILT: dict = {}       # key -> what `built_once` built in this process
+
+def built_once(key, # names what `make` builds (with every parameter it depends on)
+               make, # a function of no arguments that builds it
+              ):
+    "What `make()` returns, built the first time this process asks for `key` and kept for every later call."
+    if key not in _BUILT: _BUILT[key] = make()
+    return _BUILT[key]
+
 # %% ../nbs/01_data.ipynb #61c3a491
 def _shape_mask(shape:int, u:torch.Tensor, v:torch.Tensor) -> torch.Tensor:
     "Inside-test for a unit-size shape at the origin (u right, v up): 0 square, 1 ellipse, 2 heart."
@@ -199,7 +209,8 @@ class ProceduralDSprites(FactorDataset):
                          [np.arange(3), np.linspace(0.5, 1, 6), np.linspace(0, 2 * np.pi, 40),
                           np.linspace(0, 1, 32), np.linspace(0, 1, 32)])
         self.patch = 32
-        self.bank = render_sprites(patch=self.patch).reshape(720, self.patch, self.patch) * 255
+        self.bank = built_once(('sprites', self.patch), lambda: render_sprites(patch=self.patch)).reshape(
+            720, self.patch, self.patch) * 255
         self.offsets = torch.round(torch.linspace(0, 64 - self.patch, 32)).long()
         self.to(device)
 
@@ -328,8 +339,8 @@ class ProceduralShapes3D(FactorDataset):
                          (10, 10, 10, 8, 4, 15), (3, 64, 64),
                          [hues, hues, hues, np.linspace(0.75, 1.25, 8), np.arange(4), np.linspace(-30, 30, 15)])
         self.colors = torch.tensor(hsv_to_rgb(hues), dtype=torch.float32)                        # [10, 3]
-        self.floor, self.wall = self._background()                                              # [15, H, W] each
-        self.obj_alpha, self.obj_shade = self._objects()                                        # [4*8*15, H, W]
+        self.floor, self.wall = built_once('shapes3d-background', self._background)             # [15, H, W] each
+        self.obj_alpha, self.obj_shade = built_once('shapes3d-objects', self._objects)          # [4*8*15, H, W]
         self.to(device)
 
     def to(self, device):
