@@ -116,10 +116,11 @@ def test_dry_run_of_the_whole_session(device_image, tmp_path):
     assert p.returncode == 0, log
     summary = json.loads((out / 'summary.json').read_text())
     assert [(s['name'], s['status']) for s in summary['steps']] == [
-        ('preflight', 'ok'), ('checks', 'ok'), ('bench', 'ok'), ('study', 'ok')], log
+        ('preflight', 'ok'), ('checks', 'ok'), ('bench', 'ok'), ('study', 'ok'), ('results', 'ok')], log
     files = sorted(f.name for f in out.iterdir())
     assert len(files) <= 8 and all(OUT_NAME.match(f) for f in files) and all(f.is_file() for f in out.iterdir()), files
-    assert {'preflight.txt', 'checks.txt', 'bench.txt', 'study.txt', 'results.csv', 'summary.json'} <= set(files)
+    assert {'preflight.txt', 'checks.txt', 'bench.txt', 'study.txt', 'results.txt', 'results.csv',
+            'summary.json'} <= set(files)
     pre = (out / 'preflight.txt').read_text()
     assert 'wheels installed into' in pre and f'imports: {len(cuda_checks.MODULES)} of {len(cuda_checks.MODULES)}' \
         in pre and re.search(r'^compile: (ready|skipped)', pre, re.M), pre
@@ -153,11 +154,13 @@ def test_host_reads_counts_what_would_wait():
     for what, fn in [('aten._local_scalar_dense', lambda: float(t[0])),
                      ('aten._local_scalar_dense', lambda: bool(t[0])), ('aten.nonzero', lambda: t.nonzero()),
                      ('Tensor.cpu()', lambda: t.cpu()), ('Tensor.tolist()', lambda: t.tolist()),
-                     ('torch.tensor(..., device=)', lambda: torch.tensor([1.0], device='cpu'))]:
+                     ('torch.tensor(..., device=)', lambda: torch.tensor([1.0], device='cpu')),
+                     ('Tensor.to(cpu)', lambda: t.to('cpu')), ('Tensor.to(cpu)', lambda: t.to(device='cpu'))]:
         with cuda_checks.HostReads() as w: fn()
         assert len(w) == 1 and w[0].startswith(what), (what, w)
     with cuda_checks.HostReads() as w:
         (t * 2 + 1).sum(); torch.tensor([1.0]).to('cpu', non_blocking=True); torch.where(t > 0, t, 0)
+        t.to(torch.float64); t.to(t.device)
     assert w == []
 
 
@@ -195,6 +198,16 @@ def test_the_old_set_up_and_write_back_would_wait(monkeypatch):
     w = cuda_checks.count_phase_waits(members, torch.device('cpu'), steps=1)
     n_tensors = sum(len(list(m.s.model.parameters())) for m in members)      # main and discriminator parameters
     assert len(w['write_back']) == 2 * n_tensors and w['steps'] == [], w['write_back'][:2]
+
+
+def test_an_unfused_optimisers_step_count_read_back_is_caught(monkeypatch):
+    "The FactorVAE discriminator's Adam was not fused: its write-back copied each step count to the host ('cpu')."
+    from vaecausal_nb import fleet
+    members = _members()
+    for m in members: m.s.aux_opt.defaults['fused'] = None        # as the unfused optimiser lays out its state
+    w = cuda_checks.count_phase_waits(members, torch.device('cpu'), steps=1)
+    n_disc = sum(len(m.s.aux_opt.param_groups[0]['params']) for m in members)
+    assert len(w['write_back']) == n_disc and all(x.startswith('Tensor.to(cpu)') for x in w['write_back']), w
 
 
 # ---------------------------------------------------------------------------------------------- memory

@@ -97,6 +97,20 @@ def test_same_device():
     assert same_device('cpu', torch.device('cpu', 0))
 
 
+def test_a_dataset_held_on_cuda0_is_not_held_again(monkeypatch):
+    "Both places that ask 'already on the device?' (data.should_materialise, fleet._to_hold) see cuda:0 as cuda."
+    import types
+    from vaecausal_nb import data, fleet
+    monkeypatch.setattr(data, 'free_memory', lambda d: 10**12)        # plenty: only 'already held' can say no
+    ds = load_dataset('shapes3d', procedural=True)
+    ds.resident = types.SimpleNamespace(device=torch.device('cuda', 0))  # as a tensor on the GPU reports its device
+    cuda = torch.device('cuda')                                         # as get_device names it
+    assert not should_materialise(ds, cuda, 10 * len(ds))
+    assert fleet._to_hold([(ds, 10 * len(ds))], cuda, True) == [] and fleet._to_hold([(ds, 10 * len(ds))], cuda, None) == []
+    ds.resident = None                                                  # not held: both would hold it
+    assert should_materialise(ds, cuda, 10 * len(ds)) and fleet._to_hold([(ds, 10 * len(ds))], cuda, None) == [ds]
+
+
 def test_should_materialise_sees_a_held_dataset(images):
     ds = load_dataset('dsprites', procedural=True)
     ds.resident = torch.zeros(1, dtype=torch.uint8)          # stands in for the whole set, held on the CPU

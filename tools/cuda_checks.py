@@ -36,6 +36,7 @@ import dataclasses
 import importlib
 import os
 import shutil
+import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -121,6 +122,14 @@ class _Values(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+def _to_host(args, kwargs) -> bool:
+    """Whether `Tensor.to(*args, **kwargs)` names the host as its target by name ('cpu'; `.to(dtype)` names none). A
+    `torch.device` target is not counted: in the package it is a tensor's own device (`q.device`), which is the host
+    only in a dry run on the CPU."""
+    dev = kwargs.get('device', next((a for a in args if isinstance(a, (str, torch.device))), None))
+    return isinstance(dev, str) and torch.device(dev).type == 'cpu'
+
+
 class _Copies(TorchFunctionMode):
     def __init__(self, out): super().__init__(); self.out = out
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -129,6 +138,8 @@ class _Copies(TorchFunctionMode):
             self.out.append(f'torch.{func.__name__}(..., device=): a blocking copy to the device, {_where()}')
         elif func in (torch.Tensor.cpu, torch.Tensor.tolist, torch.Tensor.numpy):
             self.out.append(f'Tensor.{func.__name__}(): a copy to the host, {_where()}')
+        elif func is torch.Tensor.to and not kwargs.get('non_blocking') and _to_host(args[1:], kwargs):
+            self.out.append(f'Tensor.to(cpu): a blocking copy to the host, {_where()}')
         return func(*args, **kwargs)
 
 
@@ -348,6 +359,25 @@ def measured(dev, quick, tiny):
     return bad
 
 
+COMPILE_TRIAL_S = 40        # a cold machine's first Triton build; longer and the compiled steps are not worth their time
+TRIAL = ('import sys, torch; d = torch.device(sys.argv[1]); '
+         'torch.compile(lambda x: torch.sin(x) + 1)(torch.ones(8, device=d)); torch.cuda.synchronize(d)')
+
+
+def _compile_trial(dev:torch.device, why:str) -> str:
+    """A tiny torch.compile in a child process, at most COMPILE_TRIAL_S seconds: the compiler, Triton and the driver
+    together, once. Returns the preflight's `compile:` line (it starts with `skipped` when the trial failed)."""
+    t0 = time.perf_counter()
+    try: r = subprocess.run([sys.executable, '-c', TRIAL, str(dev)], capture_output=True, text=True,
+                            timeout=COMPILE_TRIAL_S)
+    except subprocess.TimeoutExpired:
+        return f'skipped: a tiny torch.compile took more than {COMPILE_TRIAL_S} s; every compiled step is skipped'
+    if r.returncode:
+        last = (r.stderr.strip().splitlines() or ['no message'])[-1][:200]
+        return f'skipped: a tiny torch.compile failed ({last}); every compiled step is skipped'
+    return f'{why}; a compiled function ran in {time.perf_counter() - t0:.0f} s (a fresh process)'
+
+
 def preflight(dev:torch.device) -> int:
     "Check 0: what the device offers and whether every later step can start; returns the number of problems."
     bad = 0
@@ -363,21 +393,14 @@ def preflight(dev:torch.device) -> int:
     else: print(f'device: {dev.type} (a dry run)')
     print(f'TF32 defaults: cudnn.allow_tf32 {torch.backends.cudnn.allow_tf32}, cuda.matmul.allow_tf32 '
           f'{torch.backends.cuda.matmul.allow_tf32} (fp32 convolutions run in TF32 unless a step turns it off)')
-    ready, why = compile_ready()
-    if ready and dev.type == 'cuda':                      # the compiler, Triton and the driver together, once
-        t0 = time.perf_counter()
-        try:
-            torch.compile(lambda x: torch.sin(x) + 1)(torch.ones(8, device=dev)); torch.cuda.synchronize(dev)
-            why += f'; a compiled function ran in {time.perf_counter() - t0:.0f} s'
-        except Exception as e:
-            ready, why = False, f'skipped: a tiny torch.compile failed ({type(e).__name__}: ' \
-                                f'{str(e).splitlines()[0][:200] if str(e) else ""}); every compiled step is skipped'
-    print(f'compile: {why}')
-    for m in MODULES:
+    for m in MODULES:                                     # first: a missing import stops the session, a compile not
         try: importlib.import_module(m)
         except Exception as e:
             bad += 1; print(f'import {m}: FAILED, {type(e).__name__}: {e}')
     print(f'imports: {len(MODULES) - bad} of {len(MODULES)} modules the steps need import', flush=True)
+    ready, why = compile_ready()
+    if ready and dev.type == 'cuda': why = _compile_trial(dev, why)
+    print(f'compile: {why}', flush=True)
     return bad
 
 

@@ -13,19 +13,20 @@
 #        carry:      [".whl"]
 #        timeout_s:  600
 #      `all` takes at most 9 minutes of wall time (GPU_SESSION_SECONDS=540), each step capped, in this order:
-#        preflight  60 s   installs the wheels into /tmp/site; GPU name, torch/CUDA/cuDNN versions, free memory, TF32
-#                          defaults; a C compiler and Python.h for torch.compile (else every compiled step is skipped,
-#                          with a line saying so) and a tiny compiled function; every module the later steps import.
-#                          If it fails (no GPU, an import missing) the session stops there.
-#        checks     300 s  tools/cuda_checks.py --quick: to_device; the device waits of a stacked phase (set-up, steps,
+#        preflight  90 s   installs the wheels into /tmp/site; GPU name, torch/CUDA/cuDNN versions, free memory, TF32
+#                          defaults; every module the later steps import; a C compiler and Python.h for torch.compile
+#                          and a tiny compiled function in a child process (at most 40 s; else every compiled step is
+#                          skipped, with a line saying so). No GPU or an import missing: the session stops there.
+#        checks     240 s  tools/cuda_checks.py --quick: to_device; the device waits of a stacked phase (set-up, steps,
 #                          looks, write-back apart); members vs train in fp32 (TF32 off), 7 architectures; the study's
 #                          path (a run, a fleet of two, small metric sizes); bf16 for three architectures; CUDA graphs
 #                          (last: compiling takes minutes, and the cap may cut it)
-#        bench      120 s  bench/fleet_throughput.py trimmed: K = 1, 8, 64, stacked against one at a time, 30 steps
-#        study      rest   (at least 55 s) a slice of the gpu preset (vae on dSprites: 8 runs in fleets) under
-#                          --time-limit; exit 3 (unfinished) is what a slice ends with: its log says how far it got
+#        bench      100 s  bench/fleet_throughput.py trimmed: K = 1, 8, 64, stacked against one at a time, 30 steps
+#        study      rest   (at least 70 s) a slice of the gpu preset (vae on dSprites, 5 seeds in one fleet, 500
+#                          steps, a 300-step probe) under --time-limit; exit 3 (unfinished): its log says how far it got
+#        results    40 s   the study's finished rows and report, exported apart (a study cut at its cap loses nothing)
 #      Every step writes into $OUT as it goes (at most 8 files come back): preflight.txt, checks.txt, bench.txt,
-#      study.txt, results.csv and report.md (the study's, when it wrote them) and summary.json (each finished step's
+#      study.txt, results.txt, results.csv and report.md (the study's, when it wrote them) and summary.json (each finished step's
 #      status, exit code and seconds, rewritten after each step). A kill at the limit keeps all written before it.
 #   3. commit what came back, naming the device; give the machine back unless rerunning at once.
 #
@@ -44,7 +45,7 @@
 # Environment: PYTHON (python3), PIP ("$PYTHON -m pip"), SITE (/tmp/site), WHEELS (.whl), GPU_SESSION_WORK
 #   (/tmp/gpu_session: the study's root), GPU_SESSION_SECONDS (540).
 set -uo pipefail
-usage='usage: tools/gpu_session.sh wheels|all|preflight|checks|bench|compiled|plan|dci|study [--device cuda|cpu]'
+usage='usage: tools/gpu_session.sh wheels|all|preflight|checks|bench|compiled|plan|dci|study|results [--device cuda|cpu]'
 step=${1:?$usage}; shift
 device=cuda; raw=0
 while [ $# -gt 0 ]; do
@@ -143,18 +144,25 @@ print("compile:", why); sys.exit(0 if ok else 3)' || exit 0
 json.dump(tiny_spec(archs=("beta_vae",), seeds=(0, 1)).to_dict(), open(sys.argv[1], "w"))' "$WORK/spec.json" || return 1
         args=(--spec "$WORK/spec.json" --workers 1)
       elif [ "$1" = study ]; then args=(--preset gpu --workers 4)
-      else args=(--preset gpu --archs vae --datasets dsprites --workers 2); fi
-      [ "$1" = study ] && limit=480
+      else                           # a slice that can finish runs in the time left: vae on dSprites, short
+        "$PY" -c 'import json, sys; from vaecausal_nb.study import preset
+s = preset("gpu", archs=("vae",), datasets=("dsprites",), steps=500, probe_steps=300, extra_latent_dims={}, sweep={})
+json.dump(s.to_dict(), open(sys.argv[1], "w"))' "$WORK/spec.json" || return 1
+        args=(--spec "$WORK/spec.json" --workers 2)
+      fi
+      [ "$1" = study ] && limit=$(( ${STEP_CAP:-540} - 60 ))
       local rc=0
       "${VC[@]}" study "${args[@]}" --fleet auto --time-limit "$limit" --out "$WORK/study" --no-progress --no-report \
         || rc=$?
       echo "study exit status $rc (3: unfinished, call again to go on)"
-      # the finished rows, then the report (apart: a report that fails does not lose the rows)
+      [ "$1" = study ] && body results
+      [ "$rc" = 0 ] || [ "$rc" = 3 ] ;;
+    results)     # the finished rows, then the report (apart: a report that fails does not lose the rows)
+      [ -d "$WORK/study" ] || { echo "no study root at $WORK/study: nothing to export"; return 0; }
       "$PY" -c 'import sys; from vaecausal_nb.study import load_results as l; d = l(sys.argv[1])
 d.to_csv(sys.argv[2], index=False); print(f"{len(d)} finished rows in {sys.argv[2]}")' "$WORK/study" "$OUT/results.csv"
       "${VC[@]}" report "$WORK/study" && cp "$WORK/study/report.md" "$OUT/report.md" \
-        || echo "the report failed (above); the rows are in results.csv"
-      [ "$rc" = 0 ] || [ "$rc" = 3 ] ;;
+        || echo "the report failed (above); the rows are in results.csv" ;;
     *) echo "$usage"; return 2 ;;
   esac
 }
@@ -199,14 +207,19 @@ if [ "$device" = cuda ]; then
 else device_name="CPU ($(getconf _NPROCESSORS_ONLN) cores), a dry run"; fi
 case "$step" in
   all)
-    run_step preflight preflight 60
-    grep -q '^== preflight: ok ' "$OUT/preflight.txt" || stop="the preflight failed: see preflight.txt"
-    grep -q '^compile: skipped' "$OUT/preflight.txt" && export GPU_SESSION_NO_COMPILE=1
-    run_step checks checks-quick 300
-    run_step bench bench-trimmed 120
-    run_step study study-slice 0 ;;
+    run_step preflight preflight 90
+    # only what every later step needs stops the session: the device, and the imports (a compile trial that failed or
+    # took too long skips the compiled steps alone)
+    grep -qE '^(GPU: .* free|device: cpu)' "$OUT/preflight.txt" || stop="the preflight found no GPU: see preflight.txt"
+    grep -qE '^imports: ([0-9]+) of \1 ' "$OUT/preflight.txt" || stop="the preflight's imports failed: see preflight.txt"
+    grep -q '^compile: ready' "$OUT/preflight.txt" || export GPU_SESSION_NO_COMPILE=1
+    run_step checks checks-quick 240
+    run_step bench bench-trimmed 100
+    budget=$(( budget - 40 )); run_step study study-slice 0      # 40 s kept for the export, whatever the study did
+    budget=$(( budget + 40 )); run_step results results 40 ;;
   preflight|checks|bench|compiled|plan|dci) budget=570; run_step "$step" "$step" 0 ;;
   study) budget=570; run_step study study 540 ;;
+  results) budget=570; run_step results results 60 ;;
   *) echo "$usage"; exit 2 ;;
 esac
 echo "session: $(( $(date +%s) - start )) s; $OUT: $(ls "$OUT" | tr '\n' ' ')"

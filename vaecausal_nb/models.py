@@ -287,8 +287,10 @@ class FactorVAE(GaussianVAE):
     def main_parameters(self):
         aux = {id(p) for p in self.aux_parameters()}
         return [p for p in self.parameters() if id(p) not in aux]
-    def aux_optimizer(self):
-        return torch.optim.Adam(self.aux_parameters(), lr=self.hparams['disc_lr'], betas=(0.5, 0.9))
+    def aux_optimizer(self):     # fused where it can be (as train.build_optimizer): its step count stays on its device
+        ps = list(self.aux_parameters())
+        fused = all(p.device.type in ('cpu', 'cuda') and p.dtype.is_floating_point for p in ps) or None
+        return torch.optim.Adam(ps, lr=self.hparams['disc_lr'], betas=(0.5, 0.9), fused=fused)
     def aux_loss(self, out, # the model's forward output (its codes z)
                  generator=None, # for the dimension permutation
                 ) -> torch.Tensor:
