@@ -70,6 +70,8 @@ def _header_section(df, root:Path) -> list:
 
 def _results_section(core) -> list:
     "Mean ± sd over runs (configurations and seeds) of every main metric per dataset and architecture."
+    if core.empty: return ['## Results (mean ± sd over runs)', '', 'No run is left once the excluded runs are left out '
+                           '(see *Flags* for why each was excluded): there is nothing to summarise.', '']
     metrics = [m for m in MAIN_METRICS if m in core.columns]
     n = core.groupby(['dataset', 'arch']).size()
     runs = f'{int(n.min())}' if n.min() == n.max() else f'{int(n.min())}–{int(n.max())}'
@@ -304,11 +306,14 @@ def write_report(root:str|Path, # a study root
     write_owned(out, 'results.csv', df.to_csv(index=False).encode('utf-8'))
     if 'variant' not in df.columns: df['variant'] = 'standard'                   # studies from before the controls
     df['variant'] = df['variant'].fillna('standard')
-    grid = df[(df.variant == 'standard') & (df.latent_dim == df.latent_dim.mode()[0])]   # the architecture grid
-    runs = df[(df.variant == 'standard') & (exclusions(df) == '')]       # what the tables and tests use
-    core = runs[runs.latent_dim == runs.latent_dim.mode()[0]]
-    md = (_header_section(df, root) + _results_section(core) + _correlation_section(runs, figs) +
-          _recon_section(runs) + _controls_section(df) + _architecture_section(core, figs) + _sweep_section(df) +
-          _traversal_section(grid, root, figs) + _flags_section(df) + _columns_section(df))
+    usual = lambda d: d[d.latent_dim == d.latent_dim.mode().iloc[0]] if d.latent_dim.notna().any() else d.iloc[:0]
+    grid = usual(df[df.variant == 'standard'])                            # the architecture grid
+    runs = df[(df.variant == 'standard') & (exclusions(df) == '')]       # what the tables and tests use (maybe none)
+    core = usual(runs)
+    kept = not runs.empty                                               # the analyses need runs that were kept
+    md = (_header_section(df, root) + _results_section(core) + (_correlation_section(runs, figs) +
+          _recon_section(runs) if kept else []) + _controls_section(df) + (_architecture_section(core, figs) if kept
+          else []) + _sweep_section(df) + _traversal_section(grid, root, figs) + _flags_section(df) +
+          _columns_section(df))
     return write_owned(out, 'report.md', ('\n'.join(md) + '\n').encode('utf-8'))
 
