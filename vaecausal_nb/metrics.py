@@ -441,9 +441,11 @@ def infomec_nmi(s:np.ndarray, # label-encoded sources [N, K]
                 z:np.ndarray, # latents [N, L]: label-encoded when `discrete`, raw codes otherwise
                 discrete:bool, # exact plug-in MI (True) or the k-NN estimate on standardised latents (False)
                 n_neighbors:int=10, # k of the k-NN estimator
-                seed:int=0, # random_state of the k-NN estimator's tie-breaking jitter
+                seed:int=0, # random_state of the k-NN estimator's tie-breaking jitter, the same for every pair
                ) -> np.ndarray:
-    "InfoMEC's normalised mutual information `[K, L]`: I(s_i; z_j) / H(s_i), one estimate per (source, latent) pair."
+    """InfoMEC's normalised mutual information `[K, L]`: I(s_i; z_j) / H(s_i), one estimate per (source, latent) pair.
+    Continuous latents: every pair's k-NN estimate draws its tie-breaking jitter from the same `random_state=seed`, so
+    identical latent columns get identical estimates (the authors' unseeded code draws fresh jitter per pair)."""
     if not discrete: z = StandardScaler().fit_transform(z)
     M = np.empty((s.shape[1], z.shape[1]))
     for i in range(s.shape[1]):
@@ -514,7 +516,7 @@ def infomec(sources, # factor classes [N, K] (label-encoded here)
             n_neighbors:int=10, # k of the k-NN MI estimator for continuous latents (the authors' 10)
             range_divisor:float=20, # a continuous latent is active when its range exceeds the largest one over this
             max_iter:int=100, # L-BFGS iterations of InfoE's logistic regressions (the authors' 100)
-            seed:int=0, # random_state of the k-NN estimator's jitter (the authors leave it unseeded)
+            seed:int=0, # random_state of the k-NN jitter, the same for every pair (the authors leave it unseeded)
            ) -> dict:
     """InfoMEC (Hsu et al. 2023): {'infom', 'infoe', 'infoc', 'nmi' [K, L], 'active_latents' [L]}, as the authors'
     standalone `infomec.py` defines them, deterministic given `seed`."""
