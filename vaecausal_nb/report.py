@@ -205,9 +205,11 @@ COLUMNS = {
     'infom': 'InfoM, InfoMEC modularity (Hsu et al. 2023): how much of each active latent\'s normalised mutual '
              'information sits with one factor (0 = chance, 1 = one factor per latent; quantised models per slot)',
     'infoc': 'InfoC, InfoMEC compactness: how much of each factor\'s normalised mutual information sits in one '
-             'active latent (0 = chance, 1 = one latent per factor; NaN with fewer than 2 active latents)',
-    'infoe': 'InfoE, InfoMEC explicitness: the share of each factor\'s uncertainty a linear (multinomial logistic) '
-             'reader of the whole code removes, mean over factors (0–1)',
+             'active latent (0 = chance, 1 = one latent per factor; NaN with fewer than 2 active latents; quantised '
+             'models per slot)',
+    'infoe': 'InfoE, InfoMEC explicitness: 1 − the log loss of a linear (multinomial logistic) reader of the whole '
+             'code over log(number of classes) of each factor, mean over factors; fitted and scored on the same '
+             'points, so pure noise scores a little above 0 (0–1; quantised models per slot)',
     'n_active': 'active latents (KL ≥ 0.01 nats; quantised: slots with codeword entropy ≥ 0.01 nats)',
     'ces': 'causal effect strength: RMS pixel change per intervention, mean over active latents (probabilities, 0–1)',
     'specificity_pixel': '1 − entropy of the pixel-change distribution / log P, over active latents (0–1); the '
