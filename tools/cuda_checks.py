@@ -35,10 +35,8 @@ import contextlib
 import dataclasses
 import importlib
 import os
-import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 import traceback
@@ -60,21 +58,16 @@ SW = {'vae': [{}, {}, {}], 'beta_vae': [{'beta': b} for b in (1.0, 4.0, 16.0)],
       'vq_vae': [{'commitment': c} for c in (0.25, 0.5, 1.0)], 'qlae': [{'weight_decay': w} for w in (0.0, 0.1, 0.2)]}
 
 
-def compile_ready() -> tuple:
-    """(whether torch.compile can build CUDA kernels here, a line saying why). Triton compiles a small C launcher for
-    each kernel with $CC, else gcc, else clang, against Python's headers (Python.h), as triton/runtime/build.py does."""
+def compile_ready(device:str='cuda') -> tuple:
+    """(whether torch.compile can build kernels for `device` here, a line saying why): `train.compile_missing`, the
+    check every compiled run makes before it starts."""
     if os.environ.get('GPU_SESSION_NO_COMPILE'):
         return False, 'skipped: the preflight found torch.compile unusable here (see its line "compile:")'
-    cc = os.environ.get('CC')
-    cc = (shutil.which(cc) if cc else None) or shutil.which('gcc') or shutil.which('clang')
-    scheme = sysconfig.get_default_scheme()
-    inc = sysconfig.get_paths(scheme='posix_prefix' if scheme == 'posix_local' else scheme)['include']
-    header = os.path.join(inc, 'Python.h')
-    missing = ([] if cc else ['a C compiler ($CC, gcc or clang)']) + ([] if os.path.exists(header) else
-                                                                      [f'Python.h (not in {inc})'])
+    from vaecausal_nb.train import compile_missing
+    missing = compile_missing(torch.device(device))
     if missing: return False, f'skipped: torch.compile cannot build here, it lacks {" and ".join(missing)}; ' \
                               'every compiled step is skipped'
-    return True, f'ready: C compiler {cc}, {header}'
+    return True, 'ready: a compiler and Python.h'
 
 
 def fp32_exact():
@@ -93,7 +86,7 @@ VALUE_OPS = {'_local_scalar_dense', 'nonzero', 'masked_select', 'is_nonzero', 'e
              'unique_consecutive'}      # a value read by the host (float(t), bool(t), .item()), or a size set by values
 # functions whose value reads are of host tensors on every device: on the CPU they cannot be told from device reads
 HOST_SIDE = {('data.py', '_as_idx'),    # checks a batch's indices, drawn on the host (`to_device` sends them on)
-             ('fleet.py', '_look')}     # reads the host copy of the losses that its one `.cpu()` made
+             ('fleet.py', '_look')}     # reads the host copy of the losses that its one `.tolist()` made
 
 
 def _frames():
@@ -398,7 +391,7 @@ def preflight(dev:torch.device) -> int:
         except Exception as e:
             bad += 1; print(f'import {m}: FAILED, {type(e).__name__}: {e}')
     print(f'imports: {len(MODULES) - bad} of {len(MODULES)} modules the steps need import', flush=True)
-    ready, why = compile_ready()
+    ready, why = compile_ready(dev.type)
     if ready and dev.type == 'cuda': why = _compile_trial(dev, why)
     print(f'compile: {why}', flush=True)
     return bad

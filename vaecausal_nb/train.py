@@ -14,6 +14,7 @@ import math
 import os
 import re
 import shutil
+import sysconfig
 import pickle
 import time
 import zipfile
@@ -34,10 +35,10 @@ if TYPE_CHECKING: import pandas
 
 # %% auto #0
 __all__ = ['NOT_A_RESULT', 'COMPILE_MODES', 'CUDA_GRAPH_MODES', 'SIMD_WIDTH', 'CPU_BF16_SLOW', 'RUN_FILES', 'LOCK_FILE',
-           'ZOO_ENV', 'TrainConfig', 'compile_with', 'save_checkpoint', 'load_state', 'Run', 'build_optimizer',
-           'default_channels_last', 'Session', 'start_session', 'train_step', 'log_and_save', 'finish_session',
-           'OutOfTime', 'deadline', 'time_up', 'pause_session', 'train', 'check_run_dir', 'folder_lock', 'load_run',
-           'zoo_root', 'pretrained']
+           'ZOO_ENV', 'TrainConfig', 'compile_with', 'compile_missing', 'save_checkpoint', 'load_state', 'Run',
+           'build_optimizer', 'default_channels_last', 'Session', 'start_session', 'train_step', 'log_and_save',
+           'finish_session', 'OutOfTime', 'deadline', 'time_up', 'pause_session', 'train', 'check_run_dir',
+           'folder_lock', 'load_run', 'zoo_root', 'pretrained']
 
 # %% ../nbs/04_train.ipynb #3472ea60
 def _dataset_name(name:str, # a dataset name as a user wrote it ('3dshapes', 'dSprites', ...)
@@ -83,6 +84,10 @@ class TrainConfig:
         check(self.precision in ('fp32', 'bf16'), f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         check(self.compile in (False, True) or self.compile in COMPILE_MODES,
               f'compile must be True, False or one of {", ".join(COMPILE_MODES)}, got {self.compile!r}')
+        if self.compile is not False:                   # before any folder: else the first step fails, a run begun
+            miss = compile_missing(get_device(self.device))
+            check(not miss, f'torch.compile cannot build kernels here: this machine lacks {" and ".join(miss)}; '
+                  'install them, or train without compile')
         return self
 
     def to_dict(self): return dataclasses.asdict(self)
@@ -127,6 +132,22 @@ def compile_with(fn, # a module or function
     width = SIMD_WIDTH.get(os.environ.get('ATEN_CPU_CAPABILITY', '').lower())
     if width: inductor.cpp.simdlen = width   # see SIMD_WIDTH
     return torch.compile(fn, mode=None if how is True else how)
+
+# %% ../nbs/04_train.ipynb #6bff7fe6
+def compile_missing(device:torch.device, # where the compiled code would run
+                   ) -> list[str]:
+    """What torch.compile needs to build kernels for `device` and this machine lacks (empty: nothing): on CUDA, Triton
+    builds a C launcher with $CC, else gcc, else clang; on the CPU, Inductor builds C++ with $CXX, else g++; both
+    against Python's headers (Python.h)."""
+    if torch.device(device).type == 'cuda':
+        cc = os.environ.get('CC')
+        found, need = (shutil.which(cc) if cc else None) or shutil.which('gcc') or shutil.which('clang'), \
+            'a C compiler ($CC, gcc or clang)'
+    else: found, need = shutil.which(os.environ.get('CXX') or 'g++'), 'a C++ compiler ($CXX or g++)'
+    scheme = sysconfig.get_default_scheme()
+    inc = sysconfig.get_paths(scheme='posix_prefix' if scheme == 'posix_local' else scheme)['include']
+    return ([] if found else [need]) + ([] if os.path.exists(os.path.join(inc, 'Python.h')) else
+                                         [f'Python.h (not in {inc})'])
 
 # %% ../nbs/04_train.ipynb #120d707d
 def _rng_state() -> dict:
