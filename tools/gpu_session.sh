@@ -43,7 +43,9 @@
 # A dry run on the CPU (tests/test_gpu_script.py runs it): OUT=$(mktemp -d) bash tools/gpu_session.sh all --device cpu
 #   (tiny sizes; what needs CUDA says it is skipped).
 # Environment: PYTHON (python3), PIP ("$PYTHON -m pip"), SITE (/tmp/site), WHEELS (.whl), GPU_SESSION_WORK
-#   (/tmp/gpu_session: the study's root), GPU_SESSION_SECONDS (540).
+#   (/tmp/gpu_session: the study's root), GPU_SESSION_SECONDS (540), GPU_SESSION_SCALE (1: every step's cap is
+#   multiplied by it; tests/test_gpu_script.py's dry run uses 10 with GPU_SESSION_SECONDS=5400, so that how busy the
+#   CPU is cannot decide its outcome).
 set -uo pipefail
 usage='usage: tools/gpu_session.sh wheels|all|preflight|checks|bench|compiled|plan|dci|study|results [--device cuda|cpu]'
 step=${1:?$usage}; shift
@@ -170,6 +172,7 @@ d.to_csv(sys.argv[2], index=False); print(f"{len(d)} finished rows in {sys.argv[
 if [ "$raw" = 1 ]; then body "$step"; exit $?; fi
 
 start=$(date +%s); budget=${GPU_SESSION_SECONDS:-540}; done_steps=(); stop=""
+SCALE=${GPU_SESSION_SCALE:-1}      # every step's cap times this (the dry run under test: its seconds depend on the load)
 json_str() { printf '"%s"' "$(printf '%s' "$1" | tr -d '"\\' | tr '\n\t' '  ')"; }
 write_summary() {
   local IFS=,
@@ -182,7 +185,7 @@ record() {  # name, status, rc, seconds, cap
   write_summary
 }
 run_step() {   # name in $OUT, body, cap in seconds (0: all that is left)
-  local name=$1 what=$2 cap=$3 rest rc t0
+  local name=$1 what=$2 cap=$(( $3 * SCALE )) rest rc t0
   rest=$(( budget - ($(date +%s) - start) - 5 ))
   if [ "$cap" -eq 0 ] || [ "$cap" -gt "$rest" ]; then cap=$rest; fi
   if [ -n "$stop" ]; then
@@ -215,8 +218,8 @@ case "$step" in
     grep -q '^compile: ready' "$OUT/preflight.txt" || export GPU_SESSION_NO_COMPILE=1
     run_step checks checks-quick 240
     run_step bench bench-trimmed 100
-    budget=$(( budget - 40 )); run_step study study-slice 0      # 40 s kept for the export, whatever the study did
-    budget=$(( budget + 40 )); run_step results results 40 ;;
+    budget=$(( budget - 40 * SCALE )); run_step study study-slice 0   # 40 s kept for the export, whatever the study did
+    budget=$(( budget + 40 * SCALE )); run_step results results 40 ;;
   preflight|checks|bench|compiled|plan|dci) budget=570; run_step "$step" "$step" 0 ;;
   study) budget=570; run_step study study 540 ;;
   results) budget=570; run_step results results 60 ;;

@@ -9,6 +9,7 @@ import contextlib
 import copy
 import dataclasses
 import logging
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,7 @@ from .train import (
 
 # %% auto #0
 __all__ = ['STRUCTURAL', 'SHARED', 'WEIGHT_COPIES', 'CHUNK', 'SYNC_EVERY', 'MODES', 'check_fleet', 'member_bytes',
-           'fleet_capacity', 'fleet_batches', 'train_fleet', 'fleet_timing', 'fleet_step_seconds']
+           'fleet_capacity', 'member_threads', 'fleet_batches', 'train_fleet', 'fleet_timing', 'fleet_step_seconds']
 
 # %% ../nbs/04a_fleet.ipynb #fd5c6f8f
 # hyperparameters that shape the network or enter its forward pass as Python numbers: one value per fleet
@@ -179,6 +180,12 @@ def _pick(members:list[_Member], # the phase's members
     return m, n
 
 # %% ../nbs/04a_fleet.ipynb #afc64db2
+def member_threads(fleet:int, # members in the whole fleet
+                  ) -> int:
+    "Torch threads each member of a threads-executor fleet trains with: an equal share of torch's threads."
+    cores = torch.get_num_threads()
+    return max(1, cores // min(fleet, cores))
+
 def _threaded_phase(members:list[_Member], # members at one step, on the CPU
                     steps:int, # how many steps each takes
                     amp, # autocast context
@@ -187,9 +194,8 @@ def _threaded_phase(members:list[_Member], # members at one step, on the CPU
                     fleet:int|None=None, # members in the whole fleet: they set each one's share (None: this phase's)
                    ):
     "Train the members on threads at once, each on its own generator and a share of the cores (see above)."
-    cores = torch.get_num_threads()
-    share = max(1, cores // min(fleet or len(members), cores))      # the fleet's, whoever is in this phase
-    n_threads = min(len(members), cores // share)
+    share = member_threads(fleet or len(members))                  # the fleet's, whoever is in this phase
+    n_threads = min(len(members), torch.get_num_threads() // share)
     with torch_threads(share): return _threads(members, steps, amp, bar, until, n_threads)
 
 def _threads(members:list[_Member], # members at one step, on the CPU
@@ -476,19 +482,19 @@ def _look(st:_Stack, # the stacked members
          ):
     "Copy the buffered steps' losses to the host at once, then log, checkpoint and stop members as `train` would."
     names = list(buf[0][0])
-    vals = torch.stack([torch.stack([t[n].float() for n in names] + [ok.float()]) for t, ok in buf]).cpu()
-    for i in range(len(buf)):
+    vals = torch.stack([torch.stack([t[n].float() for n in names] + [ok.float()]) for t, ok in buf]).tolist()
+    for i in range(len(buf)):                      # (Python floats: indexing tensors per member and step costs more)
         for k, m in enumerate(st.members):
             if m.error: continue
-            mine = {n: vals[i, j, k] for j, n in enumerate(names)}
-            if not vals[i, -1, k]:
-                m.error = str(_diverged(m.s.step + 1, mine['loss'], m.s.last_good, m.s.cfg)); continue
+            mine = lambda i=i, k=k: {n: torch.tensor(vals[i][j][k]) for j, n in enumerate(names)}   # rows logged only
+            if not vals[i][-1][k]:
+                m.error = str(_diverged(m.s.step + 1, mine()['loss'], m.s.last_good, m.s.cfg)); continue
             m.s.step += 1
             cfg, end = m.s.cfg, m.s.step == m.s.cfg.steps
             if cfg.out_dir and (m.s.step % cfg.checkpoint_every == 0 or end):
                 st.write_back(k)                      # `_due` made this the last buffered step: the weights are its own
-                with _own_rng(m): log_and_save(m.s, mine, bar)
-            elif m.s.step % cfg.log_every == 0 or end: m.s.last_good = _log_row(m.s.history, m.s.step, mine, bar)
+                with _own_rng(m): log_and_save(m.s, mine(), bar)
+            elif m.s.step % cfg.log_every == 0 or end: m.s.last_good = _log_row(m.s.history, m.s.step, mine(), bar)
             bar.update(1)
 
 # %% ../nbs/04a_fleet.ipynb #ea9c2625
@@ -563,6 +569,14 @@ def _run_phase(mode:str, # the executor (`_executor`)
     if mode == 'threads': return _threaded_phase(members, steps, amp, bar, until, fleet)
     _loop_phase(members, steps, amp, bar, until)
 
+# %% ../nbs/04a_fleet.ipynb #ecad6d48
+class _NoBar:
+    "A progress bar that shows nothing (for timing)."
+    def update(self, n=1): pass
+    def set_postfix(self, *a, **k): pass
+    def close(self): pass
+
+
 # %% ../nbs/04a_fleet.ipynb #08c9c661
 def _datasets(cfgs:list[TrainConfig], # the members
               dataset=None, # a loaded dataset, or a list of them, for the members that name it
@@ -585,18 +599,25 @@ def _phases(members:list[_Member]):
         group = [m for m in todo if m.s.step == at]
         yield group, min([m.s.cfg.steps for m in group] + [m.s.step for m in todo if m.s.step > at]) - at
 
+def _to_hold(draws:list, # (dataset, images a member will draw from it), one pair per member
+             device:torch.device, # where they train
+             resident:bool|None, # True: hold every dataset on the device; False: never; None: `should_materialise`
+            ) -> list:
+    "The distinct datasets to hold on the device whole (those not held there already): when it pays, or when asked."
+    tot = {}
+    for ds, n in draws: tot[id(ds)] = (ds, tot.get(id(ds), (ds, 0))[1] + n)
+    held = lambda ds: ds.resident is not None and same_device(ds.resident.device, device)   # 'cuda' is 'cuda:0'
+    return [ds for ds, n in tot.values()
+            if (resident and not held(ds)) or (resident is None and should_materialise(ds, device, n))]
+
 def _hold_data(members:list[_Member], # the started members
                device:torch.device, # where they train
-               resident:bool|None, # True: hold every dataset on the device; False: never; None: `should_materialise`
+               resident:bool|None, # as in `_to_hold`
               ):
     "Materialise each distinct dataset on the device when it pays: the members still to train draw >= its size."
-    draws = {}
-    for m in members:
-        ds, n = m.s.it.ds, (m.s.cfg.steps - m.s.step) * m.s.cfg.batch_size
-        draws[id(ds)] = (ds, draws.get(id(ds), (ds, 0))[1] + n)
-    for ds, n in draws.values():
-        held = ds.resident is not None and same_device(ds.resident.device, device)
-        if (resident and not held) or (resident is None and should_materialise(ds, device, n)): ds.materialise(device)
+    draws = [(m.s.it.ds, (m.s.cfg.steps - m.s.step) * m.s.cfg.batch_size) for m in members]
+    for ds in _to_hold(draws, device, resident): ds.materialise(device)
+
 
 # %% ../nbs/04a_fleet.ipynb #b120c1ec
 def train_fleet(configs:list[TrainConfig], # members: one architecture, latent size, batch size and image shape
@@ -615,38 +636,40 @@ def train_fleet(configs:list[TrainConfig], # members: one architecture, latent s
     shapes = sorted({tuple(d.image_shape) for d in dss})
     check(len(shapes) == 1, f'a fleet trains on one image shape, but its datasets have {shapes}; split the members '
           'into one fleet per image shape')
-    cap = fleet_capacity(cfgs[0], shapes[0], device, memory)
-    check(len(cfgs) <= cap, f'{len(cfgs)} members do not fit: about {cap} fit in the free {device.type} memory '
-          f'({member_bytes(cfgs[0], shapes[0]) / 2**20:.0f} MiB each at batch_size {cfgs[0].batch_size}); train '
-          'fewer members per fleet, or lower batch_size')
+    data = sum(len(d) * math.prod(d.image_shape)        # the datasets it will hold there take their bytes first
+               for d in _to_hold([(d, c.steps * c.batch_size) for c, d in zip(cfgs, dss)], device, resident))
+    cap = fleet_capacity(cfgs[0], shapes[0], device, (memory if memory is not None else free_memory(device)) - data)
+    beside = f' beside the datasets it holds there ({data / 2**30:.1f} GiB; resident=False holds none)' if data else ''
+    check(len(cfgs) <= cap, f'{len(cfgs)} members do not fit: about {max(cap, 0)} fit in the free {device.type} '
+          f'memory{beside} ({member_bytes(cfgs[0], shapes[0]) / 2**20:.0f} MiB each at batch_size '
+          f'{cfgs[0].batch_size}); train fewer members per fleet, or lower batch_size')
     if device.type == 'cpu': retain_freed_memory()
-    members = [_start(c, d, device) for c, d in zip(cfgs, dss)]
-    _hold_data(members, device, resident)
-    bar = tqdm(total=sum(c.steps for c in cfgs), initial=sum(m.s.step for m in members), leave=False,
-               desc=f'fleet of {len(cfgs)} {cfgs[0].arch}', disable=not progress)
-    try:
+    members, bar = [], _NoBar()
+    share = member_threads(len(cfgs)) if mode == 'threads' else None
+    own = lambda: torch_threads(share)           # the threads members train with are what their runs record
+    try:                                         # members, data and steps: an out-of-memory anywhere is said clearly
+        with own(): members += [_start(c, d, device) for c, d in zip(cfgs, dss)]
+        _hold_data(members, device, resident)
+        bar = tqdm(total=sum(c.steps for c in cfgs), initial=sum(m.s.step for m in members), leave=False,
+                   desc=f'fleet of {len(cfgs)} {cfgs[0].arch}', disable=not progress)
         for group, n in _phases(members): _run_phase(mode, group, n, bar, until, len(members))
     except OutOfTime:
         for m in members:
             if not m.error:
-                with _own_rng(m): pause_session(m.s)
+                with _own_rng(m), own(): pause_session(m.s)
         raise OutOfTime(f'a fleet of {len(cfgs)} {cfgs[0].arch} stopped at steps {[m.s.step for m in members]} of '
                         f'{[c.steps for c in cfgs]}') from None
     except (MemoryError, RuntimeError) as e:       # torch's OutOfMemoryError is a RuntimeError (any version)
         if not _out_of_memory(e): raise
-        raise VaeCausalError(f'a step of {len(cfgs)} members at batch_size {cfgs[0].batch_size} does not fit in '
-                             f'{device.type} memory; train fewer members per fleet (the last checkpoints are '
-                             'kept)') from None
+        raise VaeCausalError(f'{len(cfgs)} members at batch_size {cfgs[0].batch_size} (their models, data and a '
+                             f'step) do not fit in {device.type} memory; train fewer members per fleet, or pass '
+                             'resident=False (the last checkpoints are kept)') from None
     finally: bar.close()
-    return [Run(m.s.model.eval(), _history_frame(m.s.history), Path(m.s.cfg.out_dir) if m.s.cfg.out_dir else None,
-                m.s.cfg, m.error) if m.error else finish_session(m.s) for m in members]
+    with own():
+        return [Run(m.s.model.eval(), _history_frame(m.s.history), Path(m.s.cfg.out_dir) if m.s.cfg.out_dir else
+                    None, m.s.cfg, m.error) if m.error else finish_session(m.s) for m in members]
 
 # %% ../nbs/04a_fleet.ipynb #65c703c5
-class _NoBar:
-    "A progress bar that shows nothing (for timing)."
-    def update(self, n=1): pass
-    def set_postfix(self, *a, **k): pass
-
 def fleet_timing(configs:list[TrainConfig], # the members (their `out_dir` is ignored: nothing is written)
                  steps:int=3, # timed steps
                  warm:int=2, # steps first, timed apart (allocation, kernel choice, compilation)
