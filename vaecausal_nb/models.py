@@ -374,9 +374,14 @@ class QLAE(QuantisedAE):
     arch, defaults = 'qlae', {'n_values': 10, 'quantize_weight': 0.01, 'commit_weight': 0.01, 'weight_decay': 0.1}
     def enc_out_dim(self): return self.latent_dim
     def build(self):
-        self.values = nn.Parameter(torch.linspace(-1, 1, self.hparams['n_values']).repeat(self.latent_dim, 1))
-    def optim_config(self): return {'optimizer': 'adamw', 'weight_decay': self.hparams['weight_decay']}
-    def quantize(self, ze):
+        "Each latent's codebook: `n_values` evenly spaced in [-0.5, 0.5] (the authors' start), learned."
+        self.values = nn.Parameter(torch.linspace(-0.5, 0.5, self.hparams['n_values']).repeat(self.latent_dim, 1))
+    def optim_config(self):
+        "AdamW; `no_decay`: the parameters the authors exempt from weight decay (biases and the codebooks)."
+        return {'optimizer': 'adamw', 'weight_decay': self.hparams['weight_decay'],
+                'no_decay': [n for n, _ in self.named_parameters() if n == 'values' or n.endswith('.bias')]}
+    def quantize(self, ze:torch.Tensor, # encoder outputs [N, L]
+                ):
         "Nearest value of each dimension's codebook: (z_q [N, L], indices [N, L])."
         idx = (ze[:, :, None] - self.values[None]).abs().argmin(2)
         return torch.gather(self.values.expand(len(ze), -1, -1), 2, idx[:, :, None])[:, :, 0], idx
@@ -385,8 +390,11 @@ class QLAE(QuantisedAE):
                     ):
         return {'quantize': (out['ze'].detach() - out['zq']).pow(2).sum(1).mean(),
                 'commit': (out['ze'] - out['zq'].detach()).pow(2).sum(1).mean()}
-    def combine(self,
-                t): return self.hparams['quantize_weight'] * t['quantize'] + self.hparams['commit_weight'] * t['commit']
+    def combine(self, t:dict, # the loss terms
+               ) -> torch.Tensor:
+        "The authors' weights on our scale: recon sums P pixel values, the terms L latents, so × P/L (see the text)."
+        scale = math.prod(self.image_shape) / self.latent_dim
+        return scale * (self.hparams['quantize_weight'] * t['quantize'] + self.hparams['commit_weight'] * t['commit'])
 
 # %% ../nbs/03_models.ipynb #ef78e251
 MODELS = {c.arch: c for c in (GaussianVAE, BetaVAE, FactorVAE, BetaTCVAE, DIPVAEII, VQVAE, QLAE)}
