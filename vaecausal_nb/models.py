@@ -17,11 +17,11 @@ from .core import VaeCausalError, check, to_device
 from .hooks import HookPoint, name_hook_points
 
 # %% auto #0
-__all__ = ['DECODER_SITE', 'VALUE_TOLERANCE', 'MODELS', 'ARCHS', 'SWEEPS', 'HPARAM_RANGES', 'SIZE_LIMITS', 'MAX_WEIGHTS',
-           'Conv64Encoder', 'Conv64Decoder', 'kl_normal', 'recon_bernoulli', 'check_image_values', 'Conv64AE',
-           'GaussianVAE', 'BetaVAE', 'gaussian_log_density', 'total_correlation_mws', 'BetaTCVAE', 'dip_covariance',
-           'DIPVAEII', 'permute_dims', 'mlp_discriminator', 'FactorVAE', 'QuantisedAE', 'VQVAE', 'QLAE',
-           'check_hparams', 'check_latent_dim', 'check_model_size', 'build_model']
+__all__ = ['DECODER_SITE', 'VALUE_TOLERANCE', 'MODELS', 'ARCHS', 'REVISIONS', 'SWEEPS', 'HPARAM_RANGES', 'SIZE_LIMITS',
+           'MAX_WEIGHTS', 'Conv64Encoder', 'Conv64Decoder', 'kl_normal', 'recon_bernoulli', 'check_image_values',
+           'Conv64AE', 'GaussianVAE', 'BetaVAE', 'gaussian_log_density', 'total_correlation_mws', 'BetaTCVAE',
+           'dip_covariance', 'DIPVAEII', 'permute_dims', 'mlp_discriminator', 'FactorVAE', 'QuantisedAE', 'VQVAE',
+           'QLAE', 'check_hparams', 'check_latent_dim', 'check_model_size', 'build_model']
 
 # %% ../nbs/03_models.ipynb #c3836084
 class Conv64Encoder(nn.Module):
@@ -399,6 +399,9 @@ class QLAE(QuantisedAE):
 # %% ../nbs/03_models.ipynb #ef78e251
 MODELS = {c.arch: c for c in (GaussianVAE, BetaVAE, FactorVAE, BetaTCVAE, DIPVAEII, VQVAE, QLAE)}
 ARCHS = tuple(MODELS)
+# a model whose definition changed in a way that changes its training: its number enters the run key, so no cache or
+# study reuses a run of the old definition (QLAE 2: the authors' loss scale and codebook start, see above)
+REVISIONS = {'qlae': 2}
 SWEEPS = {'beta_vae': {'beta': [1, 2, 4, 6, 8, 16]}, 'factor_vae': {'gamma': [10, 20, 30, 40, 50, 100]},
           'beta_tc_vae': {'beta': [1, 2, 4, 6, 8, 10]}, 'dip_vae_ii': {'lambda_od': [1, 2, 5, 10, 20, 50]}}
 

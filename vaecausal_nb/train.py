@@ -29,7 +29,7 @@ from .core import (
     VaeCausalError, atomic_write, cache_root, check, check_path, get_device, load_json, load_weights, logger,
     remove_write_leftovers, retain_freed_memory, save_json, save_weights, seed_everything)
 from .data import DATASETS, BatchIterator, FactorDataset, load_dataset, should_materialise
-from .models import build_model, check_hparams, check_latent_dim
+from .models import REVISIONS, build_model, check_hparams, check_latent_dim
 
 if TYPE_CHECKING: import pandas
 
@@ -99,7 +99,8 @@ class TrainConfig:
         """The hash of what defines this run's result: every field but paths, progress, checkpointing, device and
         compile."""
         cfg = {k: v for k, v in self.to_dict().items() if k not in NOT_A_RESULT and (steps or k != 'steps')}
-        blob = json.dumps({'train': cfg, **(extra or {})}, sort_keys=True, default=list)
+        rev = {'revision': REVISIONS[self.arch]} if self.arch in REVISIONS else {}   # `models.REVISIONS`
+        blob = json.dumps({'train': cfg, **rev, **(extra or {})}, sort_keys=True, default=list)
         return hashlib.sha1(blob.encode()).hexdigest()[:digits]
     @classmethod
     def from_dict(cls, d:dict):
