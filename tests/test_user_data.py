@@ -178,6 +178,39 @@ def test_a_write_killed_midway_leaves_no_temporary_after_the_resume(tmp_path):
     assert sorted(p.name for p in out.glob('.*.tmp')) == ['.notes.md.abcdefgh.tmp', '.run.json.tmp']
 
 
+def test_a_users_files_inside_an_old_checkpoint_are_kept(tmp_path, caplog):
+    "The trainer removes its own old checkpoints file by file: a study or notes a user put inside one stay, said."
+    out = tmp_path / 'run'
+    assert cli(*TRAIN, '--steps', '4', '--out', str(out)).returncode == 0
+    (out / 'ckpt-4' / 'inner').mkdir(); (out / 'ckpt-4' / 'inner' / 'study.json').write_text('{"mine": 1}')
+    (out / 'ckpt-4' / 'NOTES.txt').write_text('three weeks of notes')
+    before = snapshot(out / 'ckpt-4' / 'inner'), (out / 'ckpt-4' / 'NOTES.txt').read_text()
+    assert cli(*TRAIN, '--steps', '8', '--out', str(out)).returncode == 0           # writes ckpt-8, retires ckpt-4
+    assert (snapshot(out / 'ckpt-4' / 'inner'), (out / 'ckpt-4' / 'NOTES.txt').read_text()) == before
+    assert sorted(p.name for p in (out / 'ckpt-4').iterdir()) == ['NOTES.txt', 'inner']    # ours gone, theirs kept
+    assert json.loads((out / 'run.json').read_text())['checkpoints'] == ['ckpt-8']
+    assert 'ckpt-4 holds files vaecausal_nb did not write (NOTES.txt, inner); they are kept' in caplog.text
+
+
+@pytest.mark.parametrize('text, says', [
+    ('[1]', 'it holds a JSON list'), ('null', 'it holds a JSON NoneType'), ('"str"', 'it holds a JSON str'),
+    ('{}', 'it lacks arch, dataset, latent_dim, steps, seed'),
+    ('{"arch": "vae", "dataset": "dsprites", "latent_dim": 10, "steps": "x", "seed": 0}', "it has steps 'x'"),
+    ('{"arch": "nope", "dataset": "dsprites", "latent_dim": 10, "steps": 4, "seed": 0}', "it has arch 'nope'")])
+def test_a_config_json_edited_by_hand_is_one_clear_error(tmp_path, text, says):
+    from vaecausal_nb.train import load_run
+    out = tmp_path / 'run'
+    assert cli(*TRAIN, '--steps', '4', '--out', str(out)).returncode == 0
+    (out / 'config.json').write_text(text)
+    before = snapshot(out)
+    with pytest.raises(VaeCausalError) as e: load_run(out)
+    assert str(e.value) == (f'{out / "config.json"} is not a vaecausal_nb training config ({says}); restore it, or '
+                            f'delete {out} to retrain')
+    r = cli('evaluate', str(out), '--sizes', 'quick')
+    assert r.returncode == 2 and says in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    assert snapshot(out) == before
+
+
 def test_a_second_writer_of_a_run_folder_is_refused(tmp_path):
     from vaecausal_nb.train import LOCK_FILE, folder_lock
     out = tmp_path / 'run'

@@ -29,14 +29,14 @@ from .core import (
     VaeCausalError, atomic_write, cache_root, check, check_path, get_device, load_json, load_weights, logger,
     remove_write_leftovers, retain_freed_memory, save_json, save_weights, seed_everything)
 from .data import DATASETS, BatchIterator, FactorDataset, load_dataset, should_materialise
-from .models import REVISIONS, build_model, check_hparams, check_latent_dim
+from .models import ARCHS, REVISIONS, build_model, check_hparams, check_latent_dim
 
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['NOT_A_RESULT', 'COMPILE_MODES', 'CUDA_GRAPH_MODES', 'SIMD_WIDTH', 'CPU_BF16_SLOW', 'RUN_FILES', 'LOCK_FILE',
-           'ZOO_ENV', 'TrainConfig', 'compile_with', 'compile_missing', 'save_checkpoint', 'load_state', 'Run',
-           'build_optimizer', 'default_channels_last', 'Session', 'start_session', 'train_step', 'log_and_save',
+__all__ = ['NOT_A_RESULT', 'COMPILE_MODES', 'CUDA_GRAPH_MODES', 'SIMD_WIDTH', 'CKPT_FILES', 'CPU_BF16_SLOW', 'RUN_FILES',
+           'LOCK_FILE', 'ZOO_ENV', 'TrainConfig', 'compile_with', 'compile_missing', 'save_checkpoint', 'load_state',
+           'Run', 'build_optimizer', 'default_channels_last', 'Session', 'start_session', 'train_step', 'log_and_save',
            'finish_session', 'OutOfTime', 'deadline', 'time_up', 'pause_session', 'train', 'check_run_dir',
            'folder_lock', 'load_run', 'zoo_root', 'pretrained']
 
@@ -173,6 +173,22 @@ def _own_checkpoints(run_dir:Path, meta:dict) -> set:
         own.add((Path(run_dir) / 'LATEST').read_text().strip())
     return {n for n in own if isinstance(n, str) and re.fullmatch(r'ckpt-\d+', n)}
 
+# %% ../nbs/04_train.ipynb #d314eb26
+CKPT_FILES = ('model.safetensors', 'state.pt', 'history.csv')     # what a checkpoint folder holds
+
+def _remove_checkpoint(ck:Path, # a checkpoint folder this run wrote (`run.json` lists it)
+                      ) -> bool:
+    """Delete the files the trainer wrote in `ck`, then the folder if nothing else is in it; whatever a user put
+    there is kept, and said (False)."""
+    if not ck.is_dir(): return True
+    for n in CKPT_FILES: (ck / n).unlink(missing_ok=True)
+    remove_write_leftovers(ck, CKPT_FILES)
+    try: ck.rmdir(); return True
+    except OSError:
+        theirs = ', '.join(sorted(p.name for p in ck.iterdir()))
+        logger.warning(f'{ck} holds files vaecausal_nb did not write ({theirs}); they are kept, with the folder')
+        return False
+
 # %% ../nbs/04_train.ipynb #3e4c2003
 def _fill_checkpoint(tmp:Path, step, model, opt, aux_opt, it, history, rng):
     save_weights(model, tmp / 'model.safetensors')
@@ -204,14 +220,15 @@ def save_checkpoint(run_dir:Path, # the run folder
         tmp.mkdir(parents=True)
         _fill_checkpoint(tmp, step, model, opt, aux_opt, it, history, rng)
         save_json({**meta, 'checkpoints': sorted(own | {final.name})}, run_dir / 'run.json')   # recorded, then made
-        if final.exists(): shutil.rmtree(final)             # ours (checked above): this step, written before a kill
+        if final.exists():                                  # ours (checked above): this step, written before a kill
+            check(_remove_checkpoint(final), f'{final} also holds files vaecausal_nb did not write, so it is left '
+                  f'alone; move them out of it and run again to go on from the last checkpoint')
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True); raise
     with atomic_write(run_dir / 'LATEST', 'w') as f: f.write(final.name)
-    for old in own - {final.name}: shutil.rmtree(run_dir / old, ignore_errors=True)
-    left = [o for o in sorted(own - {final.name}) if (run_dir / o).exists()]
-    save_json({**meta, 'checkpoints': [final.name] + left}, run_dir / 'run.json')
+    for o in sorted(own - {final.name}): _remove_checkpoint(run_dir / o)   # a folder left holds a user's files only
+    save_json({**meta, 'checkpoints': [final.name]}, run_dir / 'run.json')
 
 # %% ../nbs/04_train.ipynb #cdce1eb3
 def _load_weights(model, # the model to fill
@@ -703,6 +720,23 @@ def _check_finished(path:Path, cfg:TrainConfig):
           f'{path} again to resume from step {latest} and finish (e.g. vaecausal train ... --steps {cfg.steps} '
           f'--out {path})')
 
+# %% ../nbs/04_train.ipynb #c3fbcdc2
+def _read_config(path:Path, # a run folder
+                ) -> TrainConfig:
+    "The run's `config.json` as a TrainConfig, with one clear error when it is not one (edited by hand, or not ours)."
+    p, fix = path / 'config.json', f'restore it, or delete {path} to retrain'
+    d = load_json(p)
+    what = f'{p} is not a vaecausal_nb training config'
+    check(isinstance(d, dict), f'{what} (it holds a JSON {type(d).__name__}); {fix}')
+    miss = [k for k in ('arch', 'dataset', 'latent_dim', 'steps', 'seed') if k not in d]
+    check(not miss, f'{what} (it lacks {", ".join(miss)}); {fix}')
+    cfg = TrainConfig.from_dict(d)
+    count = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1
+    bad = [f'{k} {getattr(cfg, k)!r}' for k in ('steps', 'latent_dim', 'batch_size') if not count(getattr(cfg, k))]
+    bad += [] if cfg.arch in ARCHS else [f'arch {cfg.arch!r}']
+    check(not bad, f'{what} (it has {", ".join(bad)}); {fix}')
+    return cfg
+
 # %% ../nbs/04_train.ipynb #fe63fe07
 def load_run(path:str|Path, # a run folder written by `train`
              device=None, # where to put the model (None: the default device)
@@ -713,7 +747,7 @@ def load_run(path:str|Path, # a run folder written by `train`
     path = Path(path)
     if not (path / 'config.json').exists(): _check_config_missing(path)
     check((path / 'config.json').exists(), f'{path} is not a run directory (no config.json)')
-    cfg = TrainConfig.from_dict(load_json(path / 'config.json'))
+    cfg = _read_config(path)
     meta = _run_meta(path)
     shape = meta.get('image_shape') or load_dataset(cfg.dataset,
                                                     **cfg.dataset_kwargs).image_shape   # older runs: no run.json
