@@ -263,3 +263,25 @@ def test_evaluate_refuses_a_run_trained_part_way_and_a_folder_it_cannot_write(tm
                    'it did); the evaluation would overwrite it: move it away')
     assert '--out' not in r.stderr                                          # evaluate has no --out to give
     assert not (tmp_path / 'zoo').exists()                                  # refused before the factor probe trained
+
+
+# issue #29, second review: a spec that repeats a value, names a folder outside study_runs/, or comes with a preset
+@pytest.mark.parametrize('fields, says', [
+    ({'seeds': [0, 0]}, 'a study names each value once, but seeds repeats 0: remove the repeats'),
+    ({'archs': ['vae', 'vae'], 'datasets': ['dsprites', 'dsprites']},
+     "a study names each value once, but archs repeats 'vae'; datasets repeats 'dsprites': remove the repeats"),
+    ({'name': '../../etc'}, "name must be a plain folder name (letters, digits, '.', '_', '-'): it names the study's "
+                            "folder under study_runs/, got '../../etc'")])
+def test_a_spec_that_repeats_or_escapes_is_refused(tmp_path, fields, says):
+    spec = tmp_path / 'spec.json'
+    spec.write_text(json.dumps({'name': 'mine', 'archs': ['vae'], 'datasets': ['dsprites'], 'seeds': [0], **fields}))
+    r = cli('study', '--spec', str(spec), '--plan')
+    assert r.returncode == 2 and r.stderr.strip().endswith(says), r.stderr
+    assert not (tmp_path / 'etc').exists() and not Path('study_runs/mine').exists()
+
+
+def test_a_preset_with_a_spec_is_refused(tmp_path):
+    spec = tmp_path / 'spec.json'
+    spec.write_text(json.dumps({'name': 'mine', 'archs': ['vae'], 'datasets': ['dsprites'], 'seeds': [0]}))
+    r = cli('study', '--spec', str(spec), '--preset', 'nonexistent', '--plan')
+    assert r.returncode == 2 and 'give --spec or --preset, not both (--preset nonexistent would be ignored)' in r.stderr

@@ -52,13 +52,15 @@ def _csv(s:str|None, cast=str):
 
 def study_spec(args) -> StudySpec:
     "The StudySpec a `vaecausal study` command line asks for (preset or --spec file, then the overrides)."
+    check(not (args.spec and args.preset), f'give --spec or --preset, not both (--preset {args.preset} would be '
+          'ignored): a spec file names every field a preset would')
     if args.spec:
         p = Path(args.spec)
         check(p.is_file(), f'--spec {p}: no such file (give a JSON file of StudySpec fields)')
         d = load_json(p, fix='save it as UTF-8 JSON: an object of StudySpec fields')
         check(isinstance(d, dict), f'--spec {p} must hold a JSON object of StudySpec fields')
         spec = StudySpec.from_dict(d)
-    else: spec = preset(args.preset)
+    else: spec = preset(args.preset or 'quick')
     over = {'archs': _csv(args.archs), 'datasets': _csv(args.datasets), 'seeds': _csv(args.seeds, int),
             'steps': args.steps, 'controls': _csv(args.controls), 'precision': args.precision, 'compile': args.compile,
             'threads': args.threads}
@@ -77,7 +79,7 @@ def _add_study(sub, # the `vaecausal` parser's subparsers
     s = sub.add_parser('study', help='run a study and write its report',
                        description='Run a study (finished runs are skipped, interrupted ones resumed) and write its '
                                    'report.')
-    s.add_argument('--preset', default='quick', help=f'one of: {", ".join(PRESETS)} (default quick)')
+    s.add_argument('--preset', default=None, help=f'one of: {", ".join(PRESETS)} (default quick)')
     s.add_argument('--spec', default=None, metavar='FILE', help='a JSON file of StudySpec fields (instead of --preset)')
     s.add_argument('--out', default=None, help='study root (default study_runs/<preset>)')
     s.add_argument('--backend', default='local', choices=('local', 'ray'))
