@@ -14,6 +14,7 @@ import itertools
 import math
 import json
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -139,6 +140,13 @@ def validate(self:StudySpec):
     bad = [d for d in self.datasets if d not in DATASETS]
     check(not bad, f'unknown dataset(s) {", ".join(map(repr, bad))}; choose from {", ".join(DATASETS)}')
     check(self.archs and self.datasets and self.seeds, 'a study needs at least one architecture, dataset and seed')
+    rep = {k: sorted({v for v in getattr(self, k) if getattr(self, k).count(v) > 1}, key=str)
+           for k in ('archs', 'datasets', 'seeds', 'latent_dims', 'controls')}
+    check(not any(rep.values()), 'a study names each value once, but ' + '; '.join(
+        f'{k} repeats {", ".join(map(repr, v))}' for k, v in rep.items() if v) + ': remove the repeats')
+    check(isinstance(self.name, str) and re.fullmatch(r'[\w.-]+', self.name) and self.name not in ('.', '..'),
+          f"name must be a plain folder name (letters, digits, '.', '_', '-'): it names the study's folder under "
+          f'study_runs/, got {self.name!r}')
     for a, hp in self.hparams.items():
         check(a in ARCHS, f'hparams names an unknown architecture {a!r}')
         check_hparams(a, hp)
