@@ -84,6 +84,15 @@ def test_dsprites_bad_files(tmp_path, kind):
         load_dataset('dsprites', root=tmp_path)
 
 
+def test_an_html_page_saved_as_npz_is_not_advised_to_unpickle(tmp_path):
+    "A download that saved an error page: numpy would read it as a pickle and advise allow_pickle=True (unsafe)."
+    p = tmp_path / 'dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz'
+    p.write_bytes(b'<!DOCTYPE html><html>Not Found</html>')
+    with pytest.raises(VaeCausalError) as e: load_dataset('dsprites', root=tmp_path)
+    assert str(e.value) == (f"{p} is not a usable file: it is not an .npz archive (it starts with b'<!DO', not a zip "
+                            'header); download it again') and 'pickle' not in str(e.value)
+
+
 def test_dsprites_truncated_archive(tmp_path):
     p = tmp_path / 'dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz'
     write_dsprites_npz(p)

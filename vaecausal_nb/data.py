@@ -502,6 +502,9 @@ def _bad_file(path, why, fix='download it again'):
 
 
 def _open_npz(path:Path):
+    with open(path, 'rb') as f: head = f.read(4)
+    if head != b'PK\x03\x04':                     # not a zip: numpy would read it as a pickle, and advise allow_pickle
+        raise _bad_file(path, f'it is not an .npz archive (it starts with {head!r}, not a zip header)')
     try: return np.load(path, allow_pickle=False, mmap_mode='r')
     except Exception as e: raise _bad_file(path, f'cannot be read as .npz ({type(e).__name__}: {e})') from None
 
