@@ -211,6 +211,18 @@ def test_a_config_json_edited_by_hand_is_one_clear_error(tmp_path, text, says):
     assert snapshot(out) == before
 
 
+@pytest.mark.parametrize('name, text, says', [
+    ('config.json', '{"x": 1}', 'config.json is not a vaecausal_nb training config (it has no arch and steps): '),
+    ('LATEST', 'my notes', 'is not empty and holds no run (no config.json): its files were not written by vaecausal_nb')])
+def test_a_users_file_with_a_trainers_name_is_not_taken_for_a_run(tmp_path, name, text, says):
+    "A user's own config.json or LATEST: the error says the folder is not a run, and does not advise deleting it."
+    out = tmp_path / 'mine'; out.mkdir(); (out / name).write_text(text)
+    r = cli(*TRAIN, '--steps', '4', '--out', str(out))
+    assert r.returncode == 2 and says in r.stderr and 'delete' not in r.stderr, r.stderr
+    assert sorted(p.name for p in out.iterdir() if p.name != '.vaecausal.lock') == [name]
+    assert (out / name).read_text() == text
+
+
 def test_a_second_writer_of_a_run_folder_is_refused(tmp_path):
     from vaecausal_nb.train import LOCK_FILE, folder_lock
     out = tmp_path / 'run'

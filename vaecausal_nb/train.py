@@ -547,6 +547,9 @@ def check_run_dir(run_dir:Path, # the run directory `train` will write
     old = load_json(cfg_path)
     check(isinstance(old, dict), f'{cfg_path} does not hold a training config (it holds a JSON {type(old).__name__}); '
           'choose another folder, or delete this one to retrain')
+    check({'arch', 'steps'} <= set(old), f'{cfg_path} is not a vaecausal_nb training config (it has no arch and '
+          f'steps): {run_dir} holds files vaecausal_nb did not write, which are left alone; choose a new or empty '
+          'folder')
     new = cfg.to_dict()
     diff = sorted(k for k in set(old) | set(new)
                   if k not in _RESUMABLE and not _same_setting(k, old.get(k), new.get(k)))
@@ -586,7 +589,9 @@ def _check_checkpoint_names(run_dir:Path, # a run folder holding a run
 
 def _check_config_missing(run_dir:Path):
     "A folder with the trainer's own files (LATEST, run.json) but no config.json lost its config: say that."
-    ours = [n for n in ('LATEST', 'run.json') if (run_dir / n).exists()]
+    latest = (run_dir / 'LATEST').read_text(errors='replace').strip() if (run_dir / 'LATEST').is_file() else ''
+    ours = ['LATEST'] * bool(re.fullmatch(r'ckpt-\d+', latest) and (run_dir / latest).is_dir()) + \
+        ['run.json'] * (run_dir / 'run.json').is_file()                 # a user's own file named LATEST is not ours
     check(not ours, f'{run_dir} holds a vaecausal_nb run ({", ".join(ours)}) but its config.json is missing; put '
           'config.json back (it defines the run), or delete the folder to retrain')
 
