@@ -78,13 +78,17 @@ def test_report_out_refuses_the_users_files_and_updates_its_own(tmp_path):
 
 
 @pytest.mark.parametrize('row, why', [({}, 'no key, name, arch, dataset'), ([1, 2], 'a JSON list, not an object'),
-                                      ('mig', 'mig is "high", not a number'), ('arch', 'no arch')])
+                                      ('mig', 'mig is "high", not a number'), ('arch', 'no arch'),
+                                      ('huge', 'mig is 1e+308, outside the 0–1 that metric takes'),
+                                      ('negative', 'dci_disentanglement is -5, outside the 0–1 that metric takes')])
 def test_report_of_a_bad_metrics_file_is_one_line(tmp_path, row, why):
     root = synthetic_root(tmp_path / 'root', n=2)
     f = next((root / 'runs').glob('*/metrics.json'))
     good = json.loads(f.read_text())
     if row == 'mig': row = {**good, 'mig': 'high'}
     if row == 'arch': row = {k: v for k, v in good.items() if k != 'arch'}
+    if row == 'huge': row = {**good, 'mig': 1e308}
+    if row == 'negative': row = {**good, 'dci_disentanglement': -5}
     save_json(row, f)
     one_line_error(cli('report', root), f"{f} does not hold a run's results ({why}")
     assert not (root / 'report.md').exists() and not (root / 'figures').exists()

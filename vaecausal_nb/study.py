@@ -43,10 +43,10 @@ if TYPE_CHECKING: import pandas
 # %% auto #0
 __all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'CPU_HPARAMS', 'MAX_POINTS', 'MAX_CAUSAL_IMAGES', 'MAX_MODULARITY_IMAGES', 'SWEEP',
            'CAPACITY_DIMS', 'PILOT_SWEEP', 'PRESETS', 'BETA_VAE_MIN_TRAIN', 'SUMMARY_SEED', 'CAUSAL_SEED', 'UNFINISHED',
-           'OWNED', 'ROW_TEXT', 'ROW_FLAGS', 'ROW_NEEDS', 'StudySpec', 'check_measure_sizes', 'configurations',
-           'preset', 'check_metric_sizes', 'run_key', 'jobs', 'causal_images', 'measure', 'run_job', 'fleets',
-           'run_fleet', 'foreign_files', 'write_owned', 'claim_files', 'run_study', 'plan_study', 'config_label',
-           'load_results', 'study_status', 'evaluation_path', 'evaluate_run']
+           'OWNED', 'ROW_TEXT', 'ROW_FLAGS', 'UNIT_METRICS', 'ROW_NEEDS', 'StudySpec', 'check_measure_sizes',
+           'configurations', 'preset', 'check_metric_sizes', 'run_key', 'jobs', 'causal_images', 'measure', 'run_job',
+           'fleets', 'run_fleet', 'foreign_files', 'write_owned', 'claim_files', 'run_study', 'plan_study',
+           'config_label', 'load_results', 'study_status', 'evaluation_path', 'evaluate_run']
 
 # %% ../nbs/10_study.ipynb #ef859e92
 SPEC_VERSION = 1
@@ -898,6 +898,8 @@ def config_label(arch:str, # the architecture
 # %% ../nbs/10_study.ipynb #156e3c10
 ROW_TEXT = ('key', 'name', 'arch', 'dataset', 'hparams', 'precision', 'variant')   # a row's text; the rest are numbers
 ROW_FLAGS = ('procedural',)           # true or false; every other number is one (a metric of true is a mistake)
+UNIT_METRICS = ('dci_disentanglement', 'dci_completeness', 'dci_informativeness_train', 'dci_informativeness_test',
+                'mig', 'sap', 'factor_vae', 'beta_vae', 'irs')    # each in [0, 1] by its definition
 ROW_NEEDS = ('key', 'name', 'arch', 'dataset', 'hparams', 'latent_dim', 'seed', 'steps', 'seconds_train',
              'seconds_eval')
 
@@ -912,6 +914,8 @@ def _row_problem(row) -> str|None:
             return f'{k} is {json.dumps(v)}, not a number'
     bad = [k for k in ('latent_dim', 'seed', 'steps') if not float(row[k]).is_integer()]
     if bad: return f'{bad[0]} is {row[bad[0]]}, not an integer'
+    out = [k for k in UNIT_METRICS if k in row and math.isfinite(row[k]) and not -1e-6 <= row[k] <= 1 + 1e-6]
+    if out: return f'{out[0]} is {row[out[0]]}, outside the 0–1 that metric takes'
     try: hp = json.loads(row['hparams'])
     except json.JSONDecodeError: hp = None
     if not isinstance(hp, dict): return 'hparams is not the JSON text of an object'
