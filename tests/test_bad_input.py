@@ -210,6 +210,8 @@ def test_a_metric_of_true_or_a_whole_number_in_metrics_json(tmp_path):
 def test_train_options_checked_before_the_run_folder_is_made(tmp_path):
     base = ['train', '--arch', 'beta_vae', '--procedural', '--steps', '2', '--batch-size', '8', '--out', tmp_path / 'r']
     one_line_error(cli(*base, '--seed', '-1'), 'seed must be an integer in [0, 2**32), got -1')
+    one_line_error(cli(*[a if a != '2' else '100000000000000' for a in base]),
+                   'steps 100,000,000,000,000 is more than 100,000,000, which no machine trains in a lifetime')
     one_line_error(cli(*base, '--hparam', 'beta=2', '--hparam', 'beta=8'),
                    '--hparam beta is given twice (beta=2 and beta=8); give each hyperparameter once')
     assert not (tmp_path / 'r').exists()
@@ -285,3 +287,10 @@ def test_a_preset_with_a_spec_is_refused(tmp_path):
     spec.write_text(json.dumps({'name': 'mine', 'archs': ['vae'], 'datasets': ['dsprites'], 'seeds': [0]}))
     r = cli('study', '--spec', str(spec), '--preset', 'nonexistent', '--plan')
     assert r.returncode == 2 and 'give --spec or --preset, not both (--preset nonexistent would be ignored)' in r.stderr
+
+
+def test_a_thread_count_no_machine_has_is_refused(tmp_path):
+    spec = tmp_path / 'spec.json'
+    spec.write_text(json.dumps({'name': 'mine', 'archs': ['vae'], 'datasets': ['dsprites'], 'seeds': [0]}))
+    one_line_error(cli('study', '--spec', spec, '--threads', '100000', '--plan'),
+                   'threads 100000 is more than 1024; give at most the cores a worker has')

@@ -160,6 +160,7 @@ def validate(self:StudySpec):
     for k in ('steps', 'batch_size', 'causal_images', 'modularity_images', 'probe_steps', 'threads'):
         check(isinstance(getattr(self, k), int) and not isinstance(getattr(self, k), bool) and getattr(self, k) >= 1,
               f'{k} must be a positive integer, got {getattr(self, k)!r}')
+    check(self.threads <= 1024, f'threads {self.threads} is more than 1024; give at most the cores a worker has')
     check(self.causal_images >= 2 and self.modularity_images >= 2,
           'causal_images and modularity_images must be at least 2')
     check_measure_sizes(self.metric_sizes, self.causal_images, self.modularity_images)   # and not too many

@@ -34,11 +34,11 @@ from .models import ARCHS, REVISIONS, build_model, check_hparams, check_latent_d
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['NOT_A_RESULT', 'COMPILE_MODES', 'CUDA_GRAPH_MODES', 'SIMD_WIDTH', 'CKPT_FILES', 'CPU_BF16_SLOW', 'RUN_FILES',
-           'LOCK_FILE', 'ZOO_ENV', 'TrainConfig', 'compile_with', 'compile_missing', 'save_checkpoint', 'load_state',
-           'Run', 'build_optimizer', 'default_channels_last', 'Session', 'start_session', 'train_step', 'log_and_save',
-           'finish_session', 'OutOfTime', 'deadline', 'time_up', 'pause_session', 'train', 'check_run_dir',
-           'folder_lock', 'load_run', 'zoo_root', 'pretrained']
+__all__ = ['MAX_STEPS', 'NOT_A_RESULT', 'COMPILE_MODES', 'CUDA_GRAPH_MODES', 'SIMD_WIDTH', 'CKPT_FILES', 'CPU_BF16_SLOW',
+           'RUN_FILES', 'LOCK_FILE', 'ZOO_ENV', 'TrainConfig', 'compile_with', 'compile_missing', 'save_checkpoint',
+           'load_state', 'Run', 'build_optimizer', 'default_channels_last', 'Session', 'start_session', 'train_step',
+           'log_and_save', 'finish_session', 'OutOfTime', 'deadline', 'time_up', 'pause_session', 'train',
+           'check_run_dir', 'folder_lock', 'load_run', 'zoo_root', 'pretrained']
 
 # %% ../nbs/04_train.ipynb #3472ea60
 def _dataset_name(name:str, # a dataset name as a user wrote it ('3dshapes', 'dSprites', ...)
@@ -49,6 +49,8 @@ def _dataset_name(name:str, # a dataset name as a user wrote it ('3dshapes', 'dS
     return key if key in DATASETS else name
 
 # %% ../nbs/04_train.ipynb #c283728b
+MAX_STEPS = 10**8          # training steps a run may ask for (the paper preset: 300,000)
+
 @dataclass
 class TrainConfig:
     "Everything that defines a training run."
@@ -77,6 +79,8 @@ class TrainConfig:
         count = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1     # True is not a count
         for k in ('steps', 'batch_size', 'latent_dim', 'checkpoint_every', 'log_every'):
             check(count(getattr(self, k)), f'{k} must be a positive integer, got {getattr(self, k)!r}')
+        check(self.steps <= MAX_STEPS, f'steps {self.steps:,} is more than {MAX_STEPS:,}, which no machine trains '
+              'in a lifetime at these sizes (the paper preset uses 300,000); give fewer steps')
         check(self.lr > 0 and math.isfinite(self.lr), f'lr must be a positive number, got {self.lr}')
         check(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**32,
               f'seed must be an integer in [0, 2**32), got {self.seed!r}')
