@@ -186,6 +186,8 @@ def member_threads(fleet:int, # members in the whole fleet
     cores = torch.get_num_threads()
     return max(1, cores // min(fleet, cores))
 
+
+# %% ../nbs/04a_fleet.ipynb #eda5d4aa
 def _threaded_phase(members:list[_Member], # members at one step, on the CPU
                     steps:int, # how many steps each takes
                     amp, # autocast context
@@ -599,6 +601,8 @@ def _phases(members:list[_Member]):
         group = [m for m in todo if m.s.step == at]
         yield group, min([m.s.cfg.steps for m in group] + [m.s.step for m in todo if m.s.step > at]) - at
 
+
+# %% ../nbs/04a_fleet.ipynb #63ec45e7
 def _to_hold(draws:list, # (dataset, images a member will draw from it), one pair per member
              device:torch.device, # where they train
              resident:bool|None, # True: hold every dataset on the device; False: never; None: `should_materialise`
