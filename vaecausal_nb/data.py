@@ -27,8 +27,8 @@ from .core import (VaeCausalError, _file_mode, atomic_write, cache_root, check, 
 # %% auto #0
 __all__ = ['DATA_ENV', 'DSPRITES_FILES', 'SHAPES3D_FILES', 'MPI3D_FILES', 'MPI3D_GRID', 'NORB_SPLITS', 'DATASETS', 'SOURCES',
            'PROCEDURAL', 'REMOTE', 'RESIDENT_SHARE', 'to_float', 'FactorDataset', 'built_once', 'render_sprites',
-           'paste_patches', 'ProceduralDSprites', 'image_grid', 'show_traversals', 'traversal_factors', 'hsv_to_rgb',
-           'ProceduralShapes3D', 'ProceduralMPI3D', 'data_root', 'ArrayDataset', 'load_dsprites_file',
+           'paste_patches', 'ProceduralDSprites', 'mosaic', 'image_grid', 'show_traversals', 'traversal_factors',
+           'hsv_to_rgb', 'ProceduralShapes3D', 'ProceduralMPI3D', 'data_root', 'ArrayDataset', 'load_dsprites_file',
            'load_shapes3d_file', 'load_mpi3d_file', 'read_norb_matrix', 'SmallNORB', 'load_smallnorb', 'CelebA',
            'load_celeba', 'load_dataset', 'fetch_file', 'download', 'random_batch', 'fixed_factor_batch',
            'counterfactual_pairs', 'BatchIterator', 'should_materialise', 'model_images']
@@ -225,7 +225,25 @@ class ProceduralDSprites(FactorDataset):
         return paste_patches(sprite, self.offsets[f[:, 4]], self.offsets[f[:, 3]], 64)[:,
             None]   # posY rows, posX columns
 
-# %% ../nbs/01_data.ipynb #3f3ba755
+# %% ../nbs/01_data.ipynb #1765de25
+def mosaic(rows:list, # R tensors [n_r, C, H, W] of one image size (rows may differ in length); uint8 or float 0..1
+           gap:int=1, # white pixels between neighbouring images
+           row_gap:int|None=None, # white pixels between rows (default `gap`)
+          ) -> torch.Tensor:
+    "The images of `rows` laid out in one white RGB float image `[R·H + gaps, V·W + gaps, 3]` with values in [0, 1]."
+    check(len(rows) > 0 and all(len(r) for r in rows), 'image_grid needs at least one image in every row')
+    C, H, W = rows[0].shape[1:]
+    check(all(tuple(r.shape[1:]) == (C, H, W) for r in rows), 'every image of a grid must have one shape, got '
+          f'{sorted({tuple(r.shape[1:]) for r in rows})}')
+    rg = gap if row_gap is None else row_gap
+    out = torch.ones(len(rows) * (H + rg) - rg, max(map(len, rows)) * (W + gap) - gap, 3)
+    for k, r in enumerate(rows):
+        ims = (r.detach().cpu().float() / (255 if r.dtype == torch.uint8 else 1)).permute(0, 2, 3, 1)   # [n, H, W, C]
+        for j, im in enumerate(ims.expand(-1, -1, -1, 3) if C == 1 else ims):
+            out[k * (H + rg):k * (H + rg) + H, j * (W + gap):j * (W + gap) + W] = im
+    return out
+
+# %% ../nbs/01_data.ipynb #280f1901
 def image_grid(rows, # [R, V, C, H, W], a list of R tensors [n_r, C, H, W] (rows may differ in length), or [N, C, H, W]
                ncol:int|None=None, # for a flat [N, C, H, W] batch: images per row (default min(N, 8))
                row_labels:Sequence[str]|None=None, # one label per row, left of it
@@ -234,28 +252,25 @@ def image_grid(rows, # [R, V, C, H, W], a list of R tensors [n_r, C, H, W] (rows
                scale:float=1.0, # inches per image
                title:str|None=None, # a title over the grid
               ):
-    "A matplotlib figure of images in rows (uint8 0..255 or float 0..1; 1 or 3 channels)."
+    "A matplotlib figure of images in rows (uint8 0..255 or float 0..1; 1 or 3 channels), drawn as one `mosaic`."
     import matplotlib.pyplot as plt
     if torch.is_tensor(rows) and rows.ndim == 4:
-        n = len(rows); ncol = ncol or min(n, 8)
-        rows = [rows[k:k + ncol] for k in range(0, n, ncol)]
-    rows = [r.detach().cpu() for r in rows]
-    nr, nc = len(rows), max(len(r) for r in rows)
-    fig, axs = plt.subplots(nr, nc, figsize=(scale * 1.1 * nc, scale * 1.1 * nr + (0.3 if title else 0)), squeeze=False)
-    for k, (r, axr) in enumerate(zip(rows, axs)):
-        for j, ax in enumerate(axr):
-            ax.set_xticks([]); ax.set_yticks([])
-            for sp in ax.spines.values(): sp.set_visible(False)
-            if j >= len(r): continue
-            im = (r[j].float() / (255 if r.dtype == torch.uint8 else 1)).permute(1, 2, 0).numpy()   # [0, 1]
-            ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap='gray', vmin=0, vmax=1)
-            if titles is not None and k * nc + j < len(titles): ax.set_title(titles[k * nc + j], fontsize=7)
-        if row_labels is not None: axr[0].set_ylabel(row_labels[k], rotation=0, ha='right', va='center', fontsize=9)
-    for j, lab in enumerate(col_labels or []): axs[0, j].set_title(str(lab), fontsize=8)
-    plt.subplots_adjust(wspace=0.05, hspace=0.3 if titles is not None else 0.05)
-    if title:                                  # above the column labels (in inches, whatever the grid's height)
-        h = fig.get_size_inches()[1]
-        fig.suptitle(title, fontsize=10, y=1 + (0.3 if col_labels is not None else 0.1) / h)
+        ncol = ncol or min(len(rows), 8)
+        rows = [rows[k:k + ncol] for k in range(0, len(rows), ncol)]
+    nr, nc, (H, W) = len(rows), max(map(len, rows)), rows[0].shape[-2:]
+    gap = max(1, H // 16); rgap = H // 3 if titles is not None else gap        # titles need room above each image
+    fig, ax = plt.subplots(figsize=(scale * 1.1 * nc, scale * 1.1 * nr + (0.3 if title else 0)))
+    ax.imshow(mosaic(rows, gap, rgap).numpy(), interpolation='nearest')
+    ax.set_yticks([k * (H + rgap) + (H - 1) / 2 for k in range(nr)], row_labels or [], fontsize=9)
+    ax.set_xticks([j * (W + gap) + (W - 1) / 2 for j in range(len(col_labels or []))],
+                  [str(c) for c in col_labels or []], fontsize=8)
+    ax.xaxis.tick_top(); ax.tick_params(length=0)
+    for sp in ax.spines.values(): sp.set_visible(False)
+    for i, t in enumerate(titles if titles is not None else []):
+        if i < nr * nc: ax.text((i % nc) * (W + gap) + (W - 1) / 2, (i // nc) * (H + rgap) - 1.5, t, fontsize=7,
+                                ha='center', va='bottom')
+    if title: ax.set_title(title, fontsize=10, pad=14 if titles is not None else 6)   # above the first row's titles
+    plt.tight_layout(pad=0.2)
     return fig
 
 # %% ../nbs/01_data.ipynb #6f57c9a8
