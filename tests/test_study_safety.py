@@ -17,7 +17,7 @@ from vaecausal_nb.study import StudySpec, run_study
 
 SIZES = {'dci': [80, 80], 'mig': 80, 'sap': [80, 80], 'factor_vae': [10, 10, 100], 'beta_vae': [10, 10], 'irs': 80}
 TINY = {'name': 'safety', 'archs': ['vae'], 'seeds': [0, 1], 'steps': 12, 'batch_size': 8, 'probe_steps': 5,
-        'causal_images': 8, 'modularity_images': 2, 'metric_sizes': SIZES}
+        'causal_images': 8, 'modularity_images': 2, 'metric_sizes': SIZES, 'metrics': ['mig', 'sap', 'factor_vae', 'irs']}
 
 
 def one_line_error(r, msg):

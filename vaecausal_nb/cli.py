@@ -14,7 +14,7 @@ from .controls import CONTROLS
 from .core import VaeCausalError, check, check_path, load_json
 from .data import load_dataset
 from .interventions import save_traversal
-from .metrics import SIZES
+from .metrics import METRICS, SIZES
 from .models import ARCHS
 from .report import check_report_folder, write_report
 from .study import PRESETS, StudySpec, evaluate_run, evaluation_path, plan_study, preset, run_study
@@ -63,7 +63,7 @@ def study_spec(args) -> StudySpec:
     else: spec = preset(args.preset or 'quick')
     over = {'archs': _csv(args.archs), 'datasets': _csv(args.datasets), 'seeds': _csv(args.seeds, int),
             'steps': args.steps, 'controls': _csv(args.controls), 'precision': args.precision, 'compile': args.compile,
-            'threads': args.threads}
+            'threads': args.threads, 'metrics': _csv(args.metrics)}
     for k, v in over.items():
         if v is not None: setattr(spec, k, v)
     if over['archs'] is not None:                     # narrowing the architectures narrows their sweeps and grids
@@ -104,6 +104,8 @@ def _add_study(sub, # the `vaecausal` parser's subparsers
     s.add_argument('--threads', type=int, default=None, help="torch CPU threads of every run (default: the spec's, 1); "
                    "a run's numbers depend on them, not on --workers")
     s.add_argument('--controls', default=None, help=f'comma-separated controls: {", ".join(CONTROLS)}')
+    s.add_argument('--metrics', default=None, help='comma-separated disentanglement metrics to measure (default all: '
+                   f'{", ".join(METRICS)}); DCI costs the most')
     s.add_argument('--allow-procedural', action='store_true',
                    help='paper preset: use a generator where a real file is missing')
     s.add_argument('--time-limit', type=float, default=None, metavar='SECONDS', help='stop training (at a checkpoint) '

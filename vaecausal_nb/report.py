@@ -93,6 +93,7 @@ def _correlation_section(runs, figs:Path) -> list:
     mixed model over runs, and the CES-DCI scatter (4+ configurations per dataset)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
+    if 'dci_disentanglement' not in runs.columns: return []          # a study that did not measure DCI (`metrics`)
     cfg = by_config(runs)
     if cfg.groupby('dataset').size().min() < 4: return []
     ct = correlation_table(runs, 'ces', [m for m in DISENTANGLEMENT if m in runs.columns], n_boot=1000)
@@ -120,6 +121,7 @@ def _correlation_section(runs, figs:Path) -> list:
 # %% ../nbs/10b_report.ipynb #4f5a0d72
 def _recon_section(runs) -> list:
     "Each causal metric against DCI disentanglement with reconstruction as a covariate (5+ configurations a dataset)."
+    if 'dci_disentanglement' not in runs.columns: return []          # a study that did not measure DCI (`metrics`)
     cfg = by_config(runs)
     if cfg.groupby('dataset').size().min() < 5: return []
     t = recon_adjusted(cfg, [m for m in CAUSAL if m in cfg.columns], n_boot=1000)
@@ -175,8 +177,8 @@ def _architecture_section(core, figs:Path) -> list:
 def _sweep_section(df) -> list:
     "The latent-dimension sweep (only when the study has one)."
     if df.latent_dim.nunique() < 2: return []
-    cap = df.groupby(['dataset', 'arch', 'latent_dim'])[['dci_disentanglement', 'mig', 'final_recon',
-                                                         'n_active']].mean()
+    cols = [m for m in ('dci_disentanglement', 'mig', 'final_recon', 'n_active') if m in df.columns]
+    cap = df.groupby(['dataset', 'arch', 'latent_dim'])[cols].mean()
     return ['## Latent dimension sweep', '', _md(cap), '']
 
 def _traversal_section(core, root:Path, figs:Path) -> list:

@@ -32,7 +32,7 @@ from .interventions import save_traversal
 from .core import (
     VaeCausalError, atomic_write, check, get_device, load_json, logger, save_json, torch_threads)
 from .data import DATASETS, PROCEDURAL, load_dataset, random_batch, to_float
-from .metrics import SIZES, dci_many, evaluate, resolve_sizes
+from .metrics import METRICS, SIZES, dci_many, evaluate, resolve_sizes
 from .models import ARCHS, MODELS, check_hparams
 from .probes import factor_probe, train_probe
 from .fleet import STRUCTURAL, fleet_capacity, fleet_timing, train_fleet
@@ -74,6 +74,7 @@ class StudySpec:
     compile: bool|str = False            # torch.compile the training (True or train.COMPILE_MODES): not in a run's key
     threads: int = 1                     # torch CPU threads of every run, whatever the workers (not in a run's key)
     metric_sizes: str|dict = field(default_factory=lambda: dict(SIZES['quick']))  # metrics.evaluate sizes
+    metrics: tuple = METRICS             # the disentanglement metrics measured (fewer: cheaper; DCI costs the most)
     causal_images: int = 64              # images for CES, specificity and active latents
     modularity_images: int = 8           # images for circuit modularity (2 × ~65 decodes per image, latent, value)
     probe_steps: int = 600               # factor-probe training steps (one probe per dataset, cached in the study root)
@@ -94,7 +95,7 @@ class StudySpec:
 
 # %% ../nbs/10_study.ipynb #db465a41
 _LIST_FIELDS = {'archs': '["vae", "beta_vae"]', 'datasets': '["dsprites"]', 'seeds': '[0, 1]', 'latent_dims': '[10]',
-                'controls': '["random_decoder"]'}
+                'controls': '["random_decoder"]', 'metrics': '["mig", "sap"]'}
 
 def _check_types(spec:StudySpec):
     """Each list field a list and each mapping an object, as a spec file gives them (`"archs": "vae"` would be read
@@ -122,9 +123,12 @@ def _check_types(spec:StudySpec):
 @patch
 def validate(self:StudySpec):
     _check_types(self)                               # lists and objects as they should be, before they are read
-    for k in ('archs', 'datasets', 'seeds', 'latent_dims', 'controls'): setattr(self, k, tuple(getattr(self, k)))
+    for k in ('archs', 'datasets', 'seeds', 'latent_dims', 'controls', 'metrics'):
+        setattr(self, k, tuple(getattr(self, k)))
     bad = [c for c in self.controls if c not in CONTROLS]
     check(not bad, f'unknown control(s) {", ".join(map(repr, bad))}; choose from {", ".join(CONTROLS)}')
+    bad = [m for m in self.metrics if m not in METRICS]
+    check(not bad, f'unknown metric(s) {", ".join(map(repr, bad))}; choose from {", ".join(METRICS)}')
     self.extra_latent_dims = {a: tuple(int(L) for L in v) for a, v in self.extra_latent_dims.items()}
     self.extra_seeds = {a: tuple(v) for a, v in self.extra_seeds.items()}
     if isinstance(self.metric_sizes, dict):
@@ -141,7 +145,7 @@ def validate(self:StudySpec):
     check(not bad, f'unknown dataset(s) {", ".join(map(repr, bad))}; choose from {", ".join(DATASETS)}')
     check(self.archs and self.datasets and self.seeds, 'a study needs at least one architecture, dataset and seed')
     rep = {k: sorted({v for v in getattr(self, k) if getattr(self, k).count(v) > 1}, key=str)
-           for k in ('archs', 'datasets', 'seeds', 'latent_dims', 'controls')}
+           for k in ('archs', 'datasets', 'seeds', 'latent_dims', 'controls', 'metrics')}
     check(not any(rep.values()), 'a study names each value once, but ' + '; '.join(
         f'{k} repeats {", ".join(map(repr, v))}' for k, v in rep.items() if v) + ': remove the repeats')
     check(isinstance(self.name, str) and re.fullmatch(r'[\w.-]+', self.name) and self.name not in ('.', '..'),
@@ -310,6 +314,7 @@ def jobs(spec:StudySpec) -> list[dict]:
           'modularity_images': spec.modularity_images, 'probe_steps': spec.probe_steps}
     decoder_controls = [c for c in spec.controls if c != 'fixed_variance']
     if decoder_controls: ev['controls'] = decoder_controls        # (absent when none: older run keys stay valid)
+    if set(spec.metrics) != set(METRICS): ev['metrics'] = [m for m in METRICS if m in spec.metrics]   # (absent: all)
     out, extra = [], spec.extra_seeds
     seeds = list(spec.seeds) + sorted({s for v in extra.values() for s in v} - set(spec.seeds))
     for s in seeds:                        # seeds outermost: a study stopped half-way has every cell with fewer seeds
@@ -370,7 +375,7 @@ def _probe(root:Path, ds, steps:int):
 
 def measure(model:torch.nn.Module, # a trained model
             ds, # its dataset (a FactorDataset)
-            ev:dict, # evaluation settings: metric_sizes, causal_images, modularity_images (a job's 'eval')
+            ev:dict, # evaluation settings: metric_sizes, causal_images, modularity_images, metrics (a job's 'eval')
             seed:int, # the run's seed (the measurement images are drawn from it)
             probe=None, # the dataset's factor probe (None: no factor-level specificity)
             progress:bool=False, # tqdm bars over the metrics
@@ -385,7 +390,7 @@ def measure(model:torch.nn.Module, # a trained model
     out = _model_summary(model, ds, seed)
     _in_time(until, 'measured in part')
     ev_all = evaluate(model, ds, sizes=ev['metric_sizes'], seed=seed, progress=progress, n_jobs=n_jobs,
-                      dci_later=dci_later)
+                      metrics=ev.get('metrics', METRICS), dci_later=dci_later)
     out.update({k: v for k, v in ev_all.items() if k != 'seconds_total'})
     x = causal_images(ds, ev['causal_images'], seed)
     _in_time(until, 'measured in part')
