@@ -71,8 +71,9 @@ lint:
 	$(BIN)/ruff check $(LIB) && echo "lint: ruff finds nothing in $(LIB)"
 	$(BIN)/python tools/line_length.py $(LIB)
 
+# Every notebook but its #| slow and #| cuda cells, the longest first (tools/nbtest.py) so both workers stay busy.
 nbtest:
-	cd nbs && OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ../$(BIN)/nbdev_test --n_workers 2 --timing --do_print
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python tools/nbtest.py --n_workers 2
 
 docs: setup
 	$(BIN)/python tools/nbdocs.py site
@@ -83,8 +84,9 @@ readme: setup
 export: setup
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
 
+# Two test files at a time (pytest-xdist): many tests wait on subprocesses that use one core.
 pytest:
-	$(BIN)/python -m pytest tests -v --durations=10
+	$(BIN)/python -m pytest tests -v --durations=10 -n 2 --dist loadfile
 
 clean:
 	rm -rf _proc _sphinx _site _docs jupyter_execute .pytest_cache

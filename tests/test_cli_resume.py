@@ -11,8 +11,11 @@ ARGS = ['train', '--arch', 'factor_vae', '--hparam', 'disc_hidden=32', '--hparam
         '--steps', '80', '--batch-size', '16', '--lr', '1e-3', '--checkpoint-every', '5', '--device', 'cpu']
 
 
+ENV = {**os.environ, 'PYTHONHASHSEED': '0', 'OMP_NUM_THREADS': '1'}   # one thread: pytest runs two test files at once
+
+
 def cli(*args, **kw):
-    env = {**os.environ, 'PYTHONHASHSEED': '0'}
+    env = ENV
     return subprocess.run(VAECAUSAL + list(args), capture_output=True, text=True, cwd=ROOT, env=env, **kw)
 
 
@@ -25,7 +28,8 @@ def test_kill_mid_run_then_resume_is_bit_identical(tmp_path):
     full = tmp_path / 'full'
     assert cli(*ARGS, '--out', str(full)).returncode == 0
     part = tmp_path / 'part'
-    p = subprocess.Popen(VAECAUSAL + ARGS + ['--out', str(part)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(VAECAUSAL + ARGS + ['--out', str(part)], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and not (part / 'ckpt-20').exists() and not (part / 'ckpt-25').exists():
         time.sleep(0.05)

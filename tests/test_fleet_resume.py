@@ -25,6 +25,7 @@ train_fleet(cfgs, mode=sys.argv[2] if len(sys.argv) > 2 else 'auto')
 def fleet(out, *extra, wait=True):
     cmd = [sys.executable, '-c', SCRIPT, str(out), *extra]
     env = {**os.environ, 'PYTHONHASHSEED': '0'}
+    if extra[:1] == ('loop',): env['OMP_NUM_THREADS'] = '1'     # (threads: the members share the process's 2 threads)
     if wait: return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
