@@ -231,14 +231,14 @@ def mosaic(rows:list, # R tensors [n_r, C, H, W] of one image size (rows may dif
            row_gap:int|None=None, # white pixels between rows (default `gap`)
           ) -> torch.Tensor:
     "The images of `rows` laid out in one white RGB float image `[R·H + gaps, V·W + gaps, 3]` with values in [0, 1]."
-    check(len(rows) > 0 and all(len(r) for r in rows), 'image_grid needs at least one image in every row')
+    check(len(rows) > 0 and all(len(r) for r in rows), 'a grid needs at least one image in every row')
     C, H, W = rows[0].shape[1:]
-    check(all(tuple(r.shape[1:]) == (C, H, W) for r in rows), 'every image of a grid must have one shape, got '
-          f'{sorted({tuple(r.shape[1:]) for r in rows})}')
+    check(all(tuple(r.shape[1:]) == (C, H, W) for r in rows) and C in (1, 3), 'every image of a grid must have '
+          f'one shape [C, H, W] with 1 or 3 channels, got {sorted({tuple(r.shape[1:]) for r in rows})}')
     rg = gap if row_gap is None else row_gap
     out = torch.ones(len(rows) * (H + rg) - rg, max(map(len, rows)) * (W + gap) - gap, 3)
     for k, r in enumerate(rows):
-        ims = (r.detach().cpu().float() / (255 if r.dtype == torch.uint8 else 1)).permute(0, 2, 3, 1)   # [n, H, W, C]
+        ims = (r.detach().cpu().float() / (255 if r.dtype == torch.uint8 else 1)).clamp(0, 1).permute(0, 2, 3, 1)
         for j, im in enumerate(ims.expand(-1, -1, -1, 3) if C == 1 else ims):
             out[k * (H + rg):k * (H + rg) + H, j * (W + gap):j * (W + gap) + W] = im
     return out
@@ -254,16 +254,21 @@ def image_grid(rows, # [R, V, C, H, W], a list of R tensors [n_r, C, H, W] (rows
               ):
     "A matplotlib figure of images in rows (uint8 0..255 or float 0..1; 1 or 3 channels), drawn as one `mosaic`."
     import matplotlib.pyplot as plt
+    check(len(rows) > 0, 'image_grid needs at least one image')
     if torch.is_tensor(rows) and rows.ndim == 4:
         ncol = ncol or min(len(rows), 8)
         rows = [rows[k:k + ncol] for k in range(0, len(rows), ncol)]
     nr, nc, (H, W) = len(rows), max(map(len, rows)), rows[0].shape[-2:]
-    gap = max(1, H // 16); rgap = H // 3 if titles is not None else gap        # titles need room above each image
+    row_labels = [] if row_labels is None else [str(s) for s in row_labels]
+    col_labels = [] if col_labels is None else [str(s) for s in col_labels]
+    check(len(row_labels) in (0, nr) and len(col_labels) <= nc, f'{len(row_labels)} row labels and '
+          f'{len(col_labels)} column labels for a grid of {nr} rows and {nc} columns: give one label per row and at '
+          'most one per column')
+    gap = max(1, H // 16); rgap = max(2, H // 3) if titles is not None else gap    # titles need room above each image
     fig, ax = plt.subplots(figsize=(scale * 1.1 * nc, scale * 1.1 * nr + (0.3 if title else 0)))
     ax.imshow(mosaic(rows, gap, rgap).numpy(), interpolation='nearest')
-    ax.set_yticks([k * (H + rgap) + (H - 1) / 2 for k in range(nr)], row_labels or [], fontsize=9)
-    ax.set_xticks([j * (W + gap) + (W - 1) / 2 for j in range(len(col_labels or []))],
-                  [str(c) for c in col_labels or []], fontsize=8)
+    ax.set_yticks([k * (H + rgap) + (H - 1) / 2 for k in range(len(row_labels))], row_labels, fontsize=9)
+    ax.set_xticks([j * (W + gap) + (W - 1) / 2 for j in range(len(col_labels))], col_labels, fontsize=8)
     ax.xaxis.tick_top(); ax.tick_params(length=0)
     for sp in ax.spines.values(): sp.set_visible(False)
     for i, t in enumerate(titles if titles is not None else []):
