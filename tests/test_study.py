@@ -54,7 +54,8 @@ def test_uninterrupted_study_writes_everything(reference):
 
 def test_kill_mid_study_then_rerun_completes_only_the_missing_runs(spec_file, reference, tmp_path):
     out = tmp_path / 'study'
-    p = subprocess.Popen(VAECAUSAL + ['study', '--spec', str(spec_file), '--out', str(out), '--no-progress'], cwd=ROOT,
+    p = subprocess.Popen(VAECAUSAL + ['study', '--spec', str(spec_file), '--out', str(out), '--no-progress',
+                                      '--workers', '1'], cwd=ROOT,    # one run after the other: the state below is met
                          env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     def state():   # (finished runs, a later run has a checkpoint)

@@ -127,7 +127,8 @@ def test_a_study_json_that_is_not_a_study_file(tmp_path, content):
 @pytest.mark.parametrize('over, msg', [
     ({'archs': 'vae'}, 'archs must be a list, like "archs": ["vae", "beta_vae"], got "vae"'),
     ({'seeds': 3}, 'seeds must be a list, like "seeds": [0, 1], got 3'),
-    ({'metric_sizes': {**SIZES, 'dci': [100, 50]}}, 'metric_sizes dci [100, 50]: too few points for dsprites; '
+    ({'metric_sizes': {**SIZES, 'dci': [100, 50]}, 'metrics': ['dci', 'mig', 'sap', 'irs']},   # (DCI measured: checked)
+     'metric_sizes dci [100, 50]: too few points for dsprites; '
      'DCI (train and test), SAP (train and test), MIG, IRS')])
 def test_spec_files_checked_before_anything_is_written(tmp_path, over, msg):
     out = tmp_path / 'study'
@@ -139,7 +140,7 @@ def test_spec_files_checked_before_anything_is_written(tmp_path, over, msg):
 
 
 def test_metric_sizes_message_gives_the_rule(tmp_path):
-    r = cli('study', '--spec', spec_file(tmp_path, metric_sizes={'dci': [100, 50]}), '--out', tmp_path / 's')
+    r = cli('study', '--spec', spec_file(tmp_path, metric_sizes={'dci': [100, 50]}, metrics=['dci']), '--out', tmp_path / 's')
     one_line_error(r, 'need at least 80 points in each set (twice the 40 classes of its largest factor, and at least 20)')
 
 

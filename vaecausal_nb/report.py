@@ -93,17 +93,19 @@ def _correlation_section(runs, figs:Path) -> list:
     mixed model over runs, and the CES-DCI scatter (4+ configurations per dataset)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
-    if 'dci_disentanglement' not in runs.columns: return []          # a study that did not measure DCI (`metrics`)
     cfg = by_config(runs)
     if cfg.groupby('dataset').size().min() < 4: return []
     ct = correlation_table(runs, 'ces', [m for m in DISENTANGLEMENT if m in runs.columns], n_boot=1000)
-    me = mixed_effect(runs, 'ces')
     md = ['## CES and disentanglement within each dataset', '',
           'Points are configurations (the mean over their seeds). Pearson r with a two-sided p, Holm–Šidák over the '
           'datasets, and a 95 % percentile-bootstrap CI over configurations; Spearman ρ beside it; detectable_r is '
           'the smallest |r| the test finds with 80 % power at its corrected level — a p above 0.05 where '
-          'detectable_r is large says nothing.', '', _md(ct.set_index(['dataset', 'y'])), '',
-          f'Mixed model over all {me["n_runs"]} runs ({me["model"]}; DCI disentanglement ~ CES + reconstruction + '
+          'detectable_r is large says nothing.', '', _md(ct.set_index(['dataset', 'y'])), '']
+    if 'dci_disentanglement' not in runs.columns:       # a study that did not measure DCI (StudySpec.metrics)
+        return md + ['DCI was not measured (the spec\'s `metrics`): the mixed model, the CES–DCI scatter and the '
+                     'reconstruction-covariate table, which are about DCI, are left out.', '']
+    me = mixed_effect(runs, 'ces')
+    md += [f'Mixed model over all {me["n_runs"]} runs ({me["model"]}; DCI disentanglement ~ CES + reconstruction + '
           'dataset, random intercepts for architecture and configuration; standardised within dataset): CES '
           f'coefficient {me["coef"]:.3f}, 95 % CI [{me["ci"][0]:.3f}, {me["ci"][1]:.3f}], p = {me["p"]:.3g}.', '']
     ds_names = sorted(cfg.dataset.unique())

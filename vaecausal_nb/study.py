@@ -129,6 +129,8 @@ def validate(self:StudySpec):
     check(not bad, f'unknown control(s) {", ".join(map(repr, bad))}; choose from {", ".join(CONTROLS)}')
     bad = [m for m in self.metrics if m not in METRICS]
     check(not bad, f'unknown metric(s) {", ".join(map(repr, bad))}; choose from {", ".join(METRICS)}')
+    check(len(self.metrics) > 0, f'metrics is empty: name at least one of {", ".join(METRICS)}, or leave it out to '
+          'measure all seven')
     self.extra_latent_dims = {a: tuple(int(L) for L in v) for a, v in self.extra_latent_dims.items()}
     self.extra_seeds = {a: tuple(v) for a, v in self.extra_seeds.items()}
     if isinstance(self.metric_sizes, dict):
@@ -151,6 +153,8 @@ def validate(self:StudySpec):
     check(isinstance(self.name, str) and re.fullmatch(r'[\w.-]+', self.name) and self.name not in ('.', '..'),
           f"name must be a plain folder name (letters, digits, '.', '_', '-'): it names the study's folder under "
           f'study_runs/, got {self.name!r}')
+    check(len(self.name.encode()) <= 100, f'name is {len(self.name.encode())} bytes long: it names the study\'s '
+          'folder under study_runs/, so give at most 100')
     for a, hp in self.hparams.items():
         check(a in ARCHS, f'hparams names an unknown architecture {a!r}')
         check_hparams(a, hp)
@@ -256,11 +260,12 @@ BETA_VAE_MIN_TRAIN = 10     # BetaVAE's training points: with fewer, one factor 
 
 def check_metric_sizes(sizes:str|dict, # metric sizes (a name in metrics.SIZES or a dict, as StudySpec.metric_sizes)
                        ds, # the dataset they will be drawn from (a FactorDataset)
+                       metrics=METRICS, # the metrics that will be measured (the others' sizes are not read)
                       ):
     """Refuse sizes a metric cannot be computed at on `ds`, before anything is trained: the metrics fitted on points
     (DCI and SAP: each set; MIG, IRS, InfoMEC) need `max(20, 2 × the largest class count of a scored factor)` points;
     FactorVAE 2 votes of each kind; BetaVAE `BETA_VAE_MIN_TRAIN` training points and 2 evaluation points."""
-    sz = resolve_sizes(sizes)
+    sz = {m: v for m, v in resolve_sizes(sizes).items() if m in metrics}
     scored = [s for n, s in zip(ds.factor_names, ds.factor_sizes) if s > 1 and n not in ds.nuisance]
     need = max([20] + [2 * s for s in scored])
     label = {'dci': 'DCI (train and test)', 'sap': 'SAP (train and test)', 'mig': 'MIG', 'irs': 'IRS',
@@ -270,7 +275,7 @@ def check_metric_sizes(sizes:str|dict, # metric sizes (a name in metrics.SIZES o
     check(not small, f'metric_sizes {", ".join(small)}: too few points for {ds.name}; {", ".join(map(label.get, pts))} '
           f'need at least {need} points in each set (twice the {max(scored, default=0)} classes of its largest factor, '
           'and at least 20)')
-    fv, bv = sz['factor_vae'], sz['beta_vae']
+    fv, bv = sz.get('factor_vae', (2, 2, 2)), sz.get('beta_vae', (BETA_VAE_MIN_TRAIN, 2))
     check(min(fv) >= 2, f'metric_sizes factor_vae {json.dumps(list(fv))}: FactorVAE needs at least 2 training votes, 2 '
           'evaluation votes and 2 images for the variances')
     check(bv[0] >= BETA_VAE_MIN_TRAIN and bv[1] >= 2, f'metric_sizes beta_vae {json.dumps(list(bv))}: BetaVAE needs '
@@ -279,25 +284,25 @@ def check_metric_sizes(sizes:str|dict, # metric sizes (a name in metrics.SIZES o
 
 
 # %% ../nbs/10_study.ipynb #9a1aa8ca
-def _resolve_dataset(name:str, procedural, allow:bool, sizes) -> dict:
+def _resolve_dataset(name:str, procedural, allow:bool, sizes, metrics=METRICS) -> dict:
     """The dataset kwargs for a job: {'procedural': True|False}, with the real-file check and the metric sizes' check
     (`check_metric_sizes`) done now."""
-    if procedural: return _sized({'procedural': True}, name, sizes)
+    if procedural: return _sized({'procedural': True}, name, sizes, metrics)
     try: ds = load_dataset(name, procedural=False)
     except VaeCausalError as e:
         if procedural is None and allow and name in PROCEDURAL:
             logger.warning(f'{name}: no real file; this study uses the procedural generator instead '
                            '(allow_procedural=True)')
-            return _sized({'procedural': True}, name, sizes)
+            return _sized({'procedural': True}, name, sizes, metrics)
         hint = ('pass allow_procedural=True (CLI: --allow-procedural) to use its procedural generator'
                 if name in PROCEDURAL else 'it has no procedural generator: provide the files or leave it out of '
                                            'datasets')
         raise VaeCausalError(f'{e}. Or {hint}') from None
-    check_metric_sizes(sizes, ds)
+    check_metric_sizes(sizes, ds, metrics)
     return {'procedural': False}
 
-def _sized(kw:dict, name:str, sizes) -> dict:
-    check_metric_sizes(sizes, load_dataset(name, **kw))
+def _sized(kw:dict, name:str, sizes, metrics=METRICS) -> dict:
+    check_metric_sizes(sizes, load_dataset(name, **kw), metrics)
     return kw
 
 def run_key(job:dict) -> str:
@@ -309,7 +314,8 @@ def jobs(spec:StudySpec) -> list[dict]:
     """One job per run of the grid (architecture × configuration × latent dim × variant, per dataset and seed):
     {'key', 'name', 'train' (TrainConfig dict), 'eval' (settings), 'version', 'threads' (torch's, not in the key)}."""
     spec.validate()
-    ds_kw = {d: _resolve_dataset(d, spec.procedural, spec.allow_procedural, spec.metric_sizes) for d in spec.datasets}
+    ds_kw = {d: _resolve_dataset(d, spec.procedural, spec.allow_procedural, spec.metric_sizes, spec.metrics)
+             for d in spec.datasets}
     ev = {'metric_sizes': spec.metric_sizes, 'causal_images': spec.causal_images,
           'modularity_images': spec.modularity_images, 'probe_steps': spec.probe_steps}
     decoder_controls = [c for c in spec.controls if c != 'fixed_variance']
@@ -569,10 +575,10 @@ def _fit_pending(pending:list, # (job, row, DCI's arguments) of members measured
     t0 = time.perf_counter()
     try: res = iter(dci_many([t for *_, later in pending for t in later], n_jobs=n_jobs))
     except VaeCausalError as e: return [(j['key'], None, str(e)) for j, *_ in pending]
-    each, out = (time.perf_counter() - t0) / max(1, len(pending)), []
+    each, out = (time.perf_counter() - t0) / max(1, sum(bool(later) for *_, later in pending)), []
     for j, row, later in pending:
         for _ in later: row.update({f'dci_{k}': v for k, v in next(res).items()})
-        row.update(seconds_dci=each, seconds_eval=row['seconds_eval'] + each)
+        if later: row.update(seconds_dci=each, seconds_eval=row['seconds_eval'] + each)   # (no DCI: no seconds)
         save_json(row, runs_dir / j['name'] / 'metrics.json'); out.append((j['key'], row, None))
     return out
 
