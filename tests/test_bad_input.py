@@ -294,3 +294,15 @@ def test_a_thread_count_no_machine_has_is_refused(tmp_path):
     spec.write_text(json.dumps({'name': 'mine', 'archs': ['vae'], 'datasets': ['dsprites'], 'seeds': [0]}))
     one_line_error(cli('study', '--spec', spec, '--threads', '100000', '--plan'),
                    'threads 100000 is more than 1024; give at most the cores a worker has')
+
+
+def test_too_long_study_name_and_argparse_errors_are_one_line(tmp_path, monkeypatch):
+    "A study name too long for a folder is refused before study_runs/ exists; argparse's own errors are one line too."
+    monkeypatch.chdir(tmp_path)                               # the default root is study_runs/<name> under the cwd
+    (tmp_path / 'spec.json').write_text(json.dumps({'name': 'x' * 300, 'archs': ['vae'], 'steps': 2}))
+    one_line_error(cli('study', '--spec', tmp_path / 'spec.json'), 'name is 300 bytes long: it names the study\'s '
+                   'folder under study_runs/, so give at most 100')
+    assert not (tmp_path / 'study_runs').exists()
+    one_line_error(cli('train', '--steps', 'abc'), "vaecausal train: error: argument --steps: invalid int value: 'abc' "
+                   '(see vaecausal train --help)')
+    one_line_error(cli(), 'vaecausal: error: the following arguments are required: cmd (see vaecausal --help)')

@@ -21,7 +21,7 @@ from .study import PRESETS, StudySpec, evaluate_run, evaluation_path, plan_study
 from .train import COMPILE_MODES, TrainConfig, train
 
 # %% auto #0
-__all__ = ['study_spec', 'build_parser', 'main']
+__all__ = ['study_spec', 'build_parser', 'OneLineParser', 'main']
 
 # %% ../nbs/11_cli.ipynb #3e33e2ac
 def _parse_fleet(text:str) -> int|str:
@@ -118,8 +118,7 @@ def _add_study(sub, # the `vaecausal` parser's subparsers
 # %% ../nbs/11_cli.ipynb #a1295223
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of the `vaecausal` command (subcommands train, study, report, evaluate)."
-    ap = argparse.ArgumentParser(prog='vaecausal',
-                                 description='Causal interpretability of VAEs: training, studies, reports.')
+    ap = OneLineParser(prog='vaecausal', description='Causal interpretability of VAEs: training, studies, reports.')
     sub = ap.add_subparsers(dest='cmd', required=True)
     t = sub.add_parser('train', help='train (or resume) one run', description='Train (or resume) one run.')
     t.add_argument('--arch', default='beta_vae', choices=ARCHS)
@@ -151,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--probe-steps', type=int, default=600, help='factor-probe training steps (cached)')
     e.add_argument('--no-progress', action='store_true')
     return ap
+
+# %% ../nbs/11_cli.ipynb #8953fd8e
+class OneLineParser(argparse.ArgumentParser):
+    "An argument parser whose errors are one line on stderr (exit 2), as every other `vaecausal` error is."
+    def error(self, message:str):
+        self.exit(2, f'{self.prog}: error: {message} (see {self.prog} --help)\n')
 
 # %% ../nbs/11_cli.ipynb #24136a6a
 def _print_plan(p:dict, # from `study.plan_study`
