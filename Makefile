@@ -12,10 +12,22 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup browser study test check-export check-clean check-readme lint nbtest pytest docs readme export clean help
 help:
-	@echo "make study   set up .venv and run the main job"
-	@echo "make test    set up .venv and run every check (export sync, clean notebooks, README sync, ruff, notebook tests, docs site, pytest)"
-	@echo "make docs    build the HTML docs site offline into _site/"
-	@echo "make readme  regenerate README.md from nbs/index.ipynb"
+	@echo "The two commands:"
+	@echo "  make study         set up .venv and run the quick study (study_runs/quick), with its report"
+	@echo "  make test          set up .venv and run every check CI runs (about 10-15 min on 2 cores)"
+	@echo "The pieces (each sets up .venv first if it is missing):"
+	@echo "  make setup         create .venv and install the package with its dev extras (and chromium, if it can)"
+	@echo "  make check-export  the library equals what nbdev_export writes from the notebooks"
+	@echo "  make check-clean   the notebooks carry no noisy metadata (nbdev_clean changes nothing)"
+	@echo "  make check-readme  README.md equals what nbs/index.ipynb generates"
+	@echo "  make lint          ruff and the 120-character line limit on the library"
+	@echo "  make nbtest        every notebook but its #| slow and #| cuda cells, longest first on 2 workers"
+	@echo "  make docs          build the HTML docs site offline into _site/"
+	@echo "  make pytest        the tests in tests/, two files at a time"
+	@echo "  make export        nbdev_export, then nbdev_clean (after editing a notebook)"
+	@echo "  make readme        regenerate README.md from nbs/index.ipynb"
+	@echo "  make browser       install Debian's chromium for the browser tests, where possible"
+	@echo "  make clean         remove the built docs and caches (_site, _sphinx, ...)"
 
 # -- set-up ------------------------------------------------------------------------------------------------
 $(STAMP): setup.py settings.ini
@@ -48,7 +60,7 @@ test: setup
 
 # nbdev_export must reproduce the committed library exactly (new, changed or deleted files all count). The modules are
 # deleted first, so a notebook that stops exporting (say, its `#| default_exp` was lost) shows as a missing file.
-check-export:
+check-export: $(STAMP)
 	@snap() { find $(LIB) -name '*.py' -print0 | sort -z | xargs -0 sha1sum; }; before=$$(snap); \
 	find $(LIB) -name '*.py' ! -name '__init__.py' -delete; \
 	$(BIN)/nbdev_export; \
@@ -56,23 +68,23 @@ check-export:
 	  echo "FAIL: nbdev_export changed the library: edit the notebooks, export, and commit both"; exit 1; fi; \
 	echo "export: the library matches the notebooks"
 
-check-clean:
+check-clean: $(STAMP)
 	@snap() { find nbs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -print0 | sort -z | xargs -0 sha1sum; }; before=$$(snap); \
 	$(BIN)/nbdev_clean; \
 	if [ "$$before" != "$$(snap)" ]; then git status --short nbs; \
 	  echo "FAIL: nbdev_clean changed notebooks: they carried noisy metadata; commit the cleaned notebooks"; exit 1; fi; \
 	echo "clean: notebooks carry no noisy metadata"
 
-check-readme:
+check-readme: $(STAMP)
 	@$(BIN)/python tools/nbdocs.py readme --check
 
 # ruff on the exported library (configured in pyproject.toml); fix findings in the notebooks, then export.
-lint:
+lint: $(STAMP)
 	$(BIN)/ruff check $(LIB) && echo "lint: ruff finds nothing in $(LIB)"
 	$(BIN)/python tools/line_length.py $(LIB)
 
 # Every notebook but its #| slow and #| cuda cells, the longest first (tools/nbtest.py) so both workers stay busy.
-nbtest:
+nbtest: $(STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python tools/nbtest.py --n_workers 2
 
 docs: setup
@@ -85,7 +97,7 @@ export: setup
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
 
 # Two test files at a time (pytest-xdist): many tests wait on subprocesses that use one core.
-pytest:
+pytest: setup
 	$(BIN)/python -m pytest tests -v --durations=10 -n 2 --dist loadfile
 
 clean:
