@@ -10,7 +10,7 @@ LIB := vaecausal_nb
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser study test check-export check-clean check-readme lint nbtest pytest docs readme export clean help
+.PHONY: setup browser study test check-export check-clean check-readme lint nbtest pytest docs readme export slow clean help
 help:
 	@echo "The two commands:"
 	@echo "  make study         set up .venv and run the quick study (study_runs/quick), with its report"
@@ -26,6 +26,7 @@ help:
 	@echo "  make pytest        the tests in tests/, two files at a time"
 	@echo "  make export        nbdev_export, then nbdev_clean (after editing a notebook)"
 	@echo "  make readme        regenerate README.md from nbs/index.ipynb"
+	@echo "  make slow          re-run every notebook with its #| slow cells and store the outputs (hours; resumable)"
 	@echo "  make browser       install Debian's chromium for the browser tests, where possible"
 	@echo "  make clean         remove the built docs and caches (_site, _sphinx, ...)"
 
@@ -99,6 +100,11 @@ export: setup
 # Two test files at a time (pytest-xdist): many tests wait on subprocesses that use one core.
 pytest: setup
 	$(BIN)/python -m pytest tests -v --durations=10 -n 2 --dist loadfile
+
+# The #| slow cells (long training, the pilot study) re-run and their outputs stored: hours on 2 cores, resumable
+# (a notebook finished and unchanged since is skipped; models, probes and studies resume from their own caches).
+slow: $(STAMP)
+	$(BIN)/python tools/rerun_fast.py --slow nbs/*.ipynb nbs/findings/*.ipynb
 
 clean:
 	rm -rf _proc _sphinx _site _docs jupyter_execute .pytest_cache
