@@ -27,11 +27,11 @@ from .core import (VaeCausalError, _file_mode, atomic_write, cache_root, check, 
 # %% auto #0
 __all__ = ['DATA_ENV', 'DSPRITES_FILES', 'SHAPES3D_FILES', 'MPI3D_FILES', 'MPI3D_GRID', 'NORB_SPLITS', 'DATASETS', 'SOURCES',
            'PROCEDURAL', 'REMOTE', 'RESIDENT_SHARE', 'to_float', 'FactorDataset', 'built_once', 'render_sprites',
-           'paste_patches', 'ProceduralDSprites', 'mosaic', 'image_grid', 'show_traversals', 'traversal_factors',
-           'hsv_to_rgb', 'ProceduralShapes3D', 'ProceduralMPI3D', 'data_root', 'ArrayDataset', 'load_dsprites_file',
-           'load_shapes3d_file', 'load_mpi3d_file', 'read_norb_matrix', 'SmallNORB', 'load_smallnorb', 'CelebA',
-           'load_celeba', 'load_dataset', 'fetch_file', 'download', 'random_batch', 'fixed_factor_batch',
-           'counterfactual_pairs', 'BatchIterator', 'should_materialise', 'model_images']
+           'paste_patches', 'ProceduralDSprites', 'mosaic', 'grid_rows', 'grid_labels', 'image_grid', 'show_traversals',
+           'traversal_factors', 'hsv_to_rgb', 'ProceduralShapes3D', 'ProceduralMPI3D', 'data_root', 'ArrayDataset',
+           'load_dsprites_file', 'load_shapes3d_file', 'load_mpi3d_file', 'read_norb_matrix', 'SmallNORB',
+           'load_smallnorb', 'CelebA', 'load_celeba', 'load_dataset', 'fetch_file', 'download', 'random_batch',
+           'fixed_factor_batch', 'counterfactual_pairs', 'BatchIterator', 'should_materialise', 'model_images']
 
 # %% ../nbs/01_data.ipynb #fbf434bb
 def to_float(x:torch.Tensor) -> torch.Tensor:
@@ -243,6 +243,30 @@ def mosaic(rows:list, # R tensors [n_r, C, H, W] of one image size (rows may dif
             out[k * (H + rg):k * (H + rg) + H, j * (W + gap):j * (W + gap) + W] = im
     return out
 
+# %% ../nbs/01_data.ipynb #5bcc8378
+def grid_rows(images, # [R, V, C, H, W], a list of R tensors [n_r, C, H, W], or a flat batch [N, C, H, W]
+              ncol:int|None=None, # for a flat batch: images per row (default min(N, 8))
+             ) -> list:
+    "The rows of an image grid: a flat batch cut into rows of `ncol` images; rows given as rows, kept."
+    check(len(images) > 0, 'image_grid needs at least one image')
+    if torch.is_tensor(images) and images.ndim == 4:
+        ncol = ncol or min(len(images), 8)
+        return [images[k:k + ncol] for k in range(0, len(images), ncol)]
+    return list(images)
+
+# %% ../nbs/01_data.ipynb #672caf65
+def grid_labels(row_labels, # one label per row (any sequence), or None
+                col_labels, # at most one label per column, or None
+                nr:int, # rows of the grid
+                nc:int, # columns of the grid (its longest row)
+               ) -> tuple[list, list]:
+    "Row and column labels of an image grid as lists of text, checked against its size (none is fine)."
+    rl = [] if row_labels is None else [str(s) for s in row_labels]
+    cl = [] if col_labels is None else [str(s) for s in col_labels]
+    check(len(rl) in (0, nr) and len(cl) <= nc, f'{len(rl)} row labels and {len(cl)} column labels for a grid of '
+          f'{nr} rows and {nc} columns: give one label per row and at most one per column')
+    return rl, cl
+
 # %% ../nbs/01_data.ipynb #280f1901
 def image_grid(rows, # [R, V, C, H, W], a list of R tensors [n_r, C, H, W] (rows may differ in length), or [N, C, H, W]
                ncol:int|None=None, # for a flat [N, C, H, W] batch: images per row (default min(N, 8))
@@ -254,16 +278,9 @@ def image_grid(rows, # [R, V, C, H, W], a list of R tensors [n_r, C, H, W] (rows
               ):
     "A matplotlib figure of images in rows (uint8 0..255 or float 0..1; 1 or 3 channels), drawn as one `mosaic`."
     import matplotlib.pyplot as plt
-    check(len(rows) > 0, 'image_grid needs at least one image')
-    if torch.is_tensor(rows) and rows.ndim == 4:
-        ncol = ncol or min(len(rows), 8)
-        rows = [rows[k:k + ncol] for k in range(0, len(rows), ncol)]
+    rows = grid_rows(rows, ncol)
     nr, nc, (H, W) = len(rows), max(map(len, rows)), rows[0].shape[-2:]
-    row_labels = [] if row_labels is None else [str(s) for s in row_labels]
-    col_labels = [] if col_labels is None else [str(s) for s in col_labels]
-    check(len(row_labels) in (0, nr) and len(col_labels) <= nc, f'{len(row_labels)} row labels and '
-          f'{len(col_labels)} column labels for a grid of {nr} rows and {nc} columns: give one label per row and at '
-          'most one per column')
+    row_labels, col_labels = grid_labels(row_labels, col_labels, nr, nc)
     gap = max(1, H // 16); rgap = max(2, H // 3) if titles is not None else gap    # titles need room above each image
     fig, ax = plt.subplots(figsize=(scale * 1.1 * nc, scale * 1.1 * nr + (0.3 if title else 0)))
     ax.imshow(mosaic(rows, gap, rgap).numpy(), interpolation='nearest')
