@@ -24,10 +24,11 @@ import torch
 from vaecausal_nb.causal_metrics import active_latents, intervention_values
 from vaecausal_nb.circuits import _intervened, decoder_fidelity
 from vaecausal_nb.data import load_dataset, random_batch, to_float
-from vaecausal_nb.pruning import _pre_hook, _reader, abstract, compile_abstraction, constant_risk, site_stats
+from vaecausal_nb.hooks import hooks
+from vaecausal_nb.pruning import abstract, compile_abstraction, constant_risk, reader_stats
 from vaecausal_nb.train import pretrained
 
-SITE = 'decoder.deconvs.2'
+READER = 'decoder.deconvs.2'
 
 
 @torch.no_grad()
@@ -40,12 +41,10 @@ def pairs(model, x, act):
 
 @torch.no_grad()
 def held_iia(model, zs, n, full, removed, c, tol=0.05):
-    "IIA and RMSE of the model with the channels `removed` held at their constants c (a pre-hook on the site)."
+    "IIA and RMSE of the model with the channels `removed` held at their constants c (a hook on what the reader reads)."
     mask = torch.zeros(len(c), dtype=torch.bool); mask[list(removed)] = True
-    def hold(a): return torch.where(mask.view(1, -1, 1, 1), c.view(1, -1, 1, 1).to(a), a)
-    h = _pre_hook(_reader(model, SITE), hold)
-    try: held = torch.sigmoid(model.decode(zs))
-    finally: h.remove()
+    def hold(a, m): return torch.where(mask.view(1, -1, 1, 1), c.view(1, -1, 1, 1).to(a), a)
+    with hooks(model, reads=[(READER, hold)]): held = torch.sigmoid(model.decode(zs))
     d = (held - full).flatten(1).pow(2).mean(1).sqrt()
     return float((d[n:] < tol).float().mean()), float(d[:n].pow(2).mean().sqrt())
 
@@ -60,7 +59,7 @@ def main():
     ds = load_dataset('dsprites', procedural=True)
     imgs = lambda n, s: to_float(random_batch(ds, n, torch.Generator().manual_seed(s))[0])
     x_cal, x_eval, x_search = imgs(512, 100), imgs(64, 200), imgs(args.search_images, 300)
-    print(f'site {SITE}, keep {args.keep}; IIA on 64 held-out images (search: {args.search_images} others)')
+    print(f'reader {READER}, keep {args.keep}; IIA on 64 held-out images (search: {args.search_images} others)')
     print(f'{"seed":>4} {"closed s":>9} {"brute s":>9} {"ratio":>7} {"IIA closed":>11} {"IIA brute":>10} {"gap":>7} '
           f'{"IIA fold":>9} {"fold gap":>8}')
     for seed in [int(s) for s in args.seeds.split(',')]:
@@ -69,12 +68,12 @@ def main():
         act = active_latents(m, x_eval)['active']
         dec = dict(forward=lambda mm, c: mm.decode(c), likelihood='bernoulli')
         t = time.perf_counter()
-        st = site_stats(m, SITE, list(zcal.split(256)), **dec)
-        closed = abstract(m, SITE, None, args.keep, 'const', stats=st)
+        st = reader_stats(m, READER, list(zcal.split(256)), **dec)
+        closed = abstract(m, READER, None, args.keep, 'const', stats=st)
         t_closed = time.perf_counter() - t
-        fold = abstract(m, SITE, None, args.keep, 'fold', stats=st)          # the same statistics, folded
+        fold = abstract(m, READER, None, args.keep, 'fold', stats=st)          # the same statistics, folded
         t = time.perf_counter()
-        st_b = site_stats(m, SITE, list(zcal.split(256)), **dec)         # the brute force needs the constants too
+        st_b = reader_stats(m, READER, list(zcal.split(256)), **dec)         # the brute force needs the constants too
         c = constant_risk(st_b)[0].float()
         removed, alive = [], list(range(len(c)))
         zs, n, full = pairs(m, x_search, act)

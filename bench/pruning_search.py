@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
-from vaecausal_nb.pruning import abstract, constant_risk, iia, site_stats
+from vaecausal_nb.pruning import abstract, constant_risk, iia, reader_stats
 
 torch.set_grad_enabled(True)
 
@@ -69,18 +69,18 @@ def main(keep=16, seeds=3):
         t = time.perf_counter()
         comp = abstract(m, '2', Xtr.split(400), keep=keep, method='const')
         t_closed = time.perf_counter() - t
-        iia_closed = float(iia(m, comp, Xte, source, ps=(0.5,))['iia'][0.5])
+        iia_closed = float(iia(m, comp, Xte, source, probabilities=(0.5,))['iia'][0.5])
         t = time.perf_counter()
         comp_fold = abstract(m, '2', Xtr.split(400), keep=keep, method='fold')
         t_fold = time.perf_counter() - t
-        iia_fold = float(iia(m, comp_fold, Xte, source, ps=(0.5,))['iia'][0.5])
+        iia_fold = float(iia(m, comp_fold, Xte, source, probabilities=(0.5,))['iia'][0.5])
         t = time.perf_counter()
-        st = site_stats(m, '2', Xtr.split(400))
+        st = reader_stats(m, '2', Xtr.split(400))
         kept = brute_force(m, constant_risk(st)[0], Xte, source, keep, seed=seed)
         from vaecausal_nb.pruning import compile_abstraction
         comp_bf = compile_abstraction(m, st, kept, 'const')
         t_bf = time.perf_counter() - t
-        iia_bf = float(iia(m, comp_bf, Xte, source, ps=(0.5,))['iia'][0.5])
+        iia_bf = float(iia(m, comp_bf, Xte, source, probabilities=(0.5,))['iia'][0.5])
         rows.append((t_closed, t_bf, iia_closed, iia_bf, t_fold, iia_fold))
         print(f'seed {seed}: closed form const {t_closed:6.3f} s IIA {iia_closed:.3f} | fold {t_fold:6.3f} s IIA {iia_fold:.3f} | '
               f'brute force {t_bf:7.1f} s IIA {iia_bf:.3f}', flush=True)

@@ -16,6 +16,7 @@ from conftest import cli  # the `vaecausal` command run in this process
 from vaecausal_nb.core import VaeCausalError, save_json
 from vaecausal_nb.data import load_dataset
 from vaecausal_nb.interventions import Intervention
+from vaecausal_nb.measure import measurement_path, measurement_settings
 from vaecausal_nb.models import build_model
 from vaecausal_nb.probes import factor_probe
 from vaecausal_nb.pruning import abstract, load_abstraction
@@ -91,13 +92,13 @@ def test_pruning_inputs(tmp_path):
     with pytest.raises(VaeCausalError, match='lacks producer, kept'): load_abstraction(tmp_path / 'abs', net)
 
 
-def test_evaluate_options(tmp_path):
+def test_measure_options(tmp_path):
     run = tmp_path / 'run'
     train(TrainConfig(arch='vae', dataset_kwargs={'procedural': True}, steps=2, batch_size=8, progress=False, device='cpu',
                       out_dir=str(run)))
-    one_line_error(cli('evaluate', str(run), '--causal-images', '-5'), 'causal_images must be an integer >= 2, got -5')
-    one_line_error(cli('evaluate', str(run), '--sizes', '{"dci": 5}'), "sizes['dci'] must be 2 positive integers")
-    assert not list(run.glob('evaluation-*.json'))
+    one_line_error(cli('measure', str(run), '--causal-images', '-5'), 'causal_images must be an integer >= 2, got -5')
+    one_line_error(cli('measure', str(run), '--sizes', '{"dci": 5}'), "sizes['dci'] must be 2 positive integers")
+    assert not list(run.glob('measurement-*.json'))
 
 
 def test_damaged_run_folders(tmp_path):
@@ -161,12 +162,12 @@ def test_measurement_sizes_have_an_upper_bound(tmp_path):
         (tmp_path / 'spec.json').write_text(json.dumps({'name': 'x', 'archs': ['vae'], 'steps': 2, **bad}))
         one_line_error(cli('study', '--spec', tmp_path / 'spec.json', '--out', tmp_path / 'root'), msg)
         assert not (tmp_path / 'root').exists()
-    # evaluate: checked before the run folder is even read
-    one_line_error(cli('evaluate', tmp_path / 'no-run', '--causal-images', '1000000000'),
+    # measure: checked before the run folder is even read
+    one_line_error(cli('measure', tmp_path / 'no-run', '--causal-images', '1000000000'),
                    'causal_images 1000000000 is more than 4096')
-    one_line_error(cli('evaluate', tmp_path / 'no-run', '--sizes', '{"mig": 1000000000}'),
+    one_line_error(cli('measure', tmp_path / 'no-run', '--sizes', '{"mig": 1000000000}'),
                    'metric_sizes mig 1000000000: at most 100000 points a set')
-    one_line_error(cli('evaluate', tmp_path / 'no-run', '--causal-images', '8', '--modularity-images', '16'),
+    one_line_error(cli('measure', tmp_path / 'no-run', '--causal-images', '8', '--modularity-images', '16'),
                    'modularity_images 16 is more than causal_images 8: circuit modularity is measured on the first '
                    'modularity_images of the causal images; give at most as many')
 
@@ -180,7 +181,7 @@ def test_a_name_too_long_for_the_file_system(tmp_path):
     one_line_error(cli('study', '--archs', 'vae', '--steps', '2', '--out', long), f'--out: {msg}')
     one_line_error(cli('report', long), f'ROOT: {msg}')
     one_line_error(cli('report', tmp_path, '--out', long), f'--out: {msg}')
-    one_line_error(cli('evaluate', long), f'RUN: {msg}')
+    one_line_error(cli('measure', long), f'RUN: {msg}')
     with pytest.raises(VaeCausalError, match=f'out_dir: {msg}'): TrainConfig(out_dir=str(long)).validate()
     assert list(tmp_path.iterdir()) == []
 
@@ -239,31 +240,31 @@ def test_bf16_on_a_cpu_without_bf16_instructions_is_said(tmp_path, native):
         'with bf16 instructions'])
 
 
-def test_evaluate_refuses_a_run_trained_part_way_and_a_folder_it_cannot_write(tmp_path, monkeypatch):
+def test_measure_refuses_a_run_trained_part_way_and_a_folder_it_cannot_write(tmp_path, monkeypatch):
     import itertools
     import unittest.mock
     from vaecausal_nb import train as T
-    monkeypatch.setenv('VAECAUSAL_ZOO', str(tmp_path / 'zoo'))              # where evaluate caches its factor probe
+    monkeypatch.setenv('VAECAUSAL_ZOO', str(tmp_path / 'zoo'))              # where measure caches its factor probe
     run = tmp_path / 'run'
     cfg = dict(arch='vae', dataset_kwargs={'procedural': True}, batch_size=8, checkpoint_every=2, progress=False,
                device='cpu', out_dir=str(run))
     with unittest.mock.patch.object(T, '_now', side_effect=itertools.count()), pytest.raises(T.OutOfTime):
         train(TrainConfig(steps=8, **cfg), until=3)                          # stopped part-way (a kill leaves the same)
     step = int((run / 'LATEST').read_text()[5:])
-    one_line_error(cli('evaluate', run), f'{run} is not finished: it has trained {step} of its 8 steps (a checkpoint, no '
+    one_line_error(cli('measure', run), f'{run} is not finished: it has trained {step} of its 8 steps (a checkpoint, no '
                    f'final model.safetensors); finish it first by training the same config into {run} again (e.g. '
                    f'vaecausal train ... --steps 8 --out {run}: it goes on from its checkpoint)')
     train(TrainConfig(steps=8, **cfg))                                      # as the message says
     access = os.access                                                      # (as root, a chmod would not stop a write)
+    name = measurement_path(run, measurement_settings('quick'), TrainConfig(steps=8, **cfg).validate().key()).name
     with unittest.mock.patch('os.access', lambda p, mode, *a, **kw: False if Path(p) == run else access(p, mode, *a, **kw)):
-        one_line_error(cli('evaluate', run), f'{run} is not writable, and the evaluation is written there '
-                       '(evaluation-quick.json); make it writable, or evaluate a copy of the run folder in a place you '
-                       'can write to')
-    (run / 'evaluation-quick.json').write_text('{"my": "notes"}')
-    r = cli('evaluate', run)
-    one_line_error(r, f'{run} holds evaluation-quick.json, which vaecausal_nb did not write there (or which changed since '
-                   'it did); the evaluation would overwrite it: move it away')
-    assert '--out' not in r.stderr                                          # evaluate has no --out to give
+        one_line_error(cli('measure', run), f'{run} is not writable, and the measurement is written there '
+                       f'({name}); make it writable, or measure a copy of the run folder in a place you can write to')
+    (run / name).write_text('{"my": "notes"}')
+    r = cli('measure', run)
+    one_line_error(r, f'{run} holds {name}, which vaecausal_nb did not write there (or which changed since it did); '
+                   'the measurement would overwrite it: move it away')
+    assert '--out' not in r.stderr                                          # measure has no --out to give
     assert not (tmp_path / 'zoo').exists()                                  # refused before the factor probe trained
 
 

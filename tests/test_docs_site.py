@@ -1,4 +1,5 @@
-"""The offline docs site: every notebook has a page in the sidebar, every page loads with its title, no image is broken."""
+"""The offline docs site: every notebook has a page in the sidebar, every page loads with its title, no image is broken,
+and at 1,280 px no code block or table runs past its column (wide ones scroll inside it)."""
 import functools, json, re, subprocess, sys, threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
@@ -78,4 +79,33 @@ def test_api_reference_lists_the_public_functions(site, browser):
     assert public, 'no exported symbols found'
     missing = [s for s in public if s not in ids and '.' not in s.split('.', 2)[-1]]
     assert missing == [], f'API reference lacks {missing}'
+    page.close()
+
+
+def _overflowing(page) -> list:
+    """Code blocks, outputs and tables that run past the article's column: their box reaches past it (furo's table
+    wrapper pads 3 px past it, so up to 10 px is the column's), or their content is wider than their box and neither
+    they nor their wrapper scroll."""
+    return page.evaluate("""() => {
+        const col = document.querySelector('article').getBoundingClientRect();
+        const scrolls = e => ['auto', 'scroll', 'hidden'].includes(getComputedStyle(e).overflowX);
+        return Array.from(document.querySelectorAll('article pre, article table'))
+            .filter(e => e.getBoundingClientRect().right > col.right + 10 ||
+                         (e.scrollWidth > e.clientWidth + 1 && !scrolls(e) && !scrolls(e.parentElement)))
+            .map(e => e.tagName + ': ' + e.innerText.slice(0, 60));
+    }""")
+
+
+def test_no_code_block_is_wider_than_its_column(site, browser):
+    page = browser.new_page(viewport={'width': 1280, 'height': 900})
+    page.goto(site + 'index.html')
+    hrefs = ['index.html'] + page.eval_on_selector_all('.sidebar-tree a.reference', 'els => els.map(e => e.getAttribute("href"))')
+    wide = {}
+    for href in hrefs:
+        page.goto(site + href)
+        if bad := _overflowing(page): wide[href] = bad[:3]
+    assert wide == {}, f'blocks wider than their column at 1280 px: {wide}'
+    page.set_content('<article style="width:300px"><pre style="overflow-x:visible;max-width:none">' + 'x' * 400 +
+                     '</pre></article>')
+    assert _overflowing(page), 'the check must see a block that runs past its column'
     page.close()

@@ -15,7 +15,7 @@ from vaecausal_nb.core import VaeCausalError, save_json
 from vaecausal_nb.interventions import latent_sweep, mediation, value_grid
 from vaecausal_nb.models import build_model
 from vaecausal_nb.pruning import (ABSTRACTION_MARK, abstract, find_producer, load_abstraction, save_abstraction,
-                                  site_stats)
+                                  reader_stats)
 
 DEC_HOOKS = 'decoder.hook_fc1, decoder.hook_fc2, decoder.hooks.0, decoder.hooks.1, decoder.hooks.2, decoder.hook_out'
 DEC_LAYERS = 'decoder.fc1, decoder.fc2, decoder.deconvs.0, decoder.deconvs.1, decoder.deconvs.2, decoder.deconvs.3'
@@ -95,12 +95,12 @@ def test_modularity_site(vae, x):
         circuit_modularity(vae, x, site='encoder.hooks.0')
 
 
-def test_circuit_site(vae, x):
-    with raises("the site 'encoder.convs.3' is not in the decoder (model.decode never runs it) and must be; pass site= "
+def test_circuit_reader(vae, x):
+    with raises("the reader 'encoder.convs.3' is not in the decoder (model.decode never runs it) and must be; pass reader= "
                 f'a Linear or 2-D convolution layer in the decoder, one of: {DEC_LAYERS}'):
-        latent_circuits(vae, x, site='encoder.convs.3')
-    with raises("GaussianVAE has no site 'decoder.bogus'; pass site= a Linear or 2-D convolution layer in the decoder"):
-        latent_circuits(vae, x, site='decoder.bogus')
+        latent_circuits(vae, x, reader='encoder.convs.3')
+    with raises("GaussianVAE has no reader 'decoder.bogus'; pass reader= a Linear or 2-D convolution layer in the decoder"):
+        latent_circuits(vae, x, reader='decoder.bogus')
 
 
 # 4. keep is a positive integer, not a bool
@@ -115,7 +115,7 @@ def test_producer_in_the_decoder(vae, x):
     assert find_producer(vae, 'decoder.deconvs.0', x) == 'decoder.fc2'
     small = abstract(vae, 'decoder.deconvs.0', x, keep=32)
     rec = small.abstraction
-    assert (rec['site'], rec['producer'], rec['select']) == ('decoder.deconvs.0', 'decoder.fc2', True)
+    assert (rec['reader'], rec['producer'], rec['select']) == ('decoder.deconvs.0', 'decoder.fc2', True)
     assert small.decoder.deconvs[0].conv.in_channels == 32
     for k, v in vae.encoder.state_dict().items(): assert torch.equal(small.encoder.state_dict()[k], v), k
     with torch.no_grad():
@@ -127,8 +127,8 @@ def test_producer_in_the_decoder(vae, x):
 
 # 6. the likelihood fits the output: chosen from its shape, or one error
 def test_likelihood(vae, x):
-    st = site_stats(vae, 'decoder.deconvs.1', x)                       # an image output: Bernoulli
-    assert torch.equal(st.h, site_stats(vae, 'decoder.deconvs.1', x, likelihood='bernoulli').h)
+    st = reader_stats(vae, 'decoder.deconvs.1', x)                       # an image output: Bernoulli
+    assert torch.equal(st.h, reader_stats(vae, 'decoder.deconvs.1', x, likelihood='bernoulli').h)
     with raises("likelihood='categorical' needs class logits [N, classes], but the model's output has shape "
                 "[8, 1, 64, 64]; for images use likelihood='bernoulli' (per-pixel logits) or 'gaussian', or leave "
                 'likelihood=None to choose from the shape'):
@@ -172,7 +172,7 @@ def test_save_replaces_its_own(tmp_path, mlp_abstraction):
     ('kept', 'abc', "'kept' ('abc'): it must be a list of distinct unit indices in 0..7"),
     ('kept', [0, 0], "'kept' ([0, 0]): it must be a list of distinct unit indices in 0..7"),
     ('kept', [1.5, 2], "'kept' ([1.5, 2]): it must be a list of distinct unit indices in 0..7"),
-    ('site', ['2'], "'site' (['2']): it must be the name of a layer of Sequential")])
+    ('reader', ['2'], "'reader' (['2']): it must be the name of a layer of Sequential")])
 def test_load_malformed_linear(tmp_path, mlp_abstraction, field, value, msg):
     net, small = mlp_abstraction
     save_abstraction(small, tmp_path / 'abs')
@@ -186,7 +186,7 @@ def test_load_malformed_linear(tmp_path, mlp_abstraction, field, value, msg):
 @pytest.mark.parametrize('field, value, msg', [
     ('map_shape', 'x', "'map_shape' ('x'): it must be three positive integers [32, H, W]"),
     ('map_shape', [32, 0, 16], "'map_shape' ([32, 0, 16]): it must be three positive integers [32, H, W]"),
-    ('in_hw', [8], "'in_hw' ([8]): it must be two positive integers (the height and width the site reads)"),
+    ('in_hw', [8], "'in_hw' ([8]): it must be two positive integers (the height and width the reader reads)"),
     ('kept', list(range(70)),
      "'kept' ([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 1…): it must be a list of distinct unit "
      'indices in 0..63')])
@@ -200,9 +200,9 @@ def test_load_malformed_conv(tmp_path, vae, x, field, value, msg):
         load_abstraction(tmp_path / 'abs', vae)
 
 
-# 8. site_stats leaves the global random state alone
-def test_site_stats_generator(vae, x):
+# 8. reader_stats leaves the global random state alone
+def test_reader_stats_generator(vae, x):
     torch.manual_seed(7); expected = torch.rand(4)
-    torch.manual_seed(7); st = site_stats(vae, 'decoder.deconvs.2', x); got = torch.rand(4)
+    torch.manual_seed(7); st = reader_stats(vae, 'decoder.deconvs.2', x); got = torch.rand(4)
     assert torch.equal(expected, got)
-    assert torch.equal(site_stats(vae, 'decoder.deconvs.2', x).h, st.h)
+    assert torch.equal(reader_stats(vae, 'decoder.deconvs.2', x).h, st.h)

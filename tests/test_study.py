@@ -112,15 +112,15 @@ def test_bad_input(tmp_path, spec_file):
     assert r.returncode == 2 and '--allow-procedural' in r.stderr
 
 
-def test_evaluate_command_measures_a_run(reference, tmp_path):
+def test_measure_command_measures_a_run(reference, tmp_path):
     import shutil
     run = tmp_path / 'run'
     shutil.copytree(sorted((reference / 'runs').glob('vae-*'))[0], run)
-    r = subprocess.run(VAECAUSAL + ['evaluate', str(run), '--sizes', json.dumps(TINY['metric_sizes']), '--probe-steps', '30', '--causal-images', '8',
+    r = subprocess.run(VAECAUSAL + ['measure', str(run), '--sizes', json.dumps(TINY['metric_sizes']), '--probe-steps', '30', '--causal-images', '8',
                                     '--modularity-images', '2', '--no-progress'],
                        capture_output=True, text=True, cwd=ROOT, env={**ENV, 'VAECAUSAL_ZOO': str(tmp_path / 'zoo')})
     assert r.returncode == 0, r.stderr
-    m = json.loads((run / 'evaluation-custom.json').read_text())
+    m = json.loads(next(run.glob('measurement-custom-*.json')).read_text())
     assert 0 <= m['mig'] <= 1 and m['n_latents'] == 10 and 'ces' in m
 
 

@@ -198,11 +198,14 @@ def test_a_study_json_does_not_make_the_users_files_ours(tmp_path):
     assert snapshot(mine) == before
 
 
-def test_evaluate_refuses_the_users_file_of_that_name(tmp_path):
+def test_measure_refuses_the_users_file_of_that_name(tmp_path):
+    from vaecausal_nb.measure import measurement_path, measurement_settings
+    from vaecausal_nb.train import load_run
     run = tmp_path / 'run9'
     assert cli('train', '--arch', 'vae', '--procedural', '--steps', '2', '--batch-size', '8', '--device', 'cpu',
                '--out', run).returncode == 0
-    (run / 'evaluation-quick.json').write_text('{"my": "notes"}')
+    name = measurement_path(run, measurement_settings('quick'), load_run(run).config.key()).name
+    (run / name).write_text('{"my": "notes"}')
     before = snapshot(run)
-    one_line_error(cli('evaluate', run), f'{run} holds evaluation-quick.json, which vaecausal_nb did not write there')
+    one_line_error(cli('measure', run), f'{run} holds {name}, which vaecausal_nb did not write there')
     assert snapshot(run) == before                                  # refused before the probe or any metric ran

@@ -206,7 +206,7 @@ def test_a_config_json_edited_by_hand_is_one_clear_error(tmp_path, text, says):
     with pytest.raises(VaeCausalError) as e: load_run(out)
     assert str(e.value) == (f'{out / "config.json"} is not a vaecausal_nb training config ({says}); restore it, or '
                             f'delete {out} to retrain')
-    r = cli('evaluate', str(out), '--sizes', 'quick')
+    r = cli('measure', str(out), '--sizes', 'quick')
     assert r.returncode == 2 and says in r.stderr and 'Traceback' not in r.stderr, r.stderr
     assert snapshot(out) == before
 

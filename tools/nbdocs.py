@@ -33,9 +33,32 @@ OUT = ROOT / '_site'     # the HTML site
 SECTIONS = [('', 'Library'), ('tutorials', 'Tutorials'), ('findings', 'Findings'), ('benchmarks', 'Benchmarks')]
 
 
+def mixed_import_cells() -> list[str]:
+    """Code cells (not exported) that hold an import beside other statements: nbdev's processors run every cell that
+    imports something while building the docs, so such a cell's work (a training run of a `#| slow` cell) would run
+    too. Imports go in cells of their own."""
+    import ast
+    out = []
+    for f in sorted((ROOT / CFG['nbs_path']).rglob('*.ipynb')):
+        if any(part.startswith(('.', '_')) for part in f.relative_to(ROOT / CFG['nbs_path']).parts): continue
+        for i, c in enumerate(json.loads(f.read_text(encoding='utf-8'))['cells']):
+            src = ''.join(c['source']) if c['cell_type'] == 'code' else ''
+            if 'nbdev_export' + '()' in src: continue                      # nbdev skips these too
+            if re.search(r'^#\|\s*(export|exports|exporti|exec_doc)\b|^#\|\s*eval:\s*false', src, re.M): continue
+            try: tree = ast.parse('\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('%', '!'))))
+            except SyntaxError: continue
+            imports = (ast.Import, ast.ImportFrom)
+            if any(isinstance(n, imports) for n in ast.walk(tree)) and not all(isinstance(n, imports) for n in tree.body):
+                out.append(f'{f.relative_to(ROOT)} cell {i}: {src.splitlines()[0][:60]}')
+    return out
+
+
 def processed_notebooks() -> Path:
     "Run nbdev's processors over nbs/ into _proc/ and return that folder."
     from nbdev.serve import proc_nbs
+    mixed = mixed_import_cells()
+    if mixed: sys.exit('these cells mix imports with other code, so building the docs would run them; put the imports '
+                       'in a cell of their own:\n  ' + '\n  '.join(mixed))
     return Path(proc_nbs(n_workers=1))
 
 

@@ -23,9 +23,9 @@ from .interventions import (
 from .models import DECODER_SITE, kl_normal
 
 # %% auto #0
-__all__ = ['MIN_FACTOR_EFFECT', 'MetricResult', 'slot_codewords', 'intervention_values', 'active_latents', 'ces',
-           'pixel_specificity', 'intervention_specificity', 'factor_pixel_specificity', 'causal_profile',
-           'circuit_modularity', 'causal_summary']
+__all__ = ['MIN_FACTOR_EFFECT', 'MetricResult', 'slot_codewords', 'intervention_values', 'active_latents', 'active_mask',
+           'as_mask', 'ces', 'pixel_specificity', 'intervention_specificity', 'factor_pixel_specificity',
+           'causal_profile', 'circuit_modularity', 'causal_summary']
 
 # %% ../nbs/07_causal_metrics.ipynb #ec90f8b4
 @dataclass
@@ -116,8 +116,8 @@ def active_latents(model:nn.Module, # a trained model
     active = active.cpu().numpy()
     return MetricResult('n_active', per, active.sum(), active, {**extras, 'variance': var.cpu().numpy()})
 
-def _active(model, x, mask, L:int) -> np.ndarray:
-    "The active mask: `mask` (from `_mask`; None: `active_latents` decides), checked against the model's L latents."
+def active_mask(model, x, mask, L:int) -> np.ndarray:
+    "The active mask: `mask` (from `as_mask`; None: `active_latents` decides), checked against the model's L latents."
     a = active_latents(model, x).active if mask is None else mask
     check(len(a) == L, f'active has {len(a)} entries but the model has {L} latents')
     return a
@@ -126,7 +126,7 @@ def _summary(per_latent, active):
     return float(np.mean(per_latent[active])) if active.any() else float('nan')
 
 # %% ../nbs/07_causal_metrics.ipynb #b2c3d4e5
-def _mask(active, # None, or a boolean mask [L] (list of bools, numpy bool array, bool tensor)
+def as_mask(active, # None, or a boolean mask [L] (list of bools, numpy bool array, bool tensor)
          ) -> np.ndarray|None:
     "The user's `active` as a numpy boolean mask (None stays None); integer indices are refused, never read as a mask."
     if active is None: return None
@@ -154,10 +154,10 @@ def _effects(model, x, ks, active, ces=False, pixel=False, probe=None, min_effec
     """One sweep over every latent, reduced to the per-latent numbers each metric needs (shared by `ces`,
     `intervention_specificity` and `causal_profile`)."""
     model.eval(); x = model_images(model, x)
-    mask = _mask(active)
+    mask = as_mask(active)
     z, slots, values = intervention_values(model, x, ks)
     L = len(slots)
-    act = _active(model, x, mask, L)
+    act = active_mask(model, x, mask, L)
     out = {'active': act}
     if ces: out['ces'] = np.zeros(L)
     if pixel: out['pixel'] = np.full(L, np.nan)
@@ -233,21 +233,21 @@ def intervention_specificity(model:nn.Module, # a trained model
     return _specificity_result(e['factor'], e['active'], e['factor_effects'])
 
 # %% ../nbs/07_causal_metrics.ipynb #0f727be9
-def factor_pixel_specificity(ds, # a FactorDataset
+def factor_pixel_specificity(dataset, # a FactorDataset
                              n:int=128, # images per factor
                              seed:int=0, # draws the images and the new factor values
                             ) -> dict:
     """The pixel-level specificity of each ground-truth factor (name -> value): each of `n` images with that factor
     changed to another of its values, scored like a latent's effect (`pixel_specificity`, weighted by change size)."""
     g = torch.Generator().manual_seed(seed)
-    f = ds.sample_factors(n, g)
-    x = ds.images(ds.index_of(f)).float() / 255
+    f = dataset.sample_factors(n, g)
+    x = dataset.images(dataset.index_of(f)).float() / 255
     out = {}
-    for k, (name, size) in enumerate(zip(ds.factor_names, ds.factor_sizes)):
+    for k, (name, size) in enumerate(zip(dataset.factor_names, dataset.factor_sizes)):
         if size < 2: continue
         f2 = f.clone()
         f2[:, k] = (f[:, k] + torch.randint(1, size, (n,), generator=g)) % size   # always another value
-        s, w = pixel_specificity((ds.images(ds.index_of(f2)).float() / 255 - x).flatten(1))
+        s, w = pixel_specificity((dataset.images(dataset.index_of(f2)).float() / 255 - x).flatten(1))
         out[name] = float((s * w).sum() / w.sum()) if w.sum() > 0 else float('nan')
     return out
 
@@ -301,10 +301,10 @@ def circuit_modularity(model:nn.Module, # a trained model with hook points in it
     """1 − mean_{i<j} cos(m_i, m_j) over active latents, m_i = NIE magnitudes of do(z_i) through each unit of `site`: 1
     = disjoint circuits; per latent 1 − mean_j cos(m_i, m_j)."""
     model.eval(); x = model_images(model, x)
-    mask = _mask(active)
+    mask = as_mask(active)
     site = check_decoder_site(model, DECODER_SITE if site is None else site, model.representation(x[:1]))
     z, slots, values = intervention_values(model, x, ks)
-    act = _active(model, x, mask, len(slots))
+    act = active_mask(model, x, mask, len(slots))
     idx = [int(i) for i in np.flatnonzero(act)]
     Mi = None                                              # [L, units, N]: per-image NIE magnitudes
     for i in idx:

@@ -13,29 +13,29 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .causal_metrics import SIGMA_GRID, _active, _mask, intervention_values
+from .causal_metrics import SIGMA_GRID, active_mask, as_mask, intervention_values
 from .core import check
 from .data import model_images
 from .interventions import check_decoder_site
-from .pruning import _LAYERS, _columns, _pre_hook, _reader, _units_last, abstract, site_inputs, site_stats
+from .hooks import hooks
+from .pruning import (
+    READER_LAYERS, abstract, reader_columns, reader_inputs, reader_layer, reader_stats, units_last)
 
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['DECODER_CONV_SITES', 'latent_circuits', 'circuit_overlap', 'circuit_site', 'abstract_decoder', 'decoder_fidelity']
+__all__ = ['DECODER_CONV_READERS', 'latent_circuits', 'circuit_overlap', 'circuit_reader', 'abstract_decoder', 'decoder_fidelity']
 
 # %% ../nbs/08a_circuits.ipynb #7991df30
-def _site_acts(model, site, z) -> torch.Tensor:
-    "The activations the layer `site` reads when `model` decodes z."
-    return site_inputs(model, site, z, forward=lambda m, c: m.decode(c))
+def _reader_acts(model, reader, z) -> torch.Tensor:
+    "The activations the layer `reader` reads when `model` decodes z."
+    return reader_inputs(model, reader, z, forward=lambda m, c: m.decode(c))
 
 @torch.no_grad()
-def _patched(model, site, z, base, keep) -> torch.Tensor:
-    "Decode z with the channels outside `keep` (bool [C]) replaced by `base` (row-aligned site activations)."
-    def f(a): return torch.where(keep.view(1, -1, *[1] * (a.ndim - 2)), a, base)
-    h = _pre_hook(_reader(model, site), f)
-    try: return torch.sigmoid(model.decode(z))
-    finally: h.remove()
+def _patched(model, reader, z, base, keep) -> torch.Tensor:
+    "Decode z with the channels outside `keep` (bool [C]) replaced by `base` (row-aligned reader activations)."
+    def f(a, m): return torch.where(keep.view(1, -1, *[1] * (a.ndim - 2)), a, base)
+    with hooks(model, reads=[(reader, f)]): return torch.sigmoid(model.decode(z))
 
 def _intervened(z:torch.Tensor, # codes [N, D]
                 dims, # the coordinates of one latent (slot)
@@ -45,17 +45,17 @@ def _intervened(z:torch.Tensor, # codes [N, D]
     zi = z.repeat(len(V), 1); zi[:, list(dims)] = V.to(z).repeat_interleave(len(z), 0)
     return zi
 
-def _prefix_iia(model, site, zi, base, y1, eff, order, tol, k) -> float:
+def _prefix_iia(model, reader, zi, base, y1, eff, order, tol, k) -> float:
     "IIA of the first k channels of `order`: the share of pairs whose effect they carry within tol."
     keep = torch.zeros(len(order), dtype=torch.bool); keep[order[:k]] = True
-    miss = (_patched(model, site, zi, base, keep) - y1).flatten(1).norm(dim=1)
+    miss = (_patched(model, reader, zi, base, keep) - y1).flatten(1).norm(dim=1)
     return float((miss <= tol * eff).float().mean())
 
 # %% ../nbs/08a_circuits.ipynb #624fb5dd
 @torch.no_grad()
 def latent_circuits(model:nn.Module, # a trained model with `decode`
                     x:torch.Tensor, # images [N, C, H, W]
-                    site:str='decoder.deconvs.1', # a Linear/conv layer the decoder runs: its input channels (units)
+                    reader:str='decoder.deconvs.1', # a Linear/conv layer the decoder runs: its input channels (units)
                     ks:Sequence[float]=SIGMA_GRID, # intervention values (mean + k·std; quantised: len(ks) codewords)
                     target:float=0.95, # the IIA a circuit must reach
                     tol:float=0.1, # a pair is carried when the missed effect is at most tol × the effect
@@ -66,22 +66,23 @@ def latent_circuits(model:nn.Module, # a trained model with `decode`
     import pandas as pd
     check(0 < target <= 1 and tol > 0, f'need 0 < target <= 1 and tol > 0, got target={target}, tol={tol}')
     model.eval(); x = model_images(model, x)
-    mask = _mask(active)
-    check_decoder_site(model, site, model.representation(x[:1]), _LAYERS, 'a Linear or 2-D convolution layer')
+    mask = as_mask(active)
+    check_decoder_site(model, reader, model.representation(x[:1]), READER_LAYERS,
+                       'a Linear or 2-D convolution layer', 'reader')
     z, slots, values = intervention_values(model, x, ks)
-    act = _active(model, x, mask, len(slots))
-    a0 = _site_acts(model, site, z)
-    norms = _columns(_reader(model, site)).norm(dim=0).float()            # ‖W[:, c]‖ per unit / channel
+    act = active_mask(model, x, mask, len(slots))
+    a0 = _reader_acts(model, reader, z)
+    norms = reader_columns(reader_layer(model, reader)).norm(dim=0).float()            # ‖W[:, c]‖ per unit / channel
     y0 = torch.sigmoid(model.decode(z))
     rows = []
     for i in np.flatnonzero(act):
         zi, V = _intervened(z, slots[i], values[i]), values[i]
         base = a0.repeat(len(V), *[1] * (a0.ndim - 1))
-        a1, y1 = _site_acts(model, site, zi), torch.sigmoid(model.decode(zi))
+        a1, y1 = _reader_acts(model, reader, zi), torch.sigmoid(model.decode(zi))
         eff = (y1 - y0.repeat(len(V), *[1] * (y0.ndim - 1))).flatten(1).norm(dim=1)
-        score = _units_last((a1 - base).abs()).mean(0).float() * norms
+        score = units_last((a1 - base).abs()).mean(0).float() * norms
         order = torch.argsort(score, descending=True)
-        iia_of = partial(_prefix_iia, model, site, zi, base, y1, eff, order, tol)
+        iia_of = partial(_prefix_iia, model, reader, zi, base, y1, eff, order, tol)
         lo, hi = 0, len(order)                                             # iia(hi) = 1: nothing is patched
         while lo < hi:
             mid = (lo + hi) // 2
@@ -101,35 +102,35 @@ def circuit_overlap(circuits:Sequence, # channel sets, one per active latent (e.
     return 1 - float(np.mean([len(a & b) / max(1, len(a | b)) for a, b in pairs]))
 
 # %% ../nbs/08a_circuits.ipynb #1fc1758e
-def circuit_site(hook:str, # a decoder hook point, e.g. 'decoder.hooks.0'
+def circuit_reader(hook:str, # a decoder hook point, e.g. 'decoder.hooks.0'
                 ) -> str|None:
-    "The conv64 decoder layer that reads a hook point's output (the site `latent_circuits` takes), or None."
+    "The conv64 decoder layer that reads a hook point's output (the reader `latent_circuits` takes), or None."
     import re
     m = re.fullmatch(r'decoder\.hooks\.(\d+)', hook)
     if m: return f'decoder.deconvs.{int(m.group(1)) + 1}'
     return {'decoder.hook_fc1': 'decoder.fc2', 'decoder.hook_fc2': 'decoder.deconvs.0'}.get(hook)
 
 # %% ../nbs/08a_circuits.ipynb #d5a36409
-# the decoder's conv sites (the layers whose input channels are pruned), compiled from the output back
-DECODER_CONV_SITES = ('decoder.deconvs.3', 'decoder.deconvs.2', 'decoder.deconvs.1')
+# the decoder's conv readers (the layers whose input channels are pruned), compiled from the output back
+DECODER_CONV_READERS = ('decoder.deconvs.3', 'decoder.deconvs.2', 'decoder.deconvs.1')
 
 def abstract_decoder(model:nn.Module, # a trained conv64 model
                      z:torch.Tensor, # calibration codes [N, D] (e.g. posterior means of held-out images)
                      budget:float=0.25, # the share of each block's channels kept
                      method:str='const', # pruning.risk_scores method: const | affine | variance | random | fold
                      replacement:str|None=None, # 'const', 'mean' or 'fold' (default: as pruning.abstract chooses)
-                     sites:Sequence[str]=DECODER_CONV_SITES, # the blocks, in the order they are compiled
+                     readers:Sequence[str]=DECODER_CONV_READERS, # the blocks, in the order they are compiled
                      seed:int=0, # curvature sampling and the random baseline
                     ) -> nn.Module:
     """A copy of `model` whose decoder keeps `budget` of the channels of every block, compiled block after block (each
     scored on the model with the blocks after it compiled); `.abstraction` records each block."""
     check(0 < budget <= 1, f'budget must be in (0, 1], got {budget}')
     out, record = model, []
-    for site in sites:
-        keep = max(1, round(budget * _reader(out, site).in_channels))
-        st = site_stats(out, site, list(z.split(256)), forward=lambda m, c: m.decode(c), likelihood='bernoulli',
+    for reader in readers:
+        keep = max(1, round(budget * reader_layer(out, reader).in_channels))
+        stats = reader_stats(out, reader, list(z.split(256)), forward=lambda m, c: m.decode(c), likelihood='bernoulli',
                         seed=seed)
-        out = abstract(out, site, None, keep, method, replacement, stats=st, seed=seed)
+        out = abstract(out, reader, None, keep, method, replacement, stats=stats, seed=seed)
         record.append(out.abstraction)
     out.abstraction = {'blocks': record, 'budget': budget, 'method': method}
     return out.eval()
@@ -146,9 +147,9 @@ def decoder_fidelity(full:nn.Module, # the trained model
     """Reconstruction RMSE of the compiled decoder against the full one, and its IIA under latent interventions (the
     share of (image, latent, value) pairs whose outputs agree within `tol`)."""
     full.eval(); compiled.eval(); x = model_images(full, x)
-    mask = _mask(active)
+    mask = as_mask(active)
     z, slots, values = intervention_values(full, x, ks)
-    act = _active(full, x, mask, len(slots))
+    act = active_mask(full, x, mask, len(slots))
     rmse = float((torch.sigmoid(full.decode(z)) - torch.sigmoid(compiled.decode(z))).pow(2).mean().sqrt())
     agree = []
     for i in np.flatnonzero(act):

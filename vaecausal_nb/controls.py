@@ -47,7 +47,7 @@ def random_decoder(model:nn.Module, # a trained model
 
 # %% ../nbs/07b_controls.ipynb #dfafa34e
 def refit_decoder(model:nn.Module, # a trained model
-                  ds:FactorDataset, # its training data
+                  dataset:FactorDataset, # its training data
                   steps:int, # training steps of the new decoder
                   batch_size:int=64, # images per step
                   lr:float=5e-4, # Adam's learning rate
@@ -64,7 +64,7 @@ def refit_decoder(model:nn.Module, # a trained model
     for p in m.parameters(): p.requires_grad_(False)
     for p in params: p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr)
-    it = BatchIterator(ds, batch_size, device=next(m.parameters()).device, seed=seed)
+    it = BatchIterator(dataset, batch_size, device=next(m.parameters()).device, seed=seed)
     for _ in trange(steps, desc='refit decoder', disable=not progress, leave=False):
         x = next(it)
         with torch.no_grad(): z = m.representation(x)
@@ -74,7 +74,7 @@ def refit_decoder(model:nn.Module, # a trained model
 
 # %% ../nbs/07b_controls.ipynb #881be615
 def control_measures(model:nn.Module, # a trained model
-                     ds:FactorDataset, # its data
+                     dataset:FactorDataset, # its data
                      x:torch.Tensor, # the images its causal metrics were measured on [N, C, H, W] (float)
                      controls:Sequence[str], # names from CONTROLS ('fixed_variance' is a training variant: skipped)
                      steps:int, # refit_decoder's training steps
@@ -92,7 +92,7 @@ def control_measures(model:nn.Module, # a trained model
         if c == 'fixed_variance': continue
         t = time.perf_counter()
         m = (random_decoder(model, seed) if c == 'random_decoder' else
-             refit_decoder(model, ds, steps, batch_size=batch_size, lr=lr, seed=seed))
+             refit_decoder(model, dataset, steps, batch_size=batch_size, lr=lr, seed=seed))
         res = causal_summary(m, x, probe=probe, modularity_images=modularity_images)
         out.update({f'{c}_{k}': v for k, v in res.items() if not k.startswith('seconds')})
         out[f'seconds_{c}'] = time.perf_counter() - t

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import logging
 import os
@@ -21,9 +22,10 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['logger', 'DEVICE_ENV', 'RETAIN_MEMORY_ENV', 'CACHE_ENV', 'VaeCausalError', 'check', 'log_once', 'get_device',
-           'free_memory', 'to_device', 'seed_everything', 'retain_freed_memory', 'atomic_write', 'save_json',
-           'load_json', 'remove_write_leftovers', 'check_path', 'cache_root', 'save_weights', 'load_weights',
+__all__ = ['logger', 'DEVICE_ENV', 'RETAIN_MEMORY_ENV', 'CACHE_ENV', 'OWNED', 'VaeCausalError', 'check', 'log_once', 'get_device',
+           'free_memory', 'to_device', 'seed_everything', 'retain_freed_memory', 'atomic_write', 'file_mode',
+           'save_json', 'load_json', 'remove_write_leftovers', 'check_path', 'cache_root', 'save_weights',
+           'load_weights', 'settings_key', 'owned_record', 'write_owned', 'foreign_files', 'claim_files',
            'is_quantised', 'check_slots', 'code_slots', 'same_device', 'torch_threads']
 
 # %% ../nbs/00_core.ipynb #4881d329
@@ -169,7 +171,7 @@ def atomic_write(path:str|Path, # destination file
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _file_mode(path))
+        os.chmod(tmp, file_mode(path))
         os.replace(tmp, path)
     except BaseException as e:
         try: os.unlink(tmp)
@@ -182,7 +184,7 @@ def atomic_write(path:str|Path, # destination file
         raise
 
 # %% ../nbs/00_core.ipynb #e71c595e
-def _file_mode(path:Path) -> int:
+def file_mode(path:Path) -> int:
     "An existing file's permissions, else what a plain open() would give (0o666 less the umask; mkstemp's is 0o600)."
     try: return path.stat().st_mode & 0o7777
     except OSError: pass
@@ -302,6 +304,66 @@ def load_weights(path:str|Path, # a .safetensors file
               f'unexpected {extra[:3]}, wrong shapes {wrong[:3]}; {rebuild}')
         module.load_state_dict(sd)
     return sd
+
+# %% ../nbs/00_core.ipynb #eb5a7119
+def settings_key(settings:dict, # every setting that changes the result (JSON-serialisable; tuples become lists)
+                 digits:int=12, # hex digits of the SHA-1 kept
+                ) -> str:
+    "The hash that names a stored result: SHA-1 of `settings` as JSON with sorted keys, first `digits` hex digits."
+    check(isinstance(settings, dict), f'settings must be a dict, got {type(settings).__name__}')
+    blob = json.dumps(settings, sort_keys=True, default=list)
+    return hashlib.sha1(blob.encode()).hexdigest()[:digits]
+
+# %% ../nbs/00_core.ipynb #c1378667
+OWNED = '.vaecausal_files.json'      # in a folder vaecausal_nb writes into: the files it wrote there (path -> hashes)
+
+def owned_record(folder:str|Path, # a folder vaecausal_nb may have written into
+                ) -> dict|None:
+    "The record of the files vaecausal_nb wrote in `folder` (relative path -> SHA-256 of its versions), None if none."
+    f = Path(folder) / OWNED
+    if not f.exists(): return None
+    rec = load_json(f)
+    ok = isinstance(rec, dict) and isinstance(rec.get('files'), dict) and all(
+        isinstance(v, list) for v in rec['files'].values())
+    check(ok, f'{f} is not the record vaecausal_nb keeps of the files it wrote; delete it (the files beside it then '
+          'count as not its own: move them away too)')
+    return rec['files']
+
+# %% ../nbs/00_core.ipynb #e8825245
+def write_owned(folder:str|Path, # the folder (where the record is kept)
+                name:str, # the file's path relative to it, e.g. 'figures/x.png'
+                data:bytes, # its content
+               ) -> Path:
+    "Write `data` to `folder/name` atomically and record it as vaecausal_nb's (the record first, then the file)."
+    folder = Path(folder); rec = owned_record(folder) or {}
+    rec[name] = rec.get(name, [])[-1:] + [hashlib.sha256(data).hexdigest()]   # this version and the one before
+    save_json({'files': rec}, folder / OWNED)
+    with atomic_write(folder / name) as f: f.write(data)
+    return folder / name
+
+# %% ../nbs/00_core.ipynb #590b0997
+def foreign_files(folder:str|Path, # where vaecausal_nb would write
+                  names:list[str], # paths relative to `folder` it would write
+                 ) -> list[str]:
+    """Those of `names` that exist in `folder` but that vaecausal_nb did not write there, or that changed since (their
+    bytes are no version it recorded): what writing them would destroy. A folder is its own, not a file in it."""
+    folder = Path(folder); rec = owned_record(folder) or {}     # no record: nothing there is known to be ours
+    sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()
+    ours = lambda n: (folder / n).is_dir() or sha(folder / n) in rec.get(n, [])
+    return [n for n in names if (folder / n).exists() and not ours(n)]
+
+# %% ../nbs/00_core.ipynb #14480453
+def claim_files(folder:str|Path, # where vaecausal_nb is about to write
+                names:list[str], # paths relative to `folder` it would write
+                what:str, # who writes, for the message (e.g. 'the report')
+                other:str|None='give --out a new folder', # the other way out, besides moving the files (None: none)
+               ):
+    """One error naming them if writing `names` would overwrite files vaecausal_nb did not write (`foreign_files`),
+    before anything is written."""
+    folder = Path(folder); theirs = foreign_files(folder, names)
+    them = 'them' if len(theirs) > 1 else 'it'
+    check(not theirs, f'{folder} holds {", ".join(theirs)}, which vaecausal_nb did not write there (or which changed '
+          f'since it did); {what} would overwrite {them}: move {them} away{f", or {other}" if other else ""}')
 
 # %% ../nbs/00_core.ipynb #ec6481e5
 def is_quantised(model) -> bool:

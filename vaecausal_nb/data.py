@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import (VaeCausalError, _file_mode, atomic_write, cache_root, check, free_memory, log_once,
+from .core import (VaeCausalError, file_mode, atomic_write, cache_root, check, free_memory, log_once,
                                logger, same_device, to_device)
 
 # %% auto #0
@@ -296,26 +296,26 @@ def image_grid(rows, # [R, V, C, H, W], a list of R tensors [n_r, C, H, W] (rows
     return fig
 
 # %% ../nbs/01_data.ipynb #6f57c9a8
-def show_traversals(ds:FactorDataset, # a factor dataset
+def show_traversals(dataset:FactorDataset, # a factor dataset
                     base, # the factor classes held fixed (one per factor)
                     n:int=10, # at most this many values per factor (evenly spaced)
                     scale:float=1.0, # inches per image
                    ):
     "Figure: one row per factor sweeping its classes (up to `n` evenly spaced) from the `base` combination."
-    rows = [ds.images_of(traversal_factors(ds, k, base, n)) for k in range(ds.num_factors)]
-    return image_grid(rows, row_labels=ds.factor_names, scale=scale)
+    rows = [dataset.images_of(traversal_factors(dataset, k, base, n)) for k in range(dataset.num_factors)]
+    return image_grid(rows, row_labels=dataset.factor_names, scale=scale)
 
 # %% ../nbs/01_data.ipynb #860d9c0a
-def traversal_factors(ds:FactorDataset, # a factor dataset
+def traversal_factors(dataset:FactorDataset, # a factor dataset
                       factor:int|str, # the factor to sweep (index or name)
                       base, # the classes of the other factors
                       n:int|None=None, # at most this many values (evenly spaced; None: all)
                      ) -> torch.Tensor:
     "Factor combinations `[n, K]` that copy `base` and sweep `factor` across (n evenly spaced) classes."
-    k = ds.factor_index(factor)
+    k = dataset.factor_index(factor)
     base = torch.as_tensor(base, dtype=torch.int64).reshape(1, -1)
-    ds.index_of(base)  # validates
-    size = ds.factor_sizes[k]
+    dataset.index_of(base)  # validates
+    size = dataset.factor_sizes[k]
     vals = torch.arange(size) if n is None or n >= size else torch.linspace(0, size - 1, n).round().long()
     out = base.repeat(len(vals), 1)
     out[:, k] = vals
@@ -929,7 +929,7 @@ def fetch_file(url:str, # where to download from
             with gzip.open(tmp, 'rb') as src, atomic_write(dest) as dst: shutil.copyfileobj(src, dst)
             os.unlink(tmp)
         else:
-            os.chmod(tmp, _file_mode(dest))      # mkstemp made it 0o600: the umask's mode, as open() would give
+            os.chmod(tmp, file_mode(dest))      # mkstemp made it 0o600: the umask's mode, as open() would give
             os.replace(tmp, dest)
     except BaseException:
         if os.path.exists(tmp): os.unlink(tmp)
@@ -956,52 +956,53 @@ def download(name:str, # dataset name (see SOURCES)
     return out
 
 # %% ../nbs/01_data.ipynb #aa9704e8
-def random_batch(ds:FactorDataset, # a factor dataset
+def random_batch(dataset:FactorDataset, # a factor dataset
                  n:int, # images in the batch
                  generator:torch.Generator|None=None, # torch random generator
                 ):
     "`(images uint8 [n,C,H,W], factors [n,K])` drawn uniformly."
-    f = ds.sample_factors(n, generator)
-    return ds.images_of(f), ds.factors(ds.index_of(f))
+    f = dataset.sample_factors(n, generator)
+    return dataset.images_of(f), dataset.factors(dataset.index_of(f))
 
-def fixed_factor_batch(ds:FactorDataset, # a factor dataset
+def fixed_factor_batch(dataset:FactorDataset, # a factor dataset
                        n:int, # images in the batch
                        factor:int|str, # the factor held fixed (index or name)
                        generator:torch.Generator|None=None, # torch random generator
                        value:int|None=None, # its class (None: drawn at random)
                       ):
     "A batch in which `factor` has one class (`value`, or a random one) and every other factor is random."
-    k = ds.factor_index(factor)
-    f = ds.sample_factors(n, generator)
-    if value is None: value = int(torch.randint(0, ds.factor_sizes[k], (1,), generator=generator))
-    check(0 <= value < ds.factor_sizes[k],
-          f'value {value} out of range for {ds.factor_names[k]!r} (0..{ds.factor_sizes[k] - 1})')
+    k = dataset.factor_index(factor)
+    f = dataset.sample_factors(n, generator)
+    if value is None: value = int(torch.randint(0, dataset.factor_sizes[k], (1,), generator=generator))
+    check(0 <= value < dataset.factor_sizes[k],
+          f'value {value} out of range for {dataset.factor_names[k]!r} (0..{dataset.factor_sizes[k] - 1})')
     f[:, k] = value
-    return ds.images_of(f), f
+    return dataset.images_of(f), f
 
-def counterfactual_pairs(ds:FactorDataset, # a factor dataset
+def counterfactual_pairs(dataset:FactorDataset, # a factor dataset
                          n:int, # pairs
                          factor:int|str, # the one factor that differs within a pair (index or name)
                          generator:torch.Generator|None=None, # torch random generator
                         ):
     "`(x_base, x_cf, f_base, f_cf)`: pairs that differ in exactly `factor` (always a different class) and nothing else."
-    k = ds.factor_index(factor)
-    size = ds.factor_sizes[k]
-    check(size > 1, f'factor {ds.factor_names[k]!r} has a single class, so it cannot be changed')
-    f = ds.sample_factors(n, generator)
+    k = dataset.factor_index(factor)
+    size = dataset.factor_sizes[k]
+    check(size > 1, f'factor {dataset.factor_names[k]!r} has a single class, so it cannot be changed')
+    f = dataset.sample_factors(n, generator)
     shift = torch.randint(1, size, (n,), generator=generator)
     g = f.clone(); g[:, k] = (f[:, k] + shift) % size
-    return ds.images_of(f), ds.images_of(g), f, g
+    return dataset.images_of(f), dataset.images_of(g), f, g
 
 # %% ../nbs/01_data.ipynb #0a370706
 class BatchIterator:
     "Infinite stream of float batches `[B,C,H,W]` in [0,1] (and factors) produced on `device`, resumable."
-    def __init__(self, ds:FactorDataset, batch_size:int=64, device='cpu', seed:int=0, resident:bool=True):
+    def __init__(self, dataset:FactorDataset, batch_size:int=64, device='cpu', seed:int=0, resident:bool=True):
         check(batch_size >= 1, f'batch_size must be at least 1, got {batch_size}')
-        self.ds, self.batch_size, self.device = ds, int(batch_size), torch.device(device)
-        if ds.procedural: ds.to(self.device)
-        elif resident and isinstance(ds, ArrayDataset) and ds.resident is None: ds.materialise(self.device)
-        else: ds.to(self.device)
+        self.ds, self.batch_size, self.device = dataset, int(batch_size), torch.device(device)
+        if dataset.procedural: dataset.to(self.device)
+        elif resident and isinstance(dataset, ArrayDataset) and dataset.resident is None:
+            dataset.materialise(self.device)
+        else: dataset.to(self.device)
         self.gen = torch.Generator(device='cpu').manual_seed(int(seed))
         self.step = 0
 
@@ -1044,15 +1045,16 @@ def materialise(self:FactorDataset,
 # %% ../nbs/01_data.ipynb #9678bf50
 RESIDENT_SHARE = 0.5    # the part of a device's free memory one dataset may take when held whole (`should_materialise`)
 
-def should_materialise(ds:FactorDataset, # a dataset
+def should_materialise(dataset:FactorDataset, # a dataset
                        device, # where it would be held
                        images:int, # how many images training will draw from it
                        share:float|None=None, # the part of the free memory its images may take (None: RESIDENT_SHARE)
                       ) -> bool:
-    "Hold `ds` on `device` whole? When it is not already, training draws at least `len(ds)` images, and it fits."
-    if ds.resident is not None and same_device(ds.resident.device, device): return False   # 'cuda' is 'cuda:0'
-    need = len(ds) * math.prod(ds.image_shape)
-    return images >= len(ds) and need <= (RESIDENT_SHARE if share is None else share) * free_memory(device)
+    """Hold `dataset` on `device` whole? When it is not already, training draws at least `len(dataset)` images, and
+    it fits."""
+    if dataset.resident is not None and same_device(dataset.resident.device, device): return False  # cuda = cuda:0
+    need = len(dataset) * math.prod(dataset.image_shape)
+    return images >= len(dataset) and need <= (RESIDENT_SHARE if share is None else share) * free_memory(device)
 
 # %% ../nbs/01_data.ipynb #5560e048
 def model_images(model:torch.nn.Module, # the model the images are for (its `image_shape` is checked when it has one)

@@ -27,8 +27,8 @@ from .data import load_dataset, should_materialise, to_float
 from .hooks import HookPoint
 from .models import MODELS, build_model
 from .train import (
-    CUDA_GRAPH_MODES, Run, Session, TrainConfig, _diverged, _history_frame, _log_row, _out_of_memory, _rng_state,
-    _set_rng_state, OutOfTime, check_run_dir, compile_with, finish_session, log_and_save, pause_session, start_session,
+    CUDA_GRAPH_MODES, Run, Session, TrainConfig, divergence_error, history_frame, log_row, is_out_of_memory, rng_state,
+    set_rng_state, OutOfTime, check_run_dir, compile_with, finish_session, log_and_save, pause_session, start_session,
     time_up, train_step)
 
 # %% auto #0
@@ -126,15 +126,15 @@ class _Member:
 @contextlib.contextmanager
 def _own_rng(m:_Member):
     "Run the block on member `m`'s RNG stream; the process's stream is put back after."
-    outer = _rng_state(); _set_rng_state(m.rng)
+    outer = rng_state(); set_rng_state(m.rng)
     try: yield
-    finally: m.rng = _rng_state(); _set_rng_state(outer)
+    finally: m.rng = rng_state(); set_rng_state(outer)
 
 def _start(cfg:TrainConfig, ds, device) -> _Member:
     "Build (or resume) a member exactly as `train` would, keeping the RNG state it ends with."
-    outer = _rng_state()
-    try: s = start_session(cfg, ds, device); return _Member(s, _rng_state(), compile_with(s.model, cfg.compile))
-    finally: _set_rng_state(outer)
+    outer = rng_state()
+    try: s = start_session(cfg, ds, device); return _Member(s, rng_state(), compile_with(s.model, cfg.compile))
+    finally: set_rng_state(outer)
 
 # %% ../nbs/04a_fleet.ipynb #c0d0e62b
 def _steps(m:_Member, # the member
@@ -150,7 +150,7 @@ def _steps(m:_Member, # the member
     for _ in range(n):
         if time_up(until): raise OutOfTime('deadline')
         terms, ok = train_step(m.s, m.fwd, amp, gen)
-        if not ok: m.error = str(_diverged(m.s.step + 1, terms['loss'], m.s.last_good, m.s.cfg)); return
+        if not ok: m.error = str(divergence_error(m.s.step + 1, terms['loss'], m.s.last_good, m.s.cfg)); return
         log_and_save(m.s, terms, bar, None if gen is None else {**m.rng, 'torch': gen.get_state()})
         with lock: bar.update(1)
 
@@ -490,13 +490,13 @@ def _look(st:_Stack, # the stacked members
             if m.error: continue
             mine = lambda i=i, k=k: {n: torch.tensor(vals[i][j][k]) for j, n in enumerate(names)}   # rows logged only
             if not vals[i][-1][k]:
-                m.error = str(_diverged(m.s.step + 1, mine()['loss'], m.s.last_good, m.s.cfg)); continue
+                m.error = str(divergence_error(m.s.step + 1, mine()['loss'], m.s.last_good, m.s.cfg)); continue
             m.s.step += 1
             cfg, end = m.s.cfg, m.s.step == m.s.cfg.steps
             if cfg.out_dir and (m.s.step % cfg.checkpoint_every == 0 or end):
                 st.write_back(k)                      # `_due` made this the last buffered step: the weights are its own
                 with _own_rng(m): log_and_save(m.s, mine(), bar)
-            elif m.s.step % cfg.log_every == 0 or end: m.s.last_good = _log_row(m.s.history, m.s.step, mine(), bar)
+            elif m.s.step % cfg.log_every == 0 or end: m.s.last_good = log_row(m.s.history, m.s.step, mine(), bar)
             bar.update(1)
 
 # %% ../nbs/04a_fleet.ipynb #ea9c2625
@@ -664,13 +664,13 @@ def train_fleet(configs:list[TrainConfig], # members: one architecture, latent s
         raise OutOfTime(f'a fleet of {len(cfgs)} {cfgs[0].arch} stopped at steps {[m.s.step for m in members]} of '
                         f'{[c.steps for c in cfgs]}') from None
     except (MemoryError, RuntimeError) as e:       # torch's OutOfMemoryError is a RuntimeError (any version)
-        if not _out_of_memory(e): raise
+        if not is_out_of_memory(e): raise
         raise VaeCausalError(f'{len(cfgs)} members at batch_size {cfgs[0].batch_size} (their models, data and a '
                              f'step) do not fit in {device.type} memory; train fewer members per fleet, or pass '
                              'resident=False (the last checkpoints are kept)') from None
     finally: bar.close()
     with own():
-        return [Run(m.s.model.eval(), _history_frame(m.s.history), Path(m.s.cfg.out_dir) if m.s.cfg.out_dir else
+        return [Run(m.s.model.eval(), history_frame(m.s.history), Path(m.s.cfg.out_dir) if m.s.cfg.out_dir else
                     None, m.s.cfg, m.error) if m.error else finish_session(m.s) for m in members]
 
 # %% ../nbs/04a_fleet.ipynb #65c703c5

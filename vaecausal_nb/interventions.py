@@ -406,16 +406,17 @@ def check_decoder_site(model:nn.Module, # a model with decode(z)
                        z:torch.Tensor, # codes [N, L] (one row is decoded)
                        kinds:tuple=(HookPoint,), # module types a site may be
                        what:str='a hook point', # those types in words (for the message)
+                       word:str='site', # what the caller calls it: its parameter's name (for the message)
                       ) -> str:
     "`site` if `model.decode` runs through it and it is one of `kinds`; else one error that lists the decoder's sites."
     names = decoder_sites(model, z, kinds)
     if isinstance(site, str) and site in names: return site
     try: mod = model.get_submodule(site) if isinstance(site, str) and site else None
     except AttributeError: mod = None
-    if mod is None: why = f'{type(model).__name__} has no site {site!r}'
-    elif not isinstance(mod, kinds): why = f'the site {site!r} is a {type(mod).__name__}, not {what}'
-    else: why = f'the site {site!r} is not in the decoder (model.decode never runs it) and must be'
-    raise VaeCausalError(f'{why}; pass site= {what} in the decoder, one of: {", ".join(names) or "(none)"}')
+    if mod is None: why = f'{type(model).__name__} has no {word} {site!r}'
+    elif not isinstance(mod, kinds): why = f'the {word} {site!r} is a {type(mod).__name__}, not {what}'
+    else: why = f'the {word} {site!r} is not in the decoder (model.decode never runs it) and must be'
+    raise VaeCausalError(f'{why}; pass {word}= {what} in the decoder, one of: {", ".join(names) or "(none)"}')
 
 
 # %% ../nbs/06_interventions.ipynb #50325f9a

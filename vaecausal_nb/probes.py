@@ -13,12 +13,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .core import (
-    check, get_device, load_json, load_weights, logger, save_json, save_weights, seed_everything)
+    check, get_device, load_json, load_weights, logger, save_json, save_weights, seed_everything, settings_key)
 from .data import FactorDataset, random_batch, to_float
 from .train import zoo_root
 
 # %% auto #0
-__all__ = ['HELD_OUT_SEED', 'FactorProbe', 'train_probe', 'factor_probe']
+__all__ = ['HELD_OUT_SEED', 'FactorProbe', 'train_probe', 'probe_settings', 'factor_probe']
 
 # %% ../nbs/07a_probes.ipynb #6b5f9812
 class FactorProbe(nn.Module):
@@ -76,17 +76,28 @@ def train_probe(dataset:FactorDataset, # the dataset whose ground truth the prob
     return probe, {n: round(a, 3) for n, a in zip(dataset.factor_names, acc)}
 
 
+# %% ../nbs/07a_probes.ipynb #b9f1e2c9
+def probe_settings(dataset:FactorDataset, # the dataset the probe reads
+                   steps:int, # training steps
+                   seed:int, # training seed
+                  ) -> dict:
+    """What defines a factor probe, hashed into its cache key (`core.settings_key`): the dataset's name, kind
+    (rendered images are not the file's), grid and image shape, and the training steps and seeds."""
+    return {'probe': {'dataset': dataset.name, 'procedural': bool(getattr(dataset, 'procedural', False)),
+                      'factor_sizes': list(dataset.factor_sizes), 'image_shape': list(dataset.image_shape),
+                      'steps': steps, 'seed': seed, 'held_out_seed': HELD_OUT_SEED}}
+
 # %% ../nbs/07a_probes.ipynb #b2f875a9
-def factor_probe(dataset:FactorDataset, # dataset (its name, grid and procedural flag key the cache)
+def factor_probe(dataset:FactorDataset, # the dataset the probe reads (`probe_settings` says what keys the cache)
                  steps:int=2000, # training steps if not cached
                  root:str|Path|None=None, # cache directory (default: the model cache, train.zoo_root)
                  seed:int=0, # training seed
                  progress:bool=True, # tqdm bar while training
                 ) -> FactorProbe:
-    "The factor probe for `dataset`, trained once and cached (safetensors + held-out accuracies in probe.json)."
+    """The factor probe for `dataset`, trained once and cached in `probe-<dataset>-<key>/` (safetensors + held-out
+    accuracies in probe.json)."""
     check(isinstance(steps, int) and steps >= 1, f'steps must be a positive integer, got {steps!r}')
-    kind = '-procedural' if getattr(dataset, 'procedural', False) else ''     # rendered images are not the file's
-    d = zoo_root(root) / f'probe-{dataset.name}{kind}-{"x".join(map(str, dataset.factor_sizes))}-{steps}-s{seed}'
+    d = zoo_root(root) / f'probe-{dataset.name}-{settings_key(probe_settings(dataset, steps, seed))}'
     probe = FactorProbe(dataset.image_shape, dataset.factor_sizes)
     if (d / 'probe.safetensors').exists():
         rebuild = f'delete the folder {d} and the probe is trained again'
@@ -95,10 +106,13 @@ def factor_probe(dataset:FactorDataset, # dataset (its name, grid and procedural
         check(isinstance(meta, dict) and 'accuracy' in meta, f'{d / "probe.json"} holds no accuracies; {rebuild}')
         probe.accuracy = meta['accuracy']
         return probe.eval()
+    others = [p.name for p in d.parent.glob(f'probe-{dataset.name}-*') if p != d]
+    if others: logger.info(f'no {dataset.name} factor probe is cached under these settings ({d.name}); training one '
+                           f'(the {len(others)} under other settings or an older key are left as they are)')
     probe, acc = train_probe(dataset, steps, seed=seed, progress=progress)
     d.mkdir(parents=True, exist_ok=True)
-    save_json({'accuracy': acc, 'steps': steps, 'seed': seed}, d / 'probe.json')   # first: the weights mark it finished
-    save_weights(probe, d / 'probe.safetensors')
+    save_json({'accuracy': acc, **probe_settings(dataset, steps, seed)}, d / 'probe.json')   # first: the weights
+    save_weights(probe, d / 'probe.safetensors')                                                # mark it finished
     probe.accuracy = acc
     logger.info(f'trained the {dataset.name} factor probe: held-out accuracy {acc}')
     return probe

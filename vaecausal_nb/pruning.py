@@ -19,16 +19,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .core import check, load_json, load_weights, save_json, save_weights
-from .hooks import get_module
+from .hooks import get_module, hooks
 
 # %% auto #0
-__all__ = ['LIKELIHOODS', 'METHODS', 'ABSTRACTION_MARK', 'ABSTRACTION_FILES', 'find_producer', 'SiteStats', 'site_stats',
-           'constant_risk', 'fold_scores', 'risk_scores', 'BiasMapConv', 'compile_abstraction', 'abstract',
-           'save_abstraction', 'load_abstraction', 'site_inputs', 'iia']
+__all__ = ['READER_LAYERS', 'LIKELIHOODS', 'METHODS', 'ABSTRACTION_MARK', 'ABSTRACTION_FILES', 'reader_layer', 'reader_columns',
+           'units_last', 'find_producer', 'ReaderStats', 'reader_stats', 'constant_risk', 'fold_scores', 'risk_scores',
+           'BiasMapConv', 'compile_abstraction', 'abstract', 'save_abstraction', 'load_abstraction', 'reader_inputs',
+           'iia']
 
 # %% ../nbs/08_pruning.ipynb #7bf86b3d
-def _linear(model, name, what='site') -> nn.Linear:
-    m = get_module(model, name)
+def _linear(model, name, what='reader') -> nn.Linear:
+    m = get_module(model, name, what)
     check(isinstance(m, nn.Linear),
           f'the {what} {name!r} is a {type(m).__name__}; pruning folds removed units into the '
           'next nn.Linear, so name the Linear layer that reads the units')
@@ -37,29 +38,33 @@ def _linear(model, name, what='site') -> nn.Linear:
 # %% ../nbs/08_pruning.ipynb #23906254
 _CONV = (nn.Conv2d, nn.ConvTranspose2d)
 
-def _reader(model, name) -> nn.Module:
+def reader_layer(model:nn.Module, # the network
+                 name:str, # the dotted path of the layer that reads the units
+                ) -> nn.Module:
     """The layer that reads the units: an nn.Linear (units = features) or a 2-D (transposed) convolution (units =
-    channels)."""
-    m = get_module(model, name)
+    channels); one clear error for anything else."""
+    m = get_module(model, name, 'reader')
     check(isinstance(m, (nn.Linear,) + _CONV),
-          f'the site {name!r} is a {type(m).__name__}; name the nn.Linear or nn.Conv2d/'
+          f'the reader {name!r} is a {type(m).__name__}; name the nn.Linear or nn.Conv2d/'
           'ConvTranspose2d layer that reads the units')
     return m
 
-
-def _columns(m) -> torch.Tensor:
-    "The reader's weights as `[outputs, units]` (a conv's kernel entries flattened into the outputs)."
-    W = m.weight.detach().double().cpu()
-    if isinstance(m, nn.Linear): return W
-    if isinstance(m, nn.Conv2d): return W.transpose(0, 1).reshape(W.shape[1], -1).T
+# %% ../nbs/08_pruning.ipynb #375f079a
+def reader_columns(layer:nn.Module, # a reader (`reader_layer`)
+                  ) -> torch.Tensor:
+    "The reader's weights as `[outputs, units]` (a conv's kernel entries flattened into the outputs), float64, CPU."
+    W = layer.weight.detach().double().cpu()
+    if isinstance(layer, nn.Linear): return W
+    if isinstance(layer, nn.Conv2d): return W.transpose(0, 1).reshape(W.shape[1], -1).T
     return W.reshape(W.shape[0], -1).T                            # ConvTranspose2d: [in, out, kh, kw]
 
-
-def _units_last(t):
+# %% ../nbs/08_pruning.ipynb #9a5ee749
+def units_last(t:torch.Tensor, # activations [N, U] or [N, C, H, W]
+              ) -> torch.Tensor:
     "[N, U] stays; [N, C, H, W] -> [N·H·W, C] (every position is a sample of its channel)."
     return t if t.ndim == 2 else t.movedim(1, -1).reshape(-1, t.shape[1])
 
-
+# %% ../nbs/08_pruning.ipynb #686fe0b1
 def _fwd(model, forward):
     "x -> output logits: `forward(model, x)` if given, else `model(x)` (a dict's 'logits')."
     def run(x):
@@ -67,11 +72,10 @@ def _fwd(model, forward):
         return o['logits'] if isinstance(o, dict) else o
     return run
 
-
 # %% ../nbs/08_pruning.ipynb #1b2c3d4e
-_LAYERS = (nn.Linear,) + _CONV
+READER_LAYERS = (nn.Linear,) + _CONV
 
-def _one_to_one(a:torch.Tensor, # the site's input (in the graph of o)
+def _one_to_one(a:torch.Tensor, # the reader's input (in the graph of o)
                 o:torch.Tensor, # the producer's output
                ) -> bool:
     "Whether unit j of `o` reaches only unit j of `a` (axis 1): weighting a's units by r must weight o's by r."
@@ -82,24 +86,19 @@ def _one_to_one(a:torch.Tensor, # the site's input (in the graph of o)
     return bool(d.abs().max() <= 1e-4 * u2.abs().max().clamp_min(1e-30))
 
 def _traced(model:nn.Module, # the network
-            site:str, # the layer whose input units are read
+            reader:str, # the layer whose input units are read
             x, # one batch of model inputs
             forward:Callable|None=None, # (model, x) -> output (default model(x))
            ) -> tuple[str|None, str|None]:
-    """(producer, None) — the Linear/conv whose output flows into `site` in a forward pass on `x` — or (None, why not);
-    (None, None) when the pass builds no autograd graph to follow."""
-    outs, store, handles = {}, {}, []
-    def keep(m, inp, o, n):
+    """(producer, None) — the Linear/conv whose output flows into `reader` in a forward pass on `x` — or (None, why
+    not); (None, None) when the pass builds no autograd graph to follow."""
+    outs, store = {}, {}
+    def keep(o, m, n):
         if torch.is_tensor(o) and o.grad_fn is not None: outs.setdefault(o.grad_fn, (n, o))
-    def grab(m, inp): store.setdefault('a', inp[0])
-    for n, m in model.named_modules():
-        if n != site and isinstance(m, _LAYERS): handles.append(m.register_forward_hook(partial(keep, n=n)))
-    handles.append(get_module(model, site).register_forward_pre_hook(grab))
-    try:
-        with torch.enable_grad():
-            _fwd(model, forward)(x.detach().requires_grad_() if torch.is_tensor(x) and x.is_floating_point() else x)
-    finally:
-        for h in handles: h.remove()
+    def grab(a, m): store.setdefault('a', a)
+    layers = [(n, partial(keep, n=n)) for n, m in model.named_modules() if n != reader and isinstance(m, READER_LAYERS)]
+    with hooks(model, layers, reads=[(reader, grab)]), torch.enable_grad():
+        _fwd(model, forward)(x.detach().requires_grad_() if torch.is_tensor(x) and x.is_floating_point() else x)
     a = store.get('a')
     if a is None or a.grad_fn is None: return None, None
     node = a.grad_fn
@@ -109,50 +108,50 @@ def _traced(model:nn.Module, # the network
         node = nxt[0] if nxt else None
     if node is None: return None, "no Linear or convolution lies on its input's path (it reads the model's input)"
     name, o = outs[node]
-    prod, reader = get_module(model, name), _reader(model, site)
-    if isinstance(prod, nn.Linear) and isinstance(reader, _CONV):      # reshaped into channels: the reader selects
+    prod, layer = get_module(model, name), reader_layer(model, reader)
+    if isinstance(prod, nn.Linear) and isinstance(layer, _CONV):      # reshaped into channels: the reader selects
         ok = prod.out_features == a[0].numel()
         return (name, None) if ok else (None, f'{name} gives {prod.out_features} outputs, not the {a[0].numel()} '
-                                              f'values {site} reads per sample')
-    if isinstance(prod, nn.Linear) != isinstance(reader, nn.Linear):
+                                              f'values {reader} reads per sample')
+    if isinstance(prod, nn.Linear) != isinstance(layer, nn.Linear):
         return None, f'{name} (a {type(prod).__name__}) produces them, and a Linear reads only a Linear\'s units here'
     if o.shape[1] != a.shape[1] or not _one_to_one(a, o):
-        return None, f'what {name} produces reaches {site} mixed across units (a layer between them combines units)'
+        return None, f'what {name} produces reaches {reader} mixed across units (a layer between them combines units)'
     return name, None
 
 
 # %% ../nbs/08_pruning.ipynb #2c3d4e5f
 def find_producer(model:nn.Module, # the network
-                  site:str, # the layer whose input units are scored
+                  reader:str, # the layer whose input units are scored
                   x=None, # model inputs (one batch): follow the data through a forward pass (recommended)
                   forward:Callable|None=None, # (model, x) -> output (default: model(x))
                  ) -> str:
-    """Name of the layer that produces the units `site` reads: with inputs `x`, the Linear/conv whose output flows into
-    `site` in a forward pass; without, the last layer of the site's kind before `site`, inside the site's top-level
-    module, whose outputs match."""
-    target = _reader(model, site)
+    """Name of the layer that produces the units `reader` reads: with inputs `x`, the Linear/conv whose output flows
+    into `reader` in a forward pass; without, the last layer of the reader's kind before `reader`, inside the reader's
+    top-level module, whose outputs match."""
+    target = reader_layer(model, reader)
     if x is not None:
-        name, why = _traced(model, site, x, forward)
+        name, why = _traced(model, reader, x, forward)
         if name is not None: return name
         check(why is None,
-              f'cannot shrink what {site!r} reads: {why}; pass producer= explicitly, or choose another site')
+              f'cannot shrink what {reader!r} reads: {why}; pass producer= explicitly, or choose another reader')
     kind, U = (nn.Linear, target.in_features) if isinstance(target, nn.Linear) else (_CONV, target.in_channels)
-    top = site.split('.')[0] + '.' if '.' in site else ''
+    top = reader.split('.')[0] + '.' if '.' in reader else ''
     prev = None
     for n, m in model.named_modules():
-        if n == site: break
+        if n == reader: break
         if n.startswith(top) and isinstance(m, kind) and (m.out_features if isinstance(m, nn.Linear) else
                                                          m.out_channels) == U: prev = n
-    check(prev is not None, f'no {"nn.Linear" if kind is nn.Linear else "convolution"} before {site!r}'
+    check(prev is not None, f'no {"nn.Linear" if kind is nn.Linear else "convolution"} before {reader!r}'
           f'{" in " + top[:-1] if top else ""} produces its {U} inputs; pass producer= explicitly')
     return prev
 
 
 # %% ../nbs/08_pruning.ipynb #164fb4a8
 @dataclass
-class SiteStats:
+class ReaderStats:
     "Per-unit statistics of the units a Linear layer reads, from one pass over calibration data."
-    site: str                 # the layer reading the units (Linear: features; conv: channels)
+    reader: str                 # the layer reading the units (Linear: features; conv: channels)
     n: int                    # samples
     mean: torch.Tensor        # E[a]        [U]
     var: torch.Tensor         # Var[a]      [U]
@@ -162,9 +161,9 @@ class SiteStats:
     ha: torch.Tensor          # E[h·a]      [U]   (per-sample curvature times activation)
     ha2: torch.Tensor         # E[h·a²]     [U]
     ga: torch.Tensor          # E[g·a]      [U]
-    weight: torch.Tensor      # the site's weights as [outputs, U] (conv kernels flattened)
-    in_hw: tuple = ()         # conv sites: the height and width of the channels read (a compiled conv needs them)
-    producer: str|None = None # the layer whose output flows into the site (traced in the first batch's forward pass)
+    weight: torch.Tensor      # the reader's weights as [outputs, U] (conv kernels flattened)
+    in_hw: tuple = ()         # conv readers: the height and width of the channels read (a compiled conv needs them)
+    producer: str|None = None # the layer whose output flows into the reader (traced in the first batch's forward pass)
     flow: str|None = None     # why no producer was traced (None: one was, or the pass had no graph to follow)
 
 # %% ../nbs/08_pruning.ipynb #5e96319e
@@ -210,98 +209,98 @@ def _first(batches) -> tuple:
 
 def _moments(a, g, gs) -> dict:
     "One batch's sums: activations a, gradients g and sampled gradients gs (units last; conv positions as samples)."
-    a, g, h = _units_last(a.detach().double()), _units_last(g.double()), _units_last(gs.double()) ** 2
+    a, g, h = units_last(a.detach().double()), units_last(g.double()), units_last(gs.double()) ** 2
     return {'n': len(a), 's': a.sum(0), 'ss': a.T @ a, 'g': g.sum(0), 'h': h.sum(0), 'ha': (h * a).sum(0),
             'ha2': (h * a * a).sum(0), 'ga': (g * a).sum(0)}
 
 
 # %% ../nbs/08_pruning.ipynb #fb6cb90b
-def site_stats(model:nn.Module, # the network
-               site:str, # the Linear or 2-D (transposed) conv whose input units / channels are scored
-               batches, # a tensor batch, or an iterable of model inputs (tensors) or of (inputs, labels) tuples
-               forward:Callable|None=None, # (model, x) -> output logits (default: model(x); a dict's 'logits')
-               likelihood:str|None=None, # categorical | bernoulli | gaussian; None: by the output (2-D/4-D)
-               loss:Callable|None=None, # (output, labels) -> summed loss whose gradient is g (default: none, g = 0)
-               seed:int=0, # label sampling (a generator of its own: the global random state is left alone)
-              ) -> SiteStats:
-    """Activation moments, gradient g and sampled-Fisher curvature h of the units `site` reads (features, or conv
+def reader_stats(model:nn.Module, # the network
+                 reader:str, # the Linear or 2-D (transposed) conv whose input units / channels are scored
+                 batches, # a tensor batch, or an iterable of model inputs (tensors) or of (inputs, labels) tuples
+                 forward:Callable|None=None, # (model, x) -> output logits (default: model(x); a dict's 'logits')
+                 likelihood:str|None=None, # categorical | bernoulli | gaussian; None: by the output (2-D/4-D)
+                 loss:Callable|None=None, # (output, labels) -> summed loss whose gradient is g (default: none, g = 0)
+                 seed:int=0, # label sampling (a generator of its own: the global random state is left alone)
+              ) -> ReaderStats:
+    """Activation moments, gradient g and sampled-Fisher curvature h of the units `reader` reads (features, or conv
     channels over positions), in one pass; the producer is traced on the first batch."""
-    lin = _reader(model, site)
+    lin = reader_layer(model, reader)
     check(likelihood is None or likelihood in LIKELIHOODS, "likelihood must be None (chosen from the output's shape), "
           f"'categorical', 'bernoulli' or 'gaussian', got {likelihood!r}")
     fwd = _fwd(model, forward)
     batches, x0 = _first(batches)
     check(x0 is not None, 'no calibration batches were given')
     acc, store, sampled = None, {}, None
-    def pre(m, inp):
-        a = inp[0].detach().requires_grad_(True); store['a'] = a
-        return (a,)
+    def pre(a, m):
+        store['a'] = a = a.detach().requires_grad_(True)
+        return a
     was = model.training; model.eval()
     try:
-        producer, flow = _traced(model, site, x0[:64] if torch.is_tensor(x0) else x0, forward)
-        h_ = lin.register_forward_pre_hook(pre)
-        try:
+        producer, flow = _traced(model, reader, x0[:64] if torch.is_tensor(x0) else x0, forward)
+        with hooks(model, reads=[(reader, pre)]):
             for b in batches:
                 x, y = b if isinstance(b, (tuple, list)) else (b, None)
                 out = fwd(x)
                 check(torch.isfinite(out).all(), f'the model output is not finite on the calibration data, so no '
-                      f'statistics at {site} can be computed; check the model and the inputs')
+                      f'statistics at {reader} can be computed; check the model and the inputs')
                 if sampled is None: sampled = _sampled_loss(_likelihood(out, likelihood),
                                                             torch.Generator(out.device).manual_seed(seed))
                 a = store['a']; store['shape'] = a.shape[2:]
                 check(a.ndim in (2, 4),
-                      f'{site} reads activations of shape {list(a.shape)}; [N, units] or [N, C, H, W] are supported')
+                      f'{reader} reads activations of shape {list(a.shape)}; [N, units] or [N, C, H, W] are supported')
                 gs, = torch.autograd.grad(sampled(out), a, retain_graph=True)
                 # E over sampled labels of ∇ log p is exactly 0, so without a loss g = 0 (no sampling noise)
                 g = torch.autograd.grad(loss(out, y), a)[0] if loss is not None else torch.zeros_like(gs)
                 parts = _moments(a, g, gs)
                 acc = parts if acc is None else {k: acc[k] + v for k, v in parts.items()}
-        finally: h_.remove()
     finally: model.train(was)
     n = acc['n']
     mean = acc['s'] / n
     cov = acc['ss'] / n - mean[:, None] * mean[None]
-    st = SiteStats(site, n, mean, cov.diagonal().clamp_min(0), cov, acc['g'] / n, acc['h'] / n, acc['ha'] / n,
-                   acc['ha2'] / n, acc['ga'] / n, _columns(lin), tuple(store['shape']), producer, flow)
+    stats = ReaderStats(reader, n, mean, cov.diagonal().clamp_min(0), cov, acc['g'] / n, acc['h'] / n, acc['ha'] / n,
+                   acc['ha2'] / n, acc['ga'] / n, reader_columns(lin), tuple(store['shape']), producer, flow)
     for k in ('mean', 'var', 'g', 'h', 'ha', 'ha2', 'ga'):
-        check(torch.isfinite(getattr(st, k)).all(), f'the {k} statistics at {site} are not finite: the model produces '
+        check(torch.isfinite(getattr(stats, k)).all(), f'the {k} statistics at {reader} are not finite: the model '
+              'produces '
               'NaN or infinite activations or gradients on this data; check the model and the inputs')
-    return st
+    return stats
 
 
 # %% ../nbs/08_pruning.ipynb #8cd0aac3
-def constant_risk(st:SiteStats) -> tuple[torch.Tensor, torch.Tensor]:
+def constant_risk(stats:ReaderStats) -> tuple[torch.Tensor, torch.Tensor]:
     """Optimal constants c* = (E[h a] − E[g])/E[h] and the minimised second-order risk Q_min per unit (the abstraction
     paper)."""
-    h = st.h.clamp_min(1e-30)
-    c = torch.where(st.h > 0, (st.ha - st.g) / h, st.mean)
-    q = torch.where(st.h > 0, 0.5 * st.ha2 - st.ga - (st.g - st.ha) ** 2 / (2 * h), torch.zeros_like(st.h))
+    h = stats.h.clamp_min(1e-30)
+    c = torch.where(stats.h > 0, (stats.ha - stats.g) / h, stats.mean)
+    q = torch.where(stats.h > 0, 0.5 * stats.ha2 - stats.ga - (stats.g - stats.ha) ** 2 / (2 * h),
+                    torch.zeros_like(stats.h))
     return c, q
 
 def _ridge(cov, lam=1e-6):
     return cov + lam * cov.diagonal().mean().clamp_min(1e-12) * torch.eye(len(cov), dtype=cov.dtype)
 
-def fold_scores(st:SiteStats, # the site statistics (site_stats)
+def fold_scores(stats:ReaderStats, # the reader statistics (reader_stats)
                 keep:int, # how many units stay
                ) -> tuple[torch.Tensor, list[int]]:
     """Greedy fold scores: remove, one at a time, the unit with the least ½E[h]·Var(a_j | other kept units)
     (precision-matrix downdates)."""
-    P = torch.linalg.inv(_ridge(st.cov))
+    P = torch.linalg.inv(_ridge(stats.cov))
     alive = list(range(len(P)))
     order, score = [], torch.full((len(P),), float('inf'), dtype=torch.float64)
     while len(alive) > keep:
-        s = 0.5 * st.h[alive] / P.diagonal()                     # residual variance given the others = 1/P_jj
+        s = 0.5 * stats.h[alive] / P.diagonal()                     # residual variance given the others = 1/P_jj
         j = int(s.argmin())
         score[alive[j]] = s[j]
         order.append(alive.pop(j))
         r = [i for i in range(len(P)) if i != j]
         P = P[r][:, r] - P[r, j:j + 1] @ P[j:j + 1, r] / P[j, j]
-    score[alive] = 0.5 * st.h[alive] / P.diagonal()              # the survivors: their residual among the kept
+    score[alive] = 0.5 * stats.h[alive] / P.diagonal()              # the survivors: their residual among the kept
     return score, order
 
 METHODS = ('const', 'affine', 'variance', 'random', 'fold')
 
-def risk_scores(st:SiteStats, # from site_stats
+def risk_scores(stats:ReaderStats, # from reader_stats
                 method:str='const', # const | affine | variance | random | fold
                 keep:int|None=None, # only for 'fold' (greedy down to keep units)
                 seed:int=0, # for 'random'
@@ -309,12 +308,12 @@ def risk_scores(st:SiteStats, # from site_stats
     """Score per unit (low = cheap to remove): const Q_min, affine Var(a_j)·‖W[:, j]‖², variance, random, or greedy fold
     residual."""
     check(method in METHODS, f'unknown method {method!r}; choose one of {", ".join(METHODS)}')
-    if method == 'const': return constant_risk(st)[1]
-    if method == 'affine': return st.var * st.weight.pow(2).sum(0)
-    if method == 'variance': return st.var.clone()
-    if method == 'random': return torch.rand(len(st.var), generator=torch.Generator().manual_seed(seed),
+    if method == 'const': return constant_risk(stats)[1]
+    if method == 'affine': return stats.var * stats.weight.pow(2).sum(0)
+    if method == 'variance': return stats.var.clone()
+    if method == 'random': return torch.rand(len(stats.var), generator=torch.Generator().manual_seed(seed),
                                              dtype=torch.float64)
-    return fold_scores(st, 1 if keep is None else keep)[0]
+    return fold_scores(stats, 1 if keep is None else keep)[0]
 
 # %% ../nbs/08_pruning.ipynb #c8d9d4f8
 class BiasMapConv(nn.Module):
@@ -337,15 +336,16 @@ class BiasMapConv(nn.Module):
 
 # %% ../nbs/08_pruning.ipynb #4e5f6a7b
 def _producer_of(model:nn.Module, # the network
-                 st:SiteStats, # the site's statistics (with the producer site_stats traced)
+                 stats:ReaderStats, # the reader's statistics (with the producer reader_stats traced)
                  producer:str|None, # the user's choice, if any
                 ) -> str:
-    "The producer: the user's, else the one `site_stats` traced, else (no graph was traced) `find_producer`'s search."
+    "The producer: the user's, else the one `reader_stats` traced, else (no graph was traced) `find_producer`'s search."
     if producer: return producer
-    if st.producer: return st.producer
-    check(st.flow is None, f'cannot shrink what {st.site!r} reads: {st.flow}; pass producer= explicitly, or choose '
-          'another site')
-    return find_producer(model, st.site)
+    if stats.producer: return stats.producer
+    check(stats.flow is None, f'cannot shrink what {stats.reader!r} reads: {stats.flow}; pass producer= explicitly, or '
+          'choose '
+          'another reader')
+    return find_producer(model, stats.reader)
 
 
 # %% ../nbs/08_pruning.ipynb #1aade193
@@ -368,44 +368,46 @@ def _conv_like(conv, W, bias) -> nn.Module:
     return new
 
 @torch.no_grad()
-def _compile_conv(model, st:SiteStats, kept, replacement, producer) -> nn.Module:
-    site = _reader(model, st.site)
-    U, transposed = site.in_channels, isinstance(site, nn.ConvTranspose2d)
+def _compile_conv(model, stats:ReaderStats, kept, replacement, producer) -> nn.Module:
+    reader = reader_layer(model, stats.reader)
+    U, transposed = reader.in_channels, isinstance(reader, nn.ConvTranspose2d)
     kept = sorted(int(k) for k in kept)
     check(1 <= len(kept) <= U and len(set(kept)) == len(kept) and all(0 <= k < U for k in kept),
           f'kept must be 1..{U} distinct channel indices in 0..{U - 1}, got {len(kept)} channels')
     check(replacement in ('const', 'mean', 'fold'),
           f"replacement must be 'const', 'mean' or 'fold', got {replacement!r}")
-    check(site.groups == 1 and len(st.in_hw) == 2, f'{st.site}: grouped convolutions are not supported, and the site '
-          'statistics must come from site_stats of this version (they record the input size)')
-    producer = _producer_of(model, st, producer)
-    prod, (H, Wd) = get_module(model, producer), st.in_hw
+    check(reader.groups == 1 and len(stats.in_hw) == 2, f'{stats.reader}: grouped convolutions are not supported, and '
+          'the reader '
+          'statistics must come from reader_stats of this version (they record the input size)')
+    producer = _producer_of(model, stats, producer)
+    prod, (H, Wd) = get_module(model, producer), stats.in_hw
     select = isinstance(prod, nn.Linear)            # a Linear reshaped into channels: it keeps its outputs (the reshape
     check((select and prod.out_features == U * H * Wd) or                                     # fixes their number)
           (isinstance(prod, _CONV) and prod.out_channels == U and prod.groups == 1),
           f'{producer} must be a convolution with {U} output channels, or an nn.Linear with {U}·{H}·{Wd} outputs '
-          f'reshaped into channels (it produces what {st.site} reads)')
+          f'reshaped into channels (it produces what {stats.reader} reads)')
     K, S = torch.tensor(kept), torch.tensor([j for j in range(U) if j not in set(kept)], dtype=torch.long)
-    W = site.weight.detach().double().cpu()                    # Conv2d [out, in, kh, kw]; transposed [in, out, kh, kw]
+    W = reader.weight.detach().double().cpu()                  # Conv2d [out, in, kh, kw]; transposed [in, out, kh, kw]
     Wk = (W[K] if transposed else W[:, K]).clone()
     const = torch.zeros(U, dtype=torch.float64)                   # the value each removed channel is held at
     if len(S):
         if replacement == 'fold':
-            B = torch.linalg.solve(_ridge(st.cov[K][:, K]), st.cov[K][:, S]).T          # a_S ≈ β + B a_K, [S, K]
-            const[S] = st.mean[S] - B @ st.mean[K]
+            B = torch.linalg.solve(_ridge(stats.cov[K][:, K]), stats.cov[K][:, S]).T          # a_S ≈ β + B a_K, [S, K]
+            const[S] = stats.mean[S] - B @ stats.mean[K]
             Wk += torch.einsum('sk,soij->koij', B, W[S]) if transposed else torch.einsum('sk,osij->okij', B, W[:, S])
-        else: const[S] = (constant_risk(st)[0] if replacement == 'const' else st.mean)[S]
-    bmap = _conv_apply(site, W, const.view(1, U, 1, 1).expand(1, U, H, Wd).contiguous())[0]
-    if site.bias is not None: bmap = bmap + site.bias.detach().double().cpu().view(-1, 1, 1)
+        else: const[S] = (constant_risk(stats)[0] if replacement == 'const' else stats.mean)[S]
+    bmap = _conv_apply(reader, W, const.view(1, U, 1, 1).expand(1, U, H, Wd).contiguous())[0]
+    if reader.bias is not None: bmap = bmap + reader.bias.detach().double().cpu().view(-1, 1, 1)
     out = copy.deepcopy(model)
-    dev, dt = site.weight.device, site.weight.dtype
-    _set_module(out, st.site, BiasMapConv(_conv_like(site, Wk, None), bmap.to(dev, dt), (H, Wd),
+    dev, dt = reader.weight.device, reader.weight.dtype
+    _set_module(out, stats.reader, BiasMapConv(_conv_like(reader, Wk, None), bmap.to(dev, dt), (H, Wd),
                                           K.to(dev) if select else None))
     if not select:
         Wp = prod.weight.detach()
         _set_module(out, producer, _conv_like(prod, Wp[:, K] if isinstance(prod, nn.ConvTranspose2d) else Wp[K],
                                               prod.bias.detach()[K] if prod.bias is not None else None))
-    out.abstraction = {'site': st.site, 'producer': producer, 'kept': kept, 'replacement': replacement, 'units': U,
+    out.abstraction = {'reader': stats.reader, 'producer': producer, 'kept': kept, 'replacement': replacement,
+                       'units': U,
                        'kind': 'conv', 'in_hw': [H, Wd], 'map_shape': list(bmap.shape), 'select': select}
     return out
 
@@ -423,67 +425,69 @@ def _resized_linear(lin:nn.Linear, W, b) -> nn.Linear:
 
 @torch.no_grad()
 def compile_abstraction(model:nn.Module, # the full network
-                        st:SiteStats, # statistics of the site
+                        stats:ReaderStats, # statistics of the reader
                         kept:Sequence[int], # units to keep
                         replacement:str='const', # 'const' (c* into the bias), 'mean' (E[a]) or 'fold' (ridge on kept)
-                        producer:str|None=None, # the layer producing the units (default: the one st traced)
+                        producer:str|None=None, # the layer producing the units (default: the one stats traced)
                        ) -> nn.Module:
-    """A smaller copy of `model`: removed units deleted from the producer, their replacement folded into the site's
-    weights and bias (a conv site: into a per-position bias map, `BiasMapConv`)."""
-    if isinstance(_reader(model, st.site), _CONV): return _compile_conv(model, st, kept, replacement, producer)
-    site = _linear(model, st.site)
-    U = site.in_features
+    """A smaller copy of `model`: removed units deleted from the producer, their replacement folded into the reader's
+    weights and bias (a conv reader: into a per-position bias map, `BiasMapConv`)."""
+    if isinstance(reader_layer(model, stats.reader), _CONV):
+        return _compile_conv(model, stats, kept, replacement, producer)
+    reader = _linear(model, stats.reader)
+    U = reader.in_features
     kept = sorted(int(k) for k in kept)
     check(1 <= len(kept) <= U and len(set(kept)) == len(kept) and all(0 <= k < U for k in kept),
           f'kept must be 1..{U} distinct unit indices in 0..{U - 1}, got {len(kept)} units')
     check(replacement in ('const', 'mean', 'fold'),
           f"replacement must be 'const', 'mean' or 'fold', got {replacement!r}")
-    producer = _producer_of(model, st, producer)
+    producer = _producer_of(model, stats, producer)
     prod = _linear(model, producer, 'producer')
-    check(prod.out_features == U, f'{producer} has {prod.out_features} outputs but {st.site} reads {U} units')
+    check(prod.out_features == U, f'{producer} has {prod.out_features} outputs but {stats.reader} reads {U} units')
     removed = [j for j in range(U) if j not in set(kept)]
-    W = site.weight.double().cpu()
-    b = site.bias.double().cpu() if site.bias is not None else torch.zeros(site.out_features, dtype=torch.float64)
+    W = reader.weight.double().cpu()
+    b = reader.bias.double().cpu() if reader.bias is not None else torch.zeros(reader.out_features, dtype=torch.float64)
     K, S = torch.tensor(kept), torch.tensor(removed, dtype=torch.long)
     Wk, bn = W[:, K].clone(), b.clone()
     if removed:
         if replacement == 'fold':
-            Skk = _ridge(st.cov[K][:, K])
-            B = torch.linalg.solve(Skk, st.cov[K][:, S]).T                   # a_S ≈ β + B a_K
-            beta = st.mean[S] - B @ st.mean[K]
+            Skk = _ridge(stats.cov[K][:, K])
+            B = torch.linalg.solve(Skk, stats.cov[K][:, S]).T                   # a_S ≈ β + B a_K
+            beta = stats.mean[S] - B @ stats.mean[K]
             Wk += W[:, S] @ B; bn += W[:, S] @ beta
         else:
-            c = constant_risk(st)[0] if replacement == 'const' else st.mean
+            c = constant_risk(stats)[0] if replacement == 'const' else stats.mean
             bn += W[:, S] @ c[S]
     out = copy.deepcopy(model)
-    _set_module(out, st.site, _resized_linear(site, Wk, bn))
+    _set_module(out, stats.reader, _resized_linear(reader, Wk, bn))
     _set_module(out, producer, _resized_linear(prod, prod.weight[K],
                                                prod.bias[K] if prod.bias is not None else torch.zeros(len(K))))
-    out.abstraction = {'site': st.site, 'producer': producer, 'kept': kept, 'replacement': replacement, 'units': U}
+    out.abstraction = {'reader': stats.reader, 'producer': producer, 'kept': kept, 'replacement': replacement,
+                       'units': U}
     return out
 
 # %% ../nbs/08_pruning.ipynb #e8706bf7
 def abstract(model:nn.Module, # the full network
-             site:str, # the Linear or 2-D (transposed) conv whose input units / channels are pruned
-             data, # calibration batches (see site_stats)
-             keep:int, # units to keep: an integer (not a bool) in 1..the units the site reads
+             reader:str, # the Linear or 2-D (transposed) conv whose input units / channels are pruned
+             data, # calibration batches (see reader_stats)
+             keep:int, # units to keep: an integer (not a bool) in 1..the units the reader reads
              method:str='const', # const | affine | variance | random | fold
              replacement:str|None=None, # default: 'fold' for method 'fold', 'const' for 'const', else 'mean'
              producer:str|None=None, # the producing layer (default: traced in the forward pass, find_producer)
-             stats:SiteStats|None=None, # reuse statistics
+             stats:ReaderStats|None=None, # reuse statistics
              seed:int=0, # for 'random'
-             **stats_kw, # site_stats arguments (forward, likelihood — default from the output's shape —, loss)
+             **stats_kw, # reader_stats arguments (forward, likelihood — default from the output's shape —, loss)
             ) -> nn.Module:
-    "Score the units of `site`, keep the `keep` best and compile the smaller model (it records `.abstraction`)."
-    lin = _reader(model, site)
+    "Score the units of `reader`, keep the `keep` best and compile the smaller model (it records `.abstraction`)."
+    lin = reader_layer(model, reader)
     U = lin.in_features if isinstance(lin, nn.Linear) else lin.in_channels
     check(isinstance(keep, (int, np.integer)) and not isinstance(keep, (bool, np.bool_)) and 1 <= keep <= U,
-          f'keep must be an integer in 1..{U} (the units {site} reads), got {keep!r}')
-    st = stats or site_stats(model, site, data, **stats_kw)
-    s = risk_scores(st, method, keep=keep, seed=seed)
+          f'keep must be an integer in 1..{U} (the units {reader} reads), got {keep!r}')
+    stats = stats or reader_stats(model, reader, data, **stats_kw)
+    s = risk_scores(stats, method, keep=keep, seed=seed)
     kept = torch.argsort(s, descending=True)[:keep].tolist()
     rep = replacement or {'fold': 'fold', 'const': 'const'}.get(method, 'mean')
-    return compile_abstraction(model, st, kept, rep, producer)
+    return compile_abstraction(model, stats, kept, rep, producer)
 
 # %% ../nbs/08_pruning.ipynb #c4d4f3c4
 ABSTRACTION_MARK = 'vaecausal_nb.save_abstraction'          # in both files' metadata: what save_abstraction may replace
@@ -507,8 +511,8 @@ def save_abstraction(model:nn.Module, # a model made by compile_abstraction/abst
     atomically and marked as ours. A previous abstraction there (files with the mark) is replaced; any other file of
     those names is refused and left untouched."""
     meta = getattr(model, 'abstraction', None)
-    check(isinstance(meta, dict) and all(k in meta for k in ('site', 'producer', 'kept')),
-          'this model was not made by compile_abstraction/abstract (no .abstraction record of a compiled site)')
+    check(isinstance(meta, dict) and all(k in meta for k in ('reader', 'producer', 'kept')),
+          'this model was not made by compile_abstraction/abstract (no .abstraction record of a compiled reader)')
     path = Path(path)
     check(not path.exists() or path.is_dir(), f'{path} is a file, not a folder: save_abstraction writes a folder '
           '(model.safetensors and abstraction.json); choose another path')
@@ -532,20 +536,20 @@ def _check_meta(meta:dict, # the parsed abstraction.json
               f'{what}; save the abstraction again with save_abstraction')
     isint = lambda v: isinstance(v, int) and not isinstance(v, bool)
     names = dict(base.named_modules())
-    for k in ('site', 'producer'):
+    for k in ('reader', 'producer'):
         need(isinstance(meta[k], str) and meta[k] in names, k, f'the name of a layer of {type(base).__name__}')
-    need(meta.get('kind', 'linear') in ('linear', 'conv'), 'kind', "'conv', or absent for a Linear site")
-    site = _reader(base, meta['site'])
-    U = site.in_features if isinstance(site, nn.Linear) else site.in_channels
+    need(meta.get('kind', 'linear') in ('linear', 'conv'), 'kind', "'conv', or absent for a Linear reader")
+    reader = reader_layer(base, meta['reader'])
+    U = reader.in_features if isinstance(reader, nn.Linear) else reader.in_channels
     kept = meta['kept']
     need(isinstance(kept, list) and 0 < len(kept) == len(set(kept)) and all(isint(k) and 0 <= k < U for k in kept),
          'kept', f'a list of distinct unit indices in 0..{U - 1}')
     if meta.get('kind') == 'conv':
         hw, ms = meta.get('in_hw'), meta.get('map_shape')
         need(isinstance(hw, list) and len(hw) == 2 and all(isint(v) and v > 0 for v in hw), 'in_hw',
-             'two positive integers (the height and width the site reads)')
+             'two positive integers (the height and width the reader reads)')
         need(isinstance(ms, list) and len(ms) == 3 and all(isint(v) and v > 0 for v in ms) and
-             ms[0] == site.out_channels, 'map_shape', f'three positive integers [{site.out_channels}, H, W]')
+             ms[0] == reader.out_channels, 'map_shape', f'three positive integers [{reader.out_channels}, H, W]')
         need(isinstance(meta.get('select', False), bool), 'select', 'true or false')
     return len(kept)
 
@@ -559,61 +563,55 @@ def load_abstraction(path:str|Path, # a folder written by save_abstraction
     f = path / 'abstraction.json'
     check(f.exists(), f'{path} holds no abstraction.json; save with save_abstraction')
     meta = load_json(f)
-    miss = [k for k in ('site', 'producer', 'kept') if not isinstance(meta, dict) or k not in meta]
+    if isinstance(meta, dict) and 'site' in meta: meta.setdefault('reader', meta.pop('site'))   # its earlier name
+    miss = [k for k in ('reader', 'producer', 'kept') if not isinstance(meta, dict) or k not in meta]
     check(not miss, f'{f} lacks {", ".join(miss)}: it was not written by save_abstraction; save it again')
     meta = {k: v for k, v in meta.items() if k != 'written_by'}
     k = _check_meta(meta, f, base)
     out = copy.deepcopy(base)
     if meta.get('kind') == 'conv':                      # shapes only: the weights come from the safetensors file
-        site, prod = _reader(out, meta['site']), get_module(out, meta['producer'])
+        reader, prod = reader_layer(out, meta['reader']), get_module(out, meta['producer'])
         select = meta.get('select', False)
-        check(isinstance(site, _CONV) and isinstance(prod, nn.Linear if select else _CONV), f'{meta["site"]} and '
+        check(isinstance(reader, _CONV) and isinstance(prod, nn.Linear if select else _CONV), f'{meta["reader"]} and '
               f'{meta["producer"]} of {type(base).__name__} are not the layers this abstraction was made from: it was '
               'made from another architecture')
         kw = lambda c, cin, cout: torch.zeros(*((cin, cout) if isinstance(c, nn.ConvTranspose2d) else (cout, cin)),
                                               *c.kernel_size)
-        _set_module(out, meta['site'], BiasMapConv(_conv_like(site, kw(site, k, site.out_channels), None),
+        _set_module(out, meta['reader'], BiasMapConv(_conv_like(reader, kw(reader, k, reader.out_channels), None),
                                                    torch.zeros(meta['map_shape']), meta['in_hw'],
                                                    torch.zeros(k, dtype=torch.long) if select else None))
         if not select: _set_module(out, meta['producer'], _conv_like(prod, kw(prod, prod.in_channels, k),
                                                                      torch.zeros(k) if prod.bias is not None else None))
     else:
-        site, prod = _linear(out, meta['site']), _linear(out, meta['producer'], 'producer')
-        _set_module(out, meta['site'], nn.Linear(k, site.out_features))
+        reader, prod = _linear(out, meta['reader']), _linear(out, meta['producer'], 'producer')
+        _set_module(out, meta['reader'], nn.Linear(k, reader.out_features))
         _set_module(out, meta['producer'], nn.Linear(prod.in_features, k))
-    load_weights(path / 'model.safetensors', out, rebuild=f'it does not fit {type(base).__name__} with {meta["site"]} '
+    load_weights(path / 'model.safetensors', out, rebuild=f'it does not fit {type(base).__name__} with '
+                 f'{meta["reader"]} '
                  f'pruned to {k} units: save the abstraction again with save_abstraction')
     out.abstraction = meta
     return out.eval()
 
 
 # %% ../nbs/08_pruning.ipynb #71768a43
-def _pre_hook(module, fn):
-    return module.register_forward_pre_hook(lambda m, inp: (fn(inp[0]),) + tuple(inp[1:]))
-
-
-def _reads(model, name) -> nn.Module:
-    "The module whose input is the units at `name`: the layer itself, or a compiled conv's inner convolution."
-    m = get_module(model, name)
-    return m.conv if isinstance(m, BiasMapConv) else _reader(model, name)
+def _reads(model, name) -> str:
+    "The layer whose input is the units at `name`: the layer itself, or a compiled conv's inner convolution."
+    if isinstance(get_module(model, name), BiasMapConv): return f'{name}.conv'
+    reader_layer(model, name)                                # a Linear or a convolution, or one clear error
+    return name
 
 
 @torch.no_grad()
-def site_inputs(model:nn.Module, # the network
-                site:str, # the layer whose input is read
-                x:torch.Tensor, # model inputs
-                forward:Callable|None=None, # (model, x) -> output (default model(x))
-               ) -> torch.Tensor:
-    "The activations `[N, units]` (a conv site: `[N, C, H, W]`) that `site` reads when the model runs on `x`."
+def reader_inputs(model:nn.Module, # the network
+                  reader:str, # the layer whose input is read
+                  x:torch.Tensor, # model inputs
+                  forward:Callable|None=None, # (model, x) -> output (default model(x))
+                 ) -> torch.Tensor:
+    "The activations `[N, units]` (a conv reader: `[N, C, H, W]`) that `reader` reads when the model runs on `x`."
     store = {}
-    def grab(a):
-        store['a'] = a.detach().clone()
-        return a
-    h = _pre_hook(_reads(model, site), grab)
-    try: _fwd(model, forward)(x)
-    finally: h.remove()
+    def grab(a, m): store['a'] = a.detach().clone()
+    with hooks(model, reads=[(_reads(model, reader), grab)]): _fwd(model, forward)(x)
     return store['a']
-
 
 # %% ../nbs/08_pruning.ipynb #b1e02f97
 @torch.no_grad()
@@ -621,7 +619,7 @@ def iia(full:nn.Module, # the original network
         compiled:nn.Module, # its abstraction (from abstract / compile_abstraction)
         base:torch.Tensor, # base inputs [N, ...]
         source:torch.Tensor, # source inputs [N, ...] (row-aligned)
-        ps:Sequence[float]=(0.25, 0.5, 0.75, 1.0), # Bernoulli probabilities of interchanging each kept unit
+        probabilities:Sequence[float]=(0.25, 0.5, 0.75, 1.0), # Bernoulli probabilities of interchanging each kept unit
         forward:Callable|None=None, # (model, x) -> output (default: model(x), a dict's 'logits')
         agree:str|Callable='argmax', # 'argmax' (classifiers), 'close' (within tol) or f(y_full, y_comp) -> bool [N]
         tol:float=0.05, # for 'close': RMS difference of sigmoid outputs
@@ -635,25 +633,25 @@ def iia(full:nn.Module, # the original network
     check(base.shape == source.shape,
           f'base and source must have the same shape, got {list(base.shape)} and {list(source.shape)}')
     meta = compiled.abstraction
-    site, kept = meta['site'], torch.tensor(meta['kept'])
+    reader, kept = meta['reader'], torch.tensor(meta['kept'])
     if agree == 'argmax': agree_fn = lambda a, b: a.argmax(1) == b.argmax(1)
     elif agree == 'close':
         agree_fn = lambda a, b: (torch.sigmoid(a) - torch.sigmoid(b)).flatten(1).pow(2).mean(1).sqrt() < tol
     else:
         check(callable(agree), f"agree must be 'argmax', 'close' or a function, got {agree!r}")
         agree_fn = agree
-    fs, cs = site_inputs(full, site, source, forward), site_inputs(compiled, site, source, forward)
+    fs, cs = reader_inputs(full, reader, source, forward), reader_inputs(compiled, reader, source, forward)
     g = torch.Generator().manual_seed(seed)
     rows = []
-    for p in (0.0, *ps):
+    for p in (0.0, *probabilities):
         check(0 <= p <= 1, f'interchange probabilities must be in [0, 1], got {p}')
         M = (torch.rand(len(base), len(kept), generator=g) < p).to(fs.device)
-        M = M.view(*M.shape, *[1] * (fs.ndim - 2))                  # a conv site: one draw per channel
-        def f_full(a, M=M): a = a.clone(); a[:, kept] = torch.where(M, fs[:, kept], a[:, kept]); return a
-        def f_comp(a, M=M): return torch.where(M, cs, a)
-        h1, h2 = _pre_hook(_reads(full, site), f_full), _pre_hook(_reads(compiled, site), f_comp)
-        try: yf, yc = _fwd(full, forward)(base), _fwd(compiled, forward)(base)
-        finally: h1.remove(); h2.remove()
+        M = M.view(*M.shape, *[1] * (fs.ndim - 2))                  # a conv reader: one draw per channel
+        def f_full(a, m, M=M): a = a.clone(); a[:, kept] = torch.where(M, fs[:, kept], a[:, kept]); return a
+        def f_comp(a, m, M=M): return torch.where(M, cs, a)
+        with hooks(full, reads=[(_reads(full, reader), f_full)]), \
+             hooks(compiled, reads=[(_reads(compiled, reader), f_comp)]):
+            yf, yc = _fwd(full, forward)(base), _fwd(compiled, forward)(base)
         dist = (yf - yc).flatten(1).norm(dim=1).mean() / yf.flatten(1).norm(dim=1).mean().clamp_min(1e-12)
         rows.append({'p': p, 'iia': float(agree_fn(yf, yc).float().mean()), 'distortion': float(dist)})
     return pd.DataFrame(rows).set_index('p')

@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .core import VaeCausalError, check
+from .core import VaeCausalError, check, claim_files, write_owned
 from .stats import (by_config, correlation, correlation_table, exclusions, mixed_effect,
                                 recon_adjusted)
-from .study import (StudySpec, _study_specs, claim_files, config_label, jobs, load_results, study_status,
-                                write_owned)
+from .study import StudySpec, config_label, jobs, load_results, study_specs, study_status
 
 if TYPE_CHECKING: import pandas
 
@@ -48,7 +47,7 @@ def _md(df, digits:int=3) -> str:
 # %% ../nbs/10b_report.ipynb #be020b33
 def _header_section(df, root:Path) -> list:
     "Title, what was run, and the compute it took."
-    specs = _study_specs(root) if (root / 'study.json').exists() else []
+    specs = study_specs(root) if (root / 'study.json').exists() else []
     hours = (df['seconds_train'].sum() + df['seconds_eval'].sum()) / 3600
     steps = f'{int(df.steps.min())}' if df.steps.nunique() == 1 else f'{int(df.steps.min())}–{int(df.steps.max())}'
     md = [f'# Study report: {", ".join(sorted({str(s.get("name", "custom")) for s in specs})) or root.name}', '',
@@ -304,7 +303,7 @@ def write_report(root:str|Path, # a study root
     root = Path(root)
     df = load_results(root)
     check(len(df) > 0, f'{root} has no finished runs yet; run the study first (vaecausal study --out {root})')
-    if (root / 'study.json').exists(): _study_specs(root)                        # (the header reads it)
+    if (root / 'study.json').exists(): study_specs(root)                        # (the header reads it)
     out = check_report_folder(root if out is None else out)
     figs = out / 'figures'
     try: figs.mkdir(exist_ok=True)

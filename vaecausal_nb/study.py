@@ -9,7 +9,6 @@ import contextlib
 import copy
 import dataclasses
 import gc
-import hashlib
 import itertools
 import math
 import json
@@ -26,27 +25,25 @@ from fastcore.basics import patch
 import torch
 
 import vaecausal_nb.data as data_module
-from .causal_metrics import causal_summary
 from .controls import CONTROLS, FIXED_VARIANCE, control_measures
 from .interventions import save_traversal
 from .core import (
-    VaeCausalError, atomic_write, check, get_device, load_json, logger, save_json, torch_threads)
-from .data import DATASETS, PROCEDURAL, load_dataset, random_batch, to_float
-from .metrics import METRICS, SIZES, dci_many, evaluate, resolve_sizes
+    OWNED, VaeCausalError, check, get_device, load_json, logger, owned_record, save_json, torch_threads)
+from .data import DATASETS, PROCEDURAL, load_dataset
+from .metrics import METRICS, SIZES, dci_many, resolve_sizes
 from .models import ARCHS, MODELS, check_hparams
+from .measure import causal_images, check_measure_sizes, check_metric_sizes, measure
 from .probes import factor_probe, train_probe
 from .fleet import STRUCTURAL, fleet_capacity, fleet_timing, train_fleet
-from .train import OutOfTime, TrainConfig, deadline, load_run, time_up, train
+from .train import OutOfTime, TrainConfig, check_time, deadline, time_up, train
 
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'CPU_HPARAMS', 'MAX_POINTS', 'MAX_CAUSAL_IMAGES', 'MAX_MODULARITY_IMAGES', 'SWEEP',
-           'CAPACITY_DIMS', 'PILOT_SWEEP', 'PRESETS', 'BETA_VAE_MIN_TRAIN', 'SUMMARY_SEED', 'CAUSAL_SEED', 'UNFINISHED',
-           'OWNED', 'ROW_TEXT', 'ROW_FLAGS', 'UNIT_METRICS', 'ROW_NEEDS', 'StudySpec', 'check_measure_sizes',
-           'configurations', 'preset', 'check_metric_sizes', 'run_key', 'jobs', 'causal_images', 'measure', 'run_job',
-           'fleets', 'run_fleet', 'foreign_files', 'write_owned', 'claim_files', 'run_study', 'plan_study',
-           'config_label', 'load_results', 'study_status', 'evaluation_path', 'evaluate_run']
+__all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'CPU_HPARAMS', 'SWEEP', 'CAPACITY_DIMS', 'PILOT_SWEEP', 'PRESETS', 'UNFINISHED',
+           'ROW_TEXT', 'ROW_FLAGS', 'UNIT_METRICS', 'ROW_NEEDS', 'StudySpec', 'configurations', 'preset', 'run_key',
+           'jobs', 'run_job', 'fleets', 'run_fleet', 'study_specs', 'run_study', 'plan_study', 'config_label',
+           'load_results', 'study_status']
 
 # %% ../nbs/10_study.ipynb #ef859e92
 SPEC_VERSION = 1
@@ -177,34 +174,6 @@ def validate(self:StudySpec):
           f'{SPEC_VERSION}; start a new study root, or install the vaecausal_nb that wrote it')
     return self
 
-# %% ../nbs/10_study.ipynb #7988d0a7
-# Upper bounds on what one measurement holds at once: past them a typo (1e9) would end in an out-of-memory kill
-MAX_POINTS = 100_000          # a metric size: 10 × disentanglement_lib's reference 10,000
-MAX_CAUSAL_IMAGES = 4096      # 8 × the paper preset's 512
-MAX_MODULARITY_IMAGES = 256   # 4 × the paper preset's 64
-
-def check_measure_sizes(metric_sizes:str|dict, # metric sizes (a name in metrics.SIZES or a dict)
-                        causal_images:int, # images for CES, specificity and active latents (an integer >= 2)
-                        modularity_images:int, # images for circuit modularity (an integer >= 2)
-                       ):
-    """Refuse measurement sizes that no memory holds (`MAX_POINTS`, `MAX_CAUSAL_IMAGES`, `MAX_MODULARITY_IMAGES`), and
-    more modularity images than causal images (modularity is measured on the first of those)."""
-    for m, v in resolve_sizes(metric_sizes).items():
-        check(max(v if isinstance(v, tuple) else (v,)) <= MAX_POINTS, f'metric_sizes {m} '
-              f'{json.dumps(list(v) if isinstance(v, tuple) else v)}: at most {MAX_POINTS} points a set (10 × '
-              "disentanglement_lib's reference 10000): every point's code and factors are held in memory and the "
-              "metrics' classifiers are fitted on them (DCI's take ~5 min at 10000 points); give smaller sizes")
-    check(causal_images <= MAX_CAUSAL_IMAGES, f'causal_images {causal_images} is more than {MAX_CAUSAL_IMAGES}: for '
-          'each latent the causal metrics hold 7 decodes of every image at once (1.3 GiB at 4096 3×64×64 images), '
-          f'so more runs out of memory; give at most {MAX_CAUSAL_IMAGES} (the paper preset uses 512)')
-    check(modularity_images <= MAX_MODULARITY_IMAGES, f'modularity_images {modularity_images} is more than '
-          f'{MAX_MODULARITY_IMAGES}: for each treatment circuit modularity holds about 65 decodes of every image at '
-          f'once (0.8 GiB at 256 3×64×64 images), so more runs out of memory; give at most {MAX_MODULARITY_IMAGES} '
-          '(the paper preset uses 64)')
-    check(modularity_images <= causal_images, f'modularity_images {modularity_images} is more than causal_images '
-          f'{causal_images}: circuit modularity is measured on the first modularity_images of the causal images; '
-          'give at most as many')
-
 # %% ../nbs/10_study.ipynb #e264d2bd
 def _check_sweep(spec:StudySpec):
     "Normalise `spec.sweep` to arch -> {name: tuple of values}; every combination must be valid hyperparameters."
@@ -225,7 +194,7 @@ def configurations(spec:StudySpec, # a study spec
     return [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())]
 
 # %% ../nbs/10_study.ipynb #177b9580
-# The powered design (#16): five values of each architecture's own hyperparameter, and the capacity grid (β × latent
+# The powered design: five values of each architecture's own hyperparameter, and the capacity grid (β × latent
 # dim, the plain VAE as β = 1): 4 + 20 + 4 × 5 = 44 configurations a dataset.
 SWEEP = {'beta_vae': {'beta': (2., 4., 6., 8., 16.)}, 'factor_vae': {'gamma': (10., 20., 35., 50., 100.)},
          'beta_tc_vae': {'beta': (2., 4., 6., 8., 10.)}, 'dip_vae_ii': {'lambda_od': (1., 2., 5., 10., 50.)},
@@ -254,34 +223,6 @@ def preset(name:str, # 'quick', 'standard', 'gpu', 'paper' (see PRESETS)
     "The `StudySpec` of a named preset ('quick', 'standard', 'gpu', 'paper'), with fields overridden."
     check(name in PRESETS, f'unknown preset {name!r}; choose one of {", ".join(PRESETS)}')
     return StudySpec(**{**copy.deepcopy(PRESETS[name]), **overrides}).validate()
-
-# %% ../nbs/10_study.ipynb #310158e2
-BETA_VAE_MIN_TRAIN = 10     # BetaVAE's training points: with fewer, one factor may be all that is drawn
-
-def check_metric_sizes(sizes:str|dict, # metric sizes (a name in metrics.SIZES or a dict, as StudySpec.metric_sizes)
-                       ds, # the dataset they will be drawn from (a FactorDataset)
-                       metrics=METRICS, # the metrics that will be measured (the others' sizes are not read)
-                      ):
-    """Refuse sizes a metric cannot be computed at on `ds`, before anything is trained: the metrics fitted on points
-    (DCI and SAP: each set; MIG, IRS, InfoMEC) need `max(20, 2 × the largest class count of a scored factor)` points;
-    FactorVAE 2 votes of each kind; BetaVAE `BETA_VAE_MIN_TRAIN` training points and 2 evaluation points."""
-    sz = {m: v for m, v in resolve_sizes(sizes).items() if m in metrics}
-    scored = [s for n, s in zip(ds.factor_names, ds.factor_sizes) if s > 1 and n not in ds.nuisance]
-    need = max([20] + [2 * s for s in scored])
-    label = {'dci': 'DCI (train and test)', 'sap': 'SAP (train and test)', 'mig': 'MIG', 'irs': 'IRS',
-             'infomec': 'InfoMEC'}
-    pts = {m: sz[m] if isinstance(sz[m], tuple) else (sz[m],) for m in label if m in sz}
-    small = [f'{m} {json.dumps(list(v) if len(v) > 1 else v[0])}' for m, v in pts.items() if min(v) < need]
-    check(not small, f'metric_sizes {", ".join(small)}: too few points for {ds.name}; {", ".join(map(label.get, pts))} '
-          f'need at least {need} points in each set (twice the {max(scored, default=0)} classes of its largest factor, '
-          'and at least 20)')
-    fv, bv = sz.get('factor_vae', (2, 2, 2)), sz.get('beta_vae', (BETA_VAE_MIN_TRAIN, 2))
-    check(min(fv) >= 2, f'metric_sizes factor_vae {json.dumps(list(fv))}: FactorVAE needs at least 2 training votes, 2 '
-          'evaluation votes and 2 images for the variances')
-    check(bv[0] >= BETA_VAE_MIN_TRAIN and bv[1] >= 2, f'metric_sizes beta_vae {json.dumps(list(bv))}: BetaVAE needs '
-          f'at least {BETA_VAE_MIN_TRAIN} training points (with fewer, one factor may be all that is drawn) and 2 '
-          'evaluation points')
-
 
 # %% ../nbs/10_study.ipynb #9a1aa8ca
 def _resolve_dataset(name:str, procedural, allow:bool, sizes, metrics=METRICS) -> dict:
@@ -347,62 +288,9 @@ def _variants(spec:StudySpec, arch:str) -> list[bool]:
     return [False] + [True] * ('fixed_variance' in spec.controls and gaussian)
 
 # %% ../nbs/10_study.ipynb #8ed13c77
-# Images drawn for measurement get seeds of their own, apart from the training seed (which draws the batches):
-SUMMARY_SEED = 10_000         # + run seed: the held-out images of the final loss terms
-CAUSAL_SEED = 20_000          # + run seed: the images of the causal metrics
-
-def causal_images(ds, # a FactorDataset
-                  n:int, # how many images
-                  seed:int, # the run's seed
-                 ) -> torch.Tensor:
-    "The images a run's causal metrics are measured on (float, CPU): drawn with CAUSAL_SEED + seed."
-    return to_float(random_batch(ds, n, torch.Generator().manual_seed(CAUSAL_SEED + seed))[0])
-
-def _model_summary(model, ds, seed:int, n:int=512) -> dict:
-    "Mean loss terms of the trained model on `n` random images (no gradient)."
-    x, _ = random_batch(ds, n, torch.Generator().manual_seed(SUMMARY_SEED + seed))
-    x = to_float(x).to(next(model.parameters()).device)
-    model.eval()
-    tot = {}
-    with torch.no_grad():
-        for xb in x.split(128):
-            terms = model.loss(xb, model(xb))
-            for k, v in terms.items(): tot[k] = tot.get(k, 0.0) + float(v) * len(xb) / n
-    return {f'final_{k}': v for k, v in tot.items()}
-
-
-def _in_time(until:float|None, what:str):
-    "Raise `OutOfTime(what)` if the deadline `until` has passed (the check before each probe and measurement)."
-    if time_up(until): raise OutOfTime(what)
-
-def _probe(root:Path, ds, steps:int):
-    return factor_probe(ds, steps=steps, root=root / 'probes', progress=False)
-
-
-def measure(model:torch.nn.Module, # a trained model
-            ds, # its dataset (a FactorDataset)
-            ev:dict, # evaluation settings: metric_sizes, causal_images, modularity_images, metrics (a job's 'eval')
-            seed:int, # the run's seed (the measurement images are drawn from it)
-            probe=None, # the dataset's factor probe (None: no factor-level specificity)
-            progress:bool=False, # tqdm bars over the metrics
-            n_jobs:int=1, # DCI's per-factor classifiers fitted in parallel (the same numbers as serial)
-            dci_later:list|None=None, # a list: DCI's arguments go there (`metrics.dci_many` fits them), not fitted now
-            until:float|None=None, # a `time.time()` deadline: `OutOfTime` if a part (below) would start past it
-           ) -> dict:
-    """Every metric of one trained model on its dataset, as a flat dict of floats (in three parts: the loss terms, the
-    disentanglement metrics, the causal metrics)."""
-    t0 = time.perf_counter()
-    _in_time(until, 'not measured')
-    out = _model_summary(model, ds, seed)
-    _in_time(until, 'measured in part')
-    ev_all = evaluate(model, ds, sizes=ev['metric_sizes'], seed=seed, progress=progress, n_jobs=n_jobs,
-                      metrics=ev.get('metrics', METRICS), dci_later=dci_later)
-    out.update({k: v for k, v in ev_all.items() if k != 'seconds_total'})
-    x = causal_images(ds, ev['causal_images'], seed)
-    _in_time(until, 'measured in part')
-    out.update(causal_summary(model, x, probe=probe, modularity_images=ev['modularity_images']))
-    out['seconds_eval'] = time.perf_counter() - t0
-    return {k: float(v) for k, v in out.items()}
+def _probe(root:Path, dataset, steps:int):
+    "The study's factor probe of `dataset` (trained once into `root/probes/`, before any run)."
+    return factor_probe(dataset, steps=steps, root=root / 'probes', progress=False)
 
 # %% ../nbs/10_study.ipynb #66888c12
 def run_job(job:dict, # from `jobs`
@@ -415,7 +303,7 @@ def run_job(job:dict, # from `jobs`
     root = Path(root); d = root / 'runs' / job['name']
     done = d / 'metrics.json'
     if done.exists(): return load_json(done)
-    _in_time(until, 'not started')
+    check_time(until, 'not started')
     d.parent.mkdir(parents=True, exist_ok=True)
     with _run_lock(d.parent / f'.{job["name"]}.lock', d), _unit_context(job.get('threads'), cores) as n_jobs:
         if done.exists(): return load_json(done)
@@ -464,7 +352,7 @@ def _train_and_measure(job, root, d, done, until=None, n_jobs:int=1) -> dict:
     ds = load_dataset(cfg.dataset, **cfg.dataset_kwargs)   # loaded once, for training, the figure and measurement
     t0 = time.perf_counter()
     run = train(cfg, ds, until=until)
-    _in_time(until, 'trained, not measured')
+    check_time(until, 'trained, not measured')
     return _measure_run(job, root, d, done, run, ds, time.perf_counter() - t0, n_jobs, until)
 
 # %% ../nbs/10_study.ipynb #0953bdec
@@ -474,11 +362,11 @@ def _measure_row(job, root, d, run, ds, t_train:float, fleet_size:int=1, dci_lat
     `OutOfTime` before the probe, a part of the measurement or the controls would start past `until`."""
     cfg = run.config
     if not (d / 'traversal.png').exists(): save_traversal(run.model, ds, d / 'traversal.png')
-    _in_time(until, 'trained, not measured')
+    check_time(until, 'trained, not measured')
     probe = _probe(root, ds, job['eval']['probe_steps'])
     m = measure(run.model, ds, job['eval'], cfg.seed, probe, n_jobs=n_jobs, dci_later=dci_later, until=until)
     if job['eval'].get('controls'):
-        _in_time(until, 'measured in part')
+        check_time(until, 'measured in part')
         x = causal_images(ds, job['eval']['causal_images'], cfg.seed)
         m.update(control_measures(run.model, ds, x, job['eval']['controls'], steps=cfg.steps, probe=probe,
                                   modularity_images=job['eval']['modularity_images'], seed=cfg.seed,
@@ -594,57 +482,8 @@ def _run_unit(unit:list[dict], root, cores=None, catch=(VaeCausalError,), until=
     except catch as e: return [(unit[0]['key'], None, str(e) if isinstance(e, VaeCausalError) else
                                 f'{type(e).__name__}: {e}')]
 
-# %% ../nbs/10_study.ipynb #af267c01
-OWNED = '.vaecausal_files.json'      # in a folder vaecausal_nb writes into: the files it wrote there (path -> hashes)
-
-def _owned(folder:Path) -> dict|None:
-    "The record of the files vaecausal_nb wrote in `folder` (relative path -> SHA-256 of its versions), None if none."
-    f = Path(folder) / OWNED
-    if not f.exists(): return None
-    rec = load_json(f)
-    ok = isinstance(rec, dict) and isinstance(rec.get('files'), dict) and all(
-        isinstance(v, list) for v in rec['files'].values())
-    check(ok, f'{f} is not the record vaecausal_nb keeps of the files it wrote; delete it (the report files beside '
-          'it then count as not its own: move them away too)')
-    return rec['files']
-
-def _sha256(path:Path) -> str: return hashlib.sha256(path.read_bytes()).hexdigest()
-
-def foreign_files(folder:str|Path, # where vaecausal_nb would write
-                  names:list[str], # paths relative to `folder` it would write
-                 ) -> list[str]:
-    """Those of `names` that exist in `folder` but that vaecausal_nb did not write there, or that changed since (their
-    bytes are no version it recorded): what writing them would destroy. A folder is its own, not a file in it."""
-    folder = Path(folder); rec = _owned(folder)                 # no record: nothing there is known to be ours
-    return [n for n in names if (folder / n).exists() and ((folder / n).is_dir() or
-                                                           _sha256(folder / n) not in (rec or {}).get(n, []))]
-
-def write_owned(folder:str|Path, # the folder (where the record is kept)
-                name:str, # the file's path relative to it, e.g. 'figures/x.png'
-                data:bytes, # its content
-               ) -> Path:
-    "Write `data` to `folder/name` atomically and record it as vaecausal_nb's (the record first, then the file)."
-    folder = Path(folder); rec = _owned(folder) or {}
-    rec[name] = rec.get(name, [])[-1:] + [hashlib.sha256(data).hexdigest()]   # this version and the one before
-    save_json({'files': rec}, folder / OWNED)
-    with atomic_write(folder / name) as f: f.write(data)
-    return folder / name
-
-def claim_files(folder:str|Path, # where vaecausal_nb is about to write
-                names:list[str], # paths relative to `folder` it would write
-                what:str, # who writes, for the message (e.g. 'the report')
-                other:str|None='give --out a new folder', # the other way out, besides moving the files (None: none)
-               ):
-    """One error naming them if writing `names` would overwrite files vaecausal_nb did not write (`foreign_files`),
-    before anything is written."""
-    folder = Path(folder); theirs = foreign_files(folder, names)
-    them = 'them' if len(theirs) > 1 else 'it'
-    check(not theirs, f'{folder} holds {", ".join(theirs)}, which vaecausal_nb did not write there (or which changed '
-          f'since it did); {what} would overwrite {them}: move {them} away{f", or {other}" if other else ""}')
-
-
 # %% ../nbs/10_study.ipynb #58f10838
-def _study_specs(root:Path) -> list[dict]:
+def study_specs(root:Path) -> list[dict]:
     "The specs recorded in `root/study.json`, checked to be the file a study writes: an object with a list of specs."
     f = Path(root) / 'study.json'
     d = load_json(f)
@@ -664,7 +503,7 @@ def _check_root(root:Path, spec:StudySpec):
           'a study root)')
     f = root / 'study.json'
     if f.exists():
-        specs = _study_specs(root)
+        specs = study_specs(root)
         v = load_json(f)['version']
         check(v == SPEC_VERSION, f'{root} was written by study spec version {v}, but this vaecausal_nb writes version '
               f'{SPEC_VERSION}; use a new study root (or the vaecausal_nb version that wrote it)')
@@ -674,7 +513,8 @@ def _check_root(root:Path, spec:StudySpec):
               f'{"them" if len(theirs) > 1 else "it"}; a study writes there: give --out a new folder (or a study root)')
     try: root.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise VaeCausalError(f'cannot create the study root {root}: {e.strerror}') from None
-    if not f.exists() and _owned(root) is None: save_json({'files': {}}, root / OWNED)   # a new root keeps a record
+    if not f.exists() and owned_record(root) is None:                    # a new root keeps a record
+        save_json({'files': {}}, root / OWNED)
     if spec.to_dict() not in specs or not f.exists():
         save_json({'version': SPEC_VERSION, 'specs': specs + [spec.to_dict()] * (spec.to_dict() not in specs)}, f)
 
@@ -965,43 +805,3 @@ def study_status(root:str|Path) -> dict:
     runs = sorted(p for p in (Path(root) / 'runs').glob('*') if p.is_dir())
     open_ = [p.name for p in runs if not (p / 'metrics.json').exists()]
     return {'runs': len(runs), 'finished': len(runs) - len(open_), 'unfinished': open_}
-
-# %% ../nbs/10_study.ipynb #093d7fae
-def evaluation_path(path:str|Path, # a run directory
-                    sizes:str|dict, # the sizes asked for (a name, a dict, or a dict as JSON text)
-                   ) -> Path:
-    "Where `evaluate_run` writes its numbers: `evaluation-<sizes name>.json`, or `evaluation-custom.json` for a dict."
-    name = sizes if isinstance(sizes, str) and not sizes.lstrip().startswith('{') else 'custom'
-    return Path(path) / f'evaluation-{name}.json'
-
-def evaluate_run(path:str|Path, # a run directory
-                 sizes:str|dict='quick', # 'quick', 'fast', 'standard', a dict of metric sizes, or it as JSON text
-                 causal_images:int=64, # images for CES, specificity and active latents
-                 modularity_images:int=16, # images for circuit modularity
-                 probe_steps:int=600, # factor-probe training steps (cached in the model cache)
-                 progress:bool=True, # tqdm bars
-                ) -> dict:
-    "Every metric of the run in `path`; written to `path/evaluation-<sizes>.json` ('custom' for a dict) and returned."
-    check(isinstance(sizes, (str, dict)), f'sizes must be a name or a dict, got {type(sizes).__name__}')
-    if isinstance(sizes, str) and sizes.lstrip().startswith('{'):
-        try: sizes = json.loads(sizes)
-        except json.JSONDecodeError as e: raise VaeCausalError(f'--sizes is not valid JSON ({e})') from None
-    check(not isinstance(sizes, str) or sizes in SIZES, f'unknown sizes {sizes!r}; choose one of '
-          f'{", ".join(SIZES)} or give a JSON object')
-    resolve_sizes(sizes)
-    for k, v, lo in (('causal_images', causal_images, 2), ('modularity_images', modularity_images, 2),
-                     ('probe_steps', probe_steps, 1)):
-        check(isinstance(v, int) and v >= lo, f'{k} must be an integer >= {lo}, got {v!r}')
-    check_measure_sizes(sizes, causal_images, modularity_images)
-    run, out = load_run(path, finished=True), evaluation_path(path, sizes)     # a run trained part-way: refused
-    check(os.access(out.parent, os.W_OK), f'{out.parent} is not writable, and the evaluation is written there '
-          f'({out.name}); make it writable, or evaluate a copy of the run folder in a place you can write to')
-    claim_files(out.parent, [out.name], 'the evaluation', other=None)   # a user's file by that name: refused now
-    ds = load_dataset(run.config.dataset, **run.config.dataset_kwargs)
-    check_metric_sizes(sizes, ds)
-    ev = {'metric_sizes': sizes, 'causal_images': causal_images,
-          'modularity_images': modularity_images, 'probe_steps': probe_steps}
-    m = measure(run.model, ds, ev, run.config.seed, factor_probe(ds, steps=probe_steps, progress=progress), progress)
-    write_owned(out.parent, out.name, json.dumps(m, indent=2, sort_keys=True).encode())
-    return m
-

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io
-import json
 import math
 import os
 import re
@@ -24,21 +22,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from fastcore.basics import patch
 
 from .core import (
     VaeCausalError, atomic_write, cache_root, check, check_path, get_device, load_json, load_weights, logger,
-    remove_write_leftovers, retain_freed_memory, save_json, save_weights, seed_everything)
+    remove_write_leftovers, retain_freed_memory, save_json, save_weights, seed_everything, settings_key)
 from .data import DATASETS, BatchIterator, FactorDataset, load_dataset, should_materialise
 from .models import ARCHS, REVISIONS, build_model, check_hparams, check_latent_dim
 
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['MAX_STEPS', 'NOT_A_RESULT', 'COMPILE_MODES', 'CUDA_GRAPH_MODES', 'SIMD_WIDTH', 'CKPT_FILES', 'CPU_BF16_SLOW',
-           'RUN_FILES', 'LOCK_FILE', 'ZOO_ENV', 'TrainConfig', 'compile_with', 'compile_missing', 'save_checkpoint',
-           'load_state', 'Run', 'build_optimizer', 'default_channels_last', 'Session', 'start_session', 'train_step',
-           'log_and_save', 'finish_session', 'OutOfTime', 'deadline', 'time_up', 'pause_session', 'train',
-           'check_run_dir', 'folder_lock', 'load_run', 'zoo_root', 'pretrained']
+__all__ = ['MAX_STEPS', 'COMPILE_MODES', 'CUDA_GRAPH_MODES', 'SIMD_WIDTH', 'NOT_A_RESULT', 'CKPT_FILES', 'CPU_BF16_SLOW',
+           'RUN_FILES', 'LOCK_FILE', 'ZOO_ENV', 'TrainConfig', 'compile_with', 'compile_missing', 'rng_state',
+           'set_rng_state', 'save_checkpoint', 'load_state', 'Run', 'history_frame', 'build_optimizer',
+           'default_channels_last', 'divergence_error', 'log_row', 'is_out_of_memory', 'Session', 'start_session',
+           'train_step', 'log_and_save', 'finish_session', 'OutOfTime', 'deadline', 'time_up', 'check_time',
+           'pause_session', 'train', 'check_run_dir', 'folder_lock', 'load_run', 'zoo_root', 'pretrained']
 
 # %% ../nbs/04_train.ipynb #3472ea60
 def _dataset_name(name:str, # a dataset name as a user wrote it ('3dshapes', 'dSprites', ...)
@@ -72,40 +72,7 @@ class TrainConfig:
     log_every: int = 10
     progress: bool = True
 
-    def validate(self):
-        self.dataset = _dataset_name(self.dataset)      # as load_dataset reads it: one name, one run key
-        self.hparams = check_hparams(self.arch, self.hparams)
-        self.latent_dim = check_latent_dim(self.latent_dim)   # a bool or a size no memory holds: refused here
-        count = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1     # True is not a count
-        for k in ('steps', 'batch_size', 'latent_dim', 'checkpoint_every', 'log_every'):
-            check(count(getattr(self, k)), f'{k} must be a positive integer, got {getattr(self, k)!r}')
-        check(self.steps <= MAX_STEPS, f'steps {self.steps:,} is more than {MAX_STEPS:,}, which no machine trains '
-              'in a lifetime at these sizes (the paper preset uses 300,000); give fewer steps')
-        check(self.lr > 0 and math.isfinite(self.lr), f'lr must be a positive number, got {self.lr}')
-        check(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**32,
-              f'seed must be an integer in [0, 2**32), got {self.seed!r}')
-        if self.out_dir: check_path(self.out_dir, 'out_dir')     # a name too long for the file system: refused here
-        check(self.precision in ('fp32', 'bf16'), f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
-        check(self.compile in (False, True) or self.compile in COMPILE_MODES,
-              f'compile must be True, False or one of {", ".join(COMPILE_MODES)}, got {self.compile!r}')
-        if self.compile is not False:                   # before any folder: else the first step fails, a run begun
-            miss = compile_missing(get_device(self.device))
-            check(not miss, f'torch.compile cannot build kernels here: this machine lacks {" and ".join(miss)}; '
-                  'install them, or train without compile')
-        return self
-
     def to_dict(self): return dataclasses.asdict(self)
-    def key(self, # the config
-            steps:bool=True, # include the number of steps (False: a longer run of the same config has the same key)
-            extra:dict|None=None, # more settings that define the result (e.g. a study's evaluation settings)
-            digits:int=12, # hex digits of the SHA-1
-           ) -> str:
-        """The hash of what defines this run's result: every field but paths, progress, checkpointing, device and
-        compile."""
-        cfg = {k: v for k, v in self.to_dict().items() if k not in NOT_A_RESULT and (steps or k != 'steps')}
-        rev = {'revision': REVISIONS[self.arch]} if self.arch in REVISIONS else {}   # `models.REVISIONS`
-        blob = json.dumps({'train': cfg, **rev, **(extra or {})}, sort_keys=True, default=list)
-        return hashlib.sha1(blob.encode()).hexdigest()[:digits]
     @classmethod
     def from_dict(cls, d:dict):
         names = {f.name for f in dataclasses.fields(cls)}
@@ -113,9 +80,30 @@ class TrainConfig:
         check(not bad, f'unknown TrainConfig field(s) {", ".join(bad)}; valid: {", ".join(sorted(names))}')
         return cls(**d)
 
-# fields that do not change a run's result (so not in its key), and those that may differ when a run is continued
-NOT_A_RESULT = {'out_dir', 'progress', 'checkpoint_every', 'log_every', 'device', 'compile'}
-_RESUMABLE = NOT_A_RESULT | {'steps'}
+# %% ../nbs/04_train.ipynb #759e4040
+@patch
+def validate(self:TrainConfig):
+    "Check every field (one clear error for the first wrong one) and normalise the dataset name; returns `self`."
+    self.dataset = _dataset_name(self.dataset)      # as load_dataset reads it: one name, one run key
+    self.hparams = check_hparams(self.arch, self.hparams)
+    self.latent_dim = check_latent_dim(self.latent_dim)   # a bool or a size no memory holds: refused here
+    count = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1     # True is not a count
+    for k in ('steps', 'batch_size', 'latent_dim', 'checkpoint_every', 'log_every'):
+        check(count(getattr(self, k)), f'{k} must be a positive integer, got {getattr(self, k)!r}')
+    check(self.steps <= MAX_STEPS, f'steps {self.steps:,} is more than {MAX_STEPS:,}, which no machine trains '
+          'in a lifetime at these sizes (the paper preset uses 300,000); give fewer steps')
+    check(self.lr > 0 and math.isfinite(self.lr), f'lr must be a positive number, got {self.lr}')
+    check(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**32,
+          f'seed must be an integer in [0, 2**32), got {self.seed!r}')
+    if self.out_dir: check_path(self.out_dir, 'out_dir')     # a name too long for the file system: refused here
+    check(self.precision in ('fp32', 'bf16'), f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+    check(self.compile in (False, True) or self.compile in COMPILE_MODES,
+          f'compile must be True, False or one of {", ".join(COMPILE_MODES)}, got {self.compile!r}')
+    if self.compile is not False:                   # before any folder: else the first step fails, a run begun
+        miss = compile_missing(get_device(self.device))
+        check(not miss, f'torch.compile cannot build kernels here: this machine lacks {" and ".join(miss)}; '
+              'install them, or train without compile')
+    return self
 
 # %% ../nbs/04_train.ipynb #6d12eae1
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')   # torch.compile's modes
@@ -154,13 +142,33 @@ def compile_missing(device:torch.device, # where the compiled code would run
     return ([] if found else [need]) + ([] if os.path.exists(os.path.join(inc, 'Python.h')) else
                                          [f'Python.h (not in {inc})'])
 
+# %% ../nbs/04_train.ipynb #5aad76c6
+# fields that do not change a run's result (so not in its key), and those that may differ when a run is continued
+NOT_A_RESULT = {'out_dir', 'progress', 'checkpoint_every', 'log_every', 'device', 'compile'}
+_RESUMABLE = NOT_A_RESULT | {'steps'}
+
+@patch
+def key(self:TrainConfig,
+        steps:bool=True, # include the number of steps (False: a longer run of the same config has the same key)
+        extra:dict|None=None, # more settings that define the result (e.g. a study's evaluation settings)
+        digits:int=12, # hex digits of the SHA-1
+       ) -> str:
+    """The hash of what defines this run's result (`core.settings_key`): every field but paths, progress,
+    checkpointing, device and compile, with the architecture's revision (`models.REVISIONS`)."""
+    cfg = {k: v for k, v in self.to_dict().items() if k not in NOT_A_RESULT and (steps or k != 'steps')}
+    rev = {'revision': REVISIONS[self.arch]} if self.arch in REVISIONS else {}
+    return settings_key({'train': cfg, **rev, **(extra or {})}, digits)
+
 # %% ../nbs/04_train.ipynb #120d707d
-def _rng_state() -> dict:
+def rng_state() -> dict:
+    "PyTorch's global random state (CPU, and every CUDA device's): what a checkpoint records to resume bit-identically."
     s = {'torch': torch.get_rng_state()}
     if torch.cuda.is_available(): s['cuda'] = torch.cuda.get_rng_state_all()
     return s
 
-def _set_rng_state(s:dict):
+def set_rng_state(s:dict, # from `rng_state`
+                 ):
+    "Restore PyTorch's global random state recorded by `rng_state` (the CUDA part where CUDA is present)."
     torch.set_rng_state(s['torch'])
     if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
@@ -196,7 +204,7 @@ def _remove_checkpoint(ck:Path, # a checkpoint folder this run wrote (`run.json`
 # %% ../nbs/04_train.ipynb #3e4c2003
 def _fill_checkpoint(tmp:Path, step, model, opt, aux_opt, it, history, rng):
     save_weights(model, tmp / 'model.safetensors')
-    state = {'step': step, 'opt': opt.state_dict(), 'rng': rng or _rng_state(), 'iter': it.state_dict(),
+    state = {'step': step, 'opt': opt.state_dict(), 'rng': rng or rng_state(), 'iter': it.state_dict(),
              'history_rows': len(history), 'threads': torch.get_num_threads()}
     if aux_opt is not None: state['aux_opt'] = aux_opt.state_dict()
     buf = io.BytesIO(); torch.save(state, buf)          # in memory: a full disk then fails in atomic_write, clearly
@@ -210,7 +218,7 @@ def save_checkpoint(run_dir:Path, # the run folder
                     aux_opt, # auxiliary optimiser (FactorVAE) or None
                     it:BatchIterator, # the batch iterator (its position)
                     history:list, # logged rows so far
-                    rng:dict|None=None, # the run's RNG state to record (None: the process's, `_rng_state()`)
+                    rng:dict|None=None, # the run's RNG state to record (None: the process's, `rng_state()`)
                    ):
     """Write `ckpt-<step>/` atomically and point `LATEST` at it; the older checkpoints this run recorded writing (in
     `run.json`) are removed, and no other folder. A failed write leaves no temporary folder behind."""
@@ -293,7 +301,9 @@ class Run:
     error: str|None = None     # why training stopped early (a fleet member that diverged); None: it finished
 
 
-def _history_frame(history):
+def history_frame(history:list, # rows {'step', loss terms...} as `log_row` appends them
+                 ) -> 'pandas.DataFrame':
+    "A run's history as a DataFrame, one row per logged step."
     import pandas as pd
     return pd.DataFrame(history)
 
@@ -315,13 +325,18 @@ def default_channels_last(device) -> bool:
     return torch.device(device).type in ('cpu', 'cuda')
 
 # %% ../nbs/04_train.ipynb #501802ab
-def _diverged(step:int, loss, last_good:dict, cfg:TrainConfig) -> VaeCausalError:
+def divergence_error(step:int, # the step whose loss is not finite
+                     loss:torch.Tensor, # that loss
+                     last_good:dict, # the last finite loss terms
+                     cfg:TrainConfig, # the run's config (its learning rate is named)
+                    ) -> VaeCausalError:
+    "The error a diverged run stops with: where, the last finite values, and what to change."
     return VaeCausalError(f'training diverged at step {step}: the loss is {loss.item()}; last finite values '
                           f'{ {k: round(v, 4) for k, v in last_good.items()} }. The last good checkpoint is kept; '
                           f'lower the learning rate ({cfg.lr}) or the regulariser weight')
 
 
-def _log_row(history:list, step:int, terms:dict, bar) -> dict:
+def log_row(history:list, step:int, terms:dict, bar) -> dict:
     "Append the step's loss terms to `history` and show the main ones on the progress bar."
     row = {'step': step, **{k: float(v.detach()) for k, v in terms.items()}}
     history.append(row)
@@ -331,7 +346,9 @@ def _log_row(history:list, step:int, terms:dict, bar) -> dict:
 # torch.OutOfMemoryError is new in torch 2.5; older versions have only torch.cuda's (an except clause must not fail)
 _OOM = getattr(torch, 'OutOfMemoryError', None) or getattr(torch.cuda, 'OutOfMemoryError', MemoryError)
 
-def _out_of_memory(e:BaseException) -> bool:
+def is_out_of_memory(e:BaseException, # an exception raised while training or measuring
+                    ) -> bool:
+    "Whether `e` is the device or the host running out of memory (torch's OOM error, MemoryError, or their messages)."
     return isinstance(e, (_OOM, MemoryError)) or "can't allocate" in str(e) or 'out of memory' in str(e)
 
 # %% ../nbs/04_train.ipynb #ef04d64e
@@ -350,17 +367,17 @@ class Session:
     threads: int|None = None    # torch threads its checkpoint was trained with (None: a new run, or not recorded)
 
 def start_session(cfg:TrainConfig, # a validated config
-                  ds:FactorDataset, # the dataset it names
+                  dataset:FactorDataset, # the dataset it names
                   device:torch.device, # where to train
                  ) -> Session:
     "Seed, build the model, optimisers and batch stream of `cfg`; resume them from its run folder if it has one."
-    check(getattr(ds, 'name', None) == cfg.dataset,
-          f'train got the dataset {getattr(ds, "name", ds)!r} for a config that names {cfg.dataset!r}')
-    if cfg.out_dir: _check_source(Path(cfg.out_dir), ds)
-    cfg.dataset_kwargs = _with_source(cfg, ds)      # procedural or the real file: recorded in config.json and the key
+    check(getattr(dataset, 'name', None) == cfg.dataset,
+          f'train got the dataset {getattr(dataset, "name", dataset)!r} for a config that names {cfg.dataset!r}')
+    if cfg.out_dir: _check_source(Path(cfg.out_dir), dataset)
+    cfg.dataset_kwargs = _with_source(cfg, dataset)   # procedural or the real file: in config.json and the key
     seed_everything(cfg.seed)
-    model = build_model(cfg.arch, cfg.latent_dim, ds.image_shape, **cfg.hparams).to(device)
-    it = BatchIterator(ds, cfg.batch_size, device=device, seed=cfg.seed)
+    model = build_model(cfg.arch, cfg.latent_dim, dataset.image_shape, **cfg.hparams).to(device)
+    it = BatchIterator(dataset, cfg.batch_size, device=device, seed=cfg.seed)
     opt, aux_opt = build_optimizer(model, cfg.lr), model.aux_optimizer()
     cl = cfg.channels_last if cfg.channels_last is not None else default_channels_last(device)
     if cl: model = model.to(memory_format=torch.channels_last)
@@ -438,7 +455,7 @@ def log_and_save(s:Session, # the run, just stepped
                 ):
     "Log the step's terms when `log_every` says so, and checkpoint when `checkpoint_every` says so (or at the end)."
     cfg, end = s.cfg, s.step == s.cfg.steps
-    if s.step % cfg.log_every == 0 or end: s.last_good = _log_row(s.history, s.step, terms, bar)
+    if s.step % cfg.log_every == 0 or end: s.last_good = log_row(s.history, s.step, terms, bar)
     if cfg.out_dir and (s.step % cfg.checkpoint_every == 0 or end):
         save_checkpoint(Path(cfg.out_dir), s.step, s.model, s.opt, s.aux_opt, s.it, s.history, rng)
 
@@ -446,7 +463,7 @@ def finish_session(s:Session) -> Run:
     "Hand back the trained model (in the layout `load_run` gives) and write its final weights and history."
     model = s.model.eval().to(memory_format=torch.contiguous_format)
     if s.cfg.out_dir: _finish(Path(s.cfg.out_dir), model, s.history, s.step)
-    return Run(model, _history_frame(s.history), Path(s.cfg.out_dir) if s.cfg.out_dir else None, s.cfg)
+    return Run(model, history_frame(s.history), Path(s.cfg.out_dir) if s.cfg.out_dir else None, s.cfg)
 
 # %% ../nbs/04_train.ipynb #da8270a2
 class OutOfTime(Exception):
@@ -463,6 +480,12 @@ def time_up(until:float|None, # a `time.time()` deadline, or None for none
            ) -> bool:
     "Whether the deadline `until` has passed."
     return until is not None and _now() >= until
+
+def check_time(until:float|None, # a `time.time()` deadline, or None for none
+               what:str, # where the work stands, for `OutOfTime`'s message (e.g. 'not measured')
+              ):
+    "Raise `OutOfTime(what)` if the deadline `until` has passed: the check before a part of the work starts."
+    if time_up(until): raise OutOfTime(what)
 
 def pause_session(s:Session, # a run part-way
                  ):
@@ -513,11 +536,11 @@ def _train_loop(cfg:TrainConfig, ds:FactorDataset, device:torch.device, until:fl
         while s.step < cfg.steps:
             if time_up(until): pause_session(s); raise OutOfTime(f'{cfg.arch} stopped at step {s.step} of {cfg.steps}')
             terms, ok = train_step(s, fwd, amp)
-            if not ok: raise _diverged(s.step + 1, terms['loss'], s.last_good, cfg)
+            if not ok: raise divergence_error(s.step + 1, terms['loss'], s.last_good, cfg)
             bar.update(1)
             log_and_save(s, terms, bar)
     except (_OOM, MemoryError, RuntimeError) as e:
-        if not _out_of_memory(e): raise
+        if not is_out_of_memory(e): raise
         raise VaeCausalError(f'a training step with batch_size={cfg.batch_size} does not fit in {device.type} memory '
                              f'({type(e).__name__}); lower batch_size (the last checkpoint, if any, is kept)') from None
     finally:
@@ -657,7 +680,7 @@ def _restore(run_dir, model, opt, aux_opt, it) -> tuple[int, list, dict]:
     try:
         opt.load_state_dict(st['opt'])
         if aux_opt is not None: aux_opt.load_state_dict(st['aux_opt'])
-        _set_rng_state(st['rng'])
+        set_rng_state(st['rng'])
         it.load_state_dict(st['iter'])
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
         raise VaeCausalError(f'{ck} cannot be resumed ({type(e).__name__}: {e}): the checkpoint is damaged; '
@@ -774,7 +797,7 @@ def load_run(path:str|Path, # a run folder written by `train`
         ck = path / (path / 'LATEST').read_text().strip()
         w, hist = ck / 'model.safetensors', ck / 'history.csv'
     _load_weights(model, w, fix)
-    return Run(model.to(get_device(device)).eval(), _history_frame(_read_history(hist, fix)), path, cfg)
+    return Run(model.to(get_device(device)).eval(), history_frame(_read_history(hist, fix)), path, cfg)
 
 # %% ../nbs/04_train.ipynb #7c0d4643
 ZOO_ENV = 'VAECAUSAL_ZOO'

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from .causal_metrics import active_latents
-from .circuits import circuit_site, latent_circuits
+from .circuits import circuit_reader, latent_circuits
 from .core import VaeCausalError, check
 from .data import FactorDataset, model_images
 from .interventions import SIGMA_GRID, aggregate_posterior, latent_sweep, mediation, show_sweep, value_grid
@@ -267,18 +267,18 @@ def state(self:InterventionExplorer) -> dict:
         out['factors'] = {name: (float(a), float(b)) for name, a, b in zip(self.ds.factor_names, f0, f1)}
     if self.site is not None and self.site_box.value != '(none)':
         out['nie'] = mediation(self.model, z, i, v, self.site_box.value, nde=False)['nie_norm']
-        reader = circuit_site(self.site_box.value)
+        reader = circuit_reader(self.site_box.value)
         if self.show_circuit.value and reader is not None: out['circuit'] = self.circuit(i, reader)
     return out
 
 @patch
 def circuit(self:InterventionExplorer, i:int, # the latent
-            reader:str, # the layer reading the site's channels (circuits.circuit_site)
+            reader:str, # the layer reading the site's channels (circuits.circuit_reader)
            ) -> list[int]:
     "Latent i's circuit at `reader` over the explorer's first 32 images (computed once per latent and site)."
     if (i, reader) not in self._circuits:
         one = np.zeros(self.codes.shape[1], bool); one[i] = True
-        lc = latent_circuits(self.model, self.x[:32], site=reader, active=one)
+        lc = latent_circuits(self.model, self.x[:32], reader=reader, active=one)
         self._circuits[(i, reader)] = lc.circuit[0] if len(lc) else []
     return self._circuits[(i, reader)]
 
