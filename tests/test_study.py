@@ -120,7 +120,7 @@ def test_measure_command_measures_a_run(reference, tmp_path):
                                     '--modularity-images', '2', '--no-progress'],
                        capture_output=True, text=True, cwd=ROOT, env={**ENV, 'VAECAUSAL_ZOO': str(tmp_path / 'zoo')})
     assert r.returncode == 0, r.stderr
-    m = json.loads(next(run.glob('measurement-custom-*.json')).read_text())
+    m = json.loads(next(run.glob('measurement-custom-*.json')).read_text())['numbers']
     assert 0 <= m['mig'] <= 1 and m['n_latents'] == 10 and 'ces' in m
 
 

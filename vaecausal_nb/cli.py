@@ -129,18 +129,20 @@ def _add_report(sub, # the `vaecausal` parser's subparsers
 def _add_measure(sub, # the `vaecausal` parser's subparsers
               ):
     "The `measure` subcommand and its options: the run folder and `measure.measurement_settings`'s options."
-    e = sub.add_parser('measure', help='measure one run with every metric',
-                       description='Measure one run directory with every metric and store the numbers in it.')
+    e = sub.add_parser('measure', help='measure one run (every metric, or those of --metrics)',
+                       description='Measure one run directory and store the numbers in it, under a key of the '
+                                   'settings and the run.')
     e.add_argument('run', help='run directory (written by vaecausal train or a study)')
     e.add_argument('--sizes', default='quick',
-                   help=f'metric sizes: {", ".join(("quick", *SIZES))} or a JSON object like '
+                   help=f'metric sizes: {", ".join(SIZES)} or a JSON object like '
                    '\'{"dci": [1000, 500]}\' (default quick)')
-    e.add_argument('--causal-images', type=int, default=64)
-    e.add_argument('--modularity-images', type=int, default=16)
-    e.add_argument('--probe-steps', type=int, default=600, help='factor-probe training steps (cached)')
+    e.add_argument('--causal-images', type=int, default=64,
+                   help='images for CES, specificity and active latents (default 64)')
+    e.add_argument('--modularity-images', type=int, default=16, help='images for circuit modularity (default 16)')
+    e.add_argument('--probe-steps', type=int, default=600, help='factor-probe training steps (cached; default 600)')
     e.add_argument('--metrics', default=None, help='comma-separated disentanglement metrics to measure (default all: '
                    f'{", ".join(METRICS)})')
-    e.add_argument('--no-progress', action='store_true')
+    e.add_argument('--no-progress', action='store_true', help='no progress bars')
 
 # %% ../nbs/11_cli.ipynb #691a4b65
 class OneLineParser(argparse.ArgumentParser):
@@ -253,7 +255,7 @@ def _report_command(args:argparse.Namespace, # parsed `vaecausal report` argumen
 def _measure_command(args:argparse.Namespace, # parsed `vaecausal measure` arguments
                     ) -> int:
     "Measure one run folder (`measure.measure_run`), print the numbers and where they are stored."
-    metrics = _csv(args.metrics) or METRICS
+    metrics = METRICS if args.metrics is None else _csv(args.metrics)      # given but empty: refused below
     m = measure_run(args.run, args.sizes, args.causal_images, args.modularity_images, args.probe_steps, metrics,
                     not args.no_progress)
     width = max(map(len, m))

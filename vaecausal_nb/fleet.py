@@ -24,7 +24,7 @@ from vaecausal_nb.core import (
     VaeCausalError, check, free_memory, get_device, log_once, retain_freed_memory, same_device, to_device,
     torch_threads)
 from .data import load_dataset, should_materialise, to_float
-from .hooks import HookPoint
+from .hooks import HookPoint, hooks
 from .models import MODELS, build_model
 from .train import (
     CUDA_GRAPH_MODES, Run, Session, TrainConfig, divergence_error, history_frame, log_row, is_out_of_memory, rng_state,
@@ -91,14 +91,14 @@ def member_bytes(cfg:TrainConfig, # a member
                 ) -> int:
     """Bytes one member needs at most while it trains (in a stacked fleet, the most any executor holds):
     `WEIGHT_COPIES` copies of its weights, and the activations of a batch with their gradients."""
-    model = build_model(cfg.arch, cfg.latent_dim, image_shape, **cfg.hparams).train()
     sizes = []
-    count = lambda m, i, o: sizes.append(sum(t.numel() for t in (o if isinstance(o, tuple) else (o,))
-                                         if torch.is_tensor(t)))
-    hooks = [m.register_forward_hook(count) for m in model.modules()
-             if not list(m.children()) and not isinstance(m, HookPoint)]
-    with torch.no_grad(): model(torch.rand(1, *image_shape))
-    for h in hooks: h.remove()
+    count = lambda o, m: sizes.append(sum(t.numel() for t in (o if isinstance(o, tuple) else (o,))
+                                          if torch.is_tensor(t)))
+    with torch.random.fork_rng(devices=[]):                  # building and running it leave the global stream alone
+        model = build_model(cfg.arch, cfg.latent_dim, image_shape, **cfg.hparams).train()
+        leaves = [(n, count) for n, m in model.named_modules()
+                  if not list(m.children()) and not isinstance(m, HookPoint)]
+        with hooks(model, leaves), torch.no_grad(): model(torch.zeros(1, *image_shape))
     weights = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
     return 4 * (WEIGHT_COPIES * weights + 2 * cfg.batch_size * sum(sizes))
 

@@ -284,13 +284,12 @@ def traversal_figure(model:nn.Module, # a model with representation/decode
     "Figure: rows = latents, columns = z_i + v for v in `offsets`, decoded from the code of `x[0]` (others held)."
     model.eval()
     z = model.representation(x[:1])
+    values = z[0, :, None] + torch.tensor(offsets, dtype=z.dtype, device=z.device)       # [L, V]: z_i + v
     latents = list(range(z.shape[1])) if latents is None else _latent_indices(latents, z.shape[1])
-    vals = torch.tensor(offsets, dtype=z.dtype, device=z.device)
-    zs = z.repeat(len(latents) * len(vals), 1)
-    for r, i in enumerate(latents): zs[r * len(vals):(r + 1) * len(vals), i] += vals
-    imgs = torch.sigmoid(model.decode(zs)).cpu().view(len(latents), len(vals), *x.shape[1:])
-    return image_grid(imgs, row_labels=[f'z{i}' for i in latents], col_labels=[f'{v:+g}' for v in offsets], scale=0.82)
+    sweep = latent_sweep(model, z, values, latents)[:, :, 0].cpu()                       # [L', V, C, H, W]
+    return show_sweep(sweep, col_labels=[f'{v:+g}' for v in offsets], row_labels=[f'z{i}' for i in latents])
 
+# %% ../nbs/06_interventions.ipynb #63777515
 def save_traversal(model:nn.Module, # a trained model
                    dataset:FactorDataset, # its dataset (the first image is traversed)
                    path, # the PNG file to write (atomically)

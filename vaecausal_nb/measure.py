@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -20,8 +21,8 @@ from .probes import factor_probe
 from .train import check_time, load_run
 
 # %% auto #0
-__all__ = ['MAX_POINTS', 'MAX_CAUSAL_IMAGES', 'MAX_MODULARITY_IMAGES', 'BETA_VAE_MIN_TRAIN', 'SUMMARY_SEED', 'CAUSAL_SEED',
-           'check_measure_sizes', 'check_metric_sizes', 'causal_images', 'loss_summary', 'measure',
+__all__ = ['MAX_POINTS', 'MAX_CAUSAL_IMAGES', 'MAX_MODULARITY_IMAGES', 'MAX_PROBE_STEPS', 'BETA_VAE_MIN_TRAIN', 'SUMMARY_SEED',
+           'CAUSAL_SEED', 'check_measure_sizes', 'check_metric_sizes', 'causal_images', 'loss_summary', 'measure',
            'measurement_settings', 'measurement_path', 'measure_run']
 
 # %% ../nbs/07c_measure.ipynb #7770d02f
@@ -29,13 +30,16 @@ __all__ = ['MAX_POINTS', 'MAX_CAUSAL_IMAGES', 'MAX_MODULARITY_IMAGES', 'BETA_VAE
 MAX_POINTS = 100_000          # a metric size: 10 × disentanglement_lib's reference 10,000
 MAX_CAUSAL_IMAGES = 4096      # 8 × the paper preset's 512
 MAX_MODULARITY_IMAGES = 256   # 4 × the paper preset's 64
+MAX_PROBE_STEPS = 100_000     # 20 × the paper preset's 5,000
 
 def check_measure_sizes(metric_sizes:str|dict, # metric sizes (a name in metrics.SIZES or a dict)
                         causal_images:int, # images for CES, specificity and active latents (an integer >= 2)
                         modularity_images:int, # images for circuit modularity (an integer >= 2)
+                        probe_steps:int|None=None, # factor-probe training steps (None: not checked)
                        ):
-    """Refuse measurement sizes that no memory holds (`MAX_POINTS`, `MAX_CAUSAL_IMAGES`, `MAX_MODULARITY_IMAGES`), and
-    more modularity images than causal images (modularity is measured on the first of those)."""
+    """Refuse measurement sizes that no memory holds (`MAX_POINTS`, `MAX_CAUSAL_IMAGES`, `MAX_MODULARITY_IMAGES`),
+    probe trainings that would not end (`MAX_PROBE_STEPS`), and more modularity images than causal images
+    (modularity is measured on the first of those)."""
     for m, v in resolve_sizes(metric_sizes).items():
         check(max(v if isinstance(v, tuple) else (v,)) <= MAX_POINTS, f'metric_sizes {m} '
               f'{json.dumps(list(v) if isinstance(v, tuple) else v)}: at most {MAX_POINTS} points a set (10 × '
@@ -48,6 +52,9 @@ def check_measure_sizes(metric_sizes:str|dict, # metric sizes (a name in metrics
           f'{MAX_MODULARITY_IMAGES}: for each treatment circuit modularity holds about 65 decodes of every image at '
           f'once (0.8 GiB at 256 3×64×64 images), so more runs out of memory; give at most {MAX_MODULARITY_IMAGES} '
           '(the paper preset uses 64)')
+    check(probe_steps is None or probe_steps <= MAX_PROBE_STEPS, f'probe_steps {probe_steps} is more than '
+          f'{MAX_PROBE_STEPS}: the factor probe would train for hours before anything is measured (the paper preset '
+          'uses 5000); give at most that many')
     check(modularity_images <= causal_images, f'modularity_images {modularity_images} is more than causal_images '
           f'{causal_images}: circuit modularity is measured on the first modularity_images of the causal images; '
           'give at most as many')
@@ -152,9 +159,11 @@ def measurement_settings(sizes:str|dict='quick', # 'quick', 'fast', 'standard', 
     for k, v, lo in (('causal_images', causal_images, 2), ('modularity_images', modularity_images, 2),
                      ('probe_steps', probe_steps, 1)):
         check(isinstance(v, int) and not isinstance(v, bool) and v >= lo, f'{k} must be an integer >= {lo}, got {v!r}')
+    check(isinstance(metrics, (tuple, list)) and len(metrics) > 0, f'metrics must name at least one of '
+          f'{", ".join(METRICS)} (a list or tuple), got {metrics!r}')
     bad = [m for m in metrics if m not in METRICS]
-    check(metrics and not bad, f'unknown metric(s) {", ".join(map(str, bad))}; choose among {", ".join(METRICS)}')
-    check_measure_sizes(sizes, causal_images, modularity_images)
+    check(not bad, f'unknown metric(s) {", ".join(map(repr, bad))}; choose among {", ".join(METRICS)}')
+    check_measure_sizes(sizes, causal_images, modularity_images, probe_steps)
     out = {'metric_sizes': sizes, 'causal_images': causal_images, 'modularity_images': modularity_images,
            'probe_steps': probe_steps}
     return out | ({'metrics': [m for m in METRICS if m in metrics]} if set(metrics) != set(METRICS) else {})
@@ -165,10 +174,13 @@ def measurement_path(path:str|Path, # a run directory
                      run_key:str, # the run's `TrainConfig.key()`
                     ) -> Path:
     """Where `measure_run` stores a measurement: `measurement-<sizes name, or custom>-<key>.json`, the key hashing the
-    settings (named sizes as the numbers they stand for) and the run's key."""
-    sizes = settings['metric_sizes']
-    key = settings_key({'measure': settings | {'metric_sizes': resolve_sizes(sizes)}, 'run': run_key})
-    return Path(path) / f'measurement-{sizes if isinstance(sizes, str) else "custom"}-{key}.json'
+    settings (the sizes of the metrics measured, as numbers: a name and its numbers are one measurement) and the run's
+    key."""
+    measured = settings.get('metrics', METRICS)
+    sizes = {m: v for m, v in resolve_sizes(settings['metric_sizes']).items() if m in measured}
+    key = settings_key({'measure': settings | {'metric_sizes': sizes}, 'run': run_key})
+    named = [n for n in SIZES if {m: v for m, v in resolve_sizes(n).items() if m in measured} == sizes]
+    return Path(path) / f'measurement-{named[0] if named else "custom"}-{key}.json'
 
 # %% ../nbs/07c_measure.ipynb #89edb76c
 def measure_run(path:str|Path, # a run directory (written by `train` or a study), trained to its last step
@@ -179,7 +191,9 @@ def measure_run(path:str|Path, # a run directory (written by `train` or a study)
                 metrics:tuple=METRICS, # the disentanglement metrics measured (a subset of metrics.METRICS)
                 progress:bool=True, # tqdm bars
                ) -> dict:
-    "Every metric of the run in `path` (`measure`); stored in `path` at `measurement_path` and returned."
+    """Every metric of the run in `path` (`measure`), returned, and stored in `path` at `measurement_path` with the
+    settings and the run it measured (key, steps); a number that is not finite is stored as null."""
+    check(str(path).strip() != '', 'path is empty; give the run folder (written by train or a study)')
     settings = measurement_settings(sizes, causal_images, modularity_images, probe_steps, metrics)
     run = load_run(path, finished=True)                                 # a run trained part-way: refused
     out = measurement_path(path, settings, run.config.key())
@@ -192,5 +206,7 @@ def measure_run(path:str|Path, # a run directory (written by `train` or a study)
     if old: logger.info(f'{", ".join(old)} in {out.parent} were stored under an older naming; left as they are')
     m = measure(run.model, dataset, settings, run.config.seed,
                 factor_probe(dataset, steps=probe_steps, progress=progress), progress)
-    write_owned(out.parent, out.name, json.dumps(m, indent=2, sort_keys=True).encode())
+    record = {'numbers': {k: v if math.isfinite(v) else None for k, v in m.items()}, 'settings': settings,
+              'run': {'key': run.config.key(), 'steps': run.config.steps}}
+    write_owned(out.parent, out.name, json.dumps(record, indent=2, sort_keys=True, allow_nan=False).encode())
     return m

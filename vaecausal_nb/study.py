@@ -168,7 +168,7 @@ def validate(self:StudySpec):
     check(self.threads <= 1024, f'threads {self.threads} is more than 1024; give at most the cores a worker has')
     check(self.causal_images >= 2 and self.modularity_images >= 2,
           'causal_images and modularity_images must be at least 2')
-    check_measure_sizes(self.metric_sizes, self.causal_images, self.modularity_images)   # and not too many
+    check_measure_sizes(self.metric_sizes, self.causal_images, self.modularity_images, self.probe_steps)  # not too many
     check(self.version == SPEC_VERSION,
           f'this study spec has version {self.version}, but this vaecausal_nb reads version '
           f'{SPEC_VERSION}; start a new study root, or install the vaecausal_nb that wrote it')

@@ -25,13 +25,15 @@ from .models import DECODER_SITE
 # %% auto #0
 __all__ = ['to_image', 'render_latents', 'png_bytes', 'traversal_grid', 'LatentSliders', 'bar_image', 'InterventionExplorer']
 
-# %% ../nbs/09_widgets.ipynb #165cb27a
-def to_image(probs:torch.Tensor) -> np.ndarray:
+# %% ../nbs/09_widgets.ipynb #841bf21c
+def to_image(probs:torch.Tensor, # an image [C, H, W] of probabilities
+            ) -> np.ndarray:
     "An image `[C, H, W]` of probabilities in [0, 1] as a uint8 array `[H, W]` (grey) or `[H, W, 3]`."
     p = probs.detach().float().clamp(0, 1).cpu()
     a = (p * 255).round().to(torch.uint8).numpy()
     return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
 
+# %% ../nbs/09_widgets.ipynb #751f8336
 @torch.no_grad()
 def render_latents(model:nn.Module, # a model with decode(z)
                    z, # one latent vector [L] (or [1, L])
@@ -42,6 +44,7 @@ def render_latents(model:nn.Module, # a model with decode(z)
     model.eval()
     return to_image(torch.sigmoid(model.decode(z))[0])
 
+# %% ../nbs/09_widgets.ipynb #f899df61
 def png_bytes(img:np.ndarray, # an image [C, H, W] in [0, 1]
               scale:int=3, # integer upscaling
              ) -> bytes:
@@ -52,6 +55,7 @@ def png_bytes(img:np.ndarray, # an image [C, H, W] in [0, 1]
     buf = io.BytesIO(); im.save(buf, format='PNG')
     return buf.getvalue()
 
+# %% ../nbs/09_widgets.ipynb #247f8ac1
 def traversal_grid(model:nn.Module, # a trained model
                    x:torch.Tensor, # the base image [C, H, W] (or a batch: its first image), uint8 or float
                    ref:torch.Tensor|None=None, # images defining the aggregate posterior (default: x)
