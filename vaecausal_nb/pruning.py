@@ -277,6 +277,7 @@ def constant_risk(stats:ReaderStats) -> tuple[torch.Tensor, torch.Tensor]:
                     torch.zeros_like(stats.h))
     return c, q
 
+# %% ../nbs/08_pruning.ipynb #106d3fb6
 def _ridge(cov, lam=1e-6):
     return cov + lam * cov.diagonal().mean().clamp_min(1e-12) * torch.eye(len(cov), dtype=cov.dtype)
 
@@ -298,6 +299,7 @@ def fold_scores(stats:ReaderStats, # the reader statistics (reader_stats)
     score[alive] = 0.5 * stats.h[alive] / P.diagonal()              # the survivors: their residual among the kept
     return score, order
 
+# %% ../nbs/08_pruning.ipynb #217298d4
 METHODS = ('const', 'affine', 'variance', 'random', 'fold')
 
 def risk_scores(stats:ReaderStats, # from reader_stats
