@@ -543,7 +543,7 @@ def _unit_gpus(unit:list[dict], # a job or a fleet
     "The GPUs a Ray task asks for: a fleet holds a whole GPU (when the runs use GPUs at all), a single run `gpus`."
     return max(gpus, 1.0) if gpus > 0 and len(unit) > 1 else gpus
 
-def _pool_run(args):
+def _worker_unit(args):
     """A pool or Ray task: one unit (a job or a fleet) holding `share` of its device; every error is returned, not
     raised. The unit's device memory (its datasets held whole, the caching allocator's blocks) goes back to the driver
     after it, for the other tasks."""
@@ -631,12 +631,12 @@ def _run_pool(units, root, workers:int, done, until=None):
 
     from vaecausal_nb.study import (  # by module path, so spawned workers can import them (also from a notebook)
         _die_with_parent,
-        _pool_run,
+        _worker_unit,
     )
     cores = max(1, (os.cpu_count() or 1) // workers)
     with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_die_with_parent,
                                 initargs=(os.getpid(),)) as ex:
-        futs = [ex.submit(_pool_run, (u, str(root), cores, until, 1 / workers)) for u in units]
+        futs = [ex.submit(_worker_unit, (u, str(root), cores, until, 1 / workers)) for u in units]
         for f in cf.as_completed(futs): done(f.result())
 
 # %% ../nbs/10_study.ipynb #f245e999
@@ -646,8 +646,8 @@ def _run_ray(units, root, address, cpus, gpus, done, until=None):
     started = not ray.is_initialized()
     if started: ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        from vaecausal_nb.study import _pool_run  # by module path: workers import the package, not this notebook
-        task = ray.remote(num_cpus=cpus, num_gpus=gpus)(_pool_run)
+        from vaecausal_nb.study import _worker_unit  # by module path: workers import the package, not this notebook
+        task = ray.remote(num_cpus=cpus, num_gpus=gpus)(_worker_unit)
         cores = max(1, int(cpus))
         def submit(u):                 # a fleet holds a whole GPU; the task's datasets take its share of one
             g = _unit_gpus(u, gpus)
