@@ -22,18 +22,27 @@ __all__ = ['CODEBOOK_MIN_USE', 'correlation', 'partial_correlation', 'hedges_g',
            'detectable_g', 'by_config', 'cluster_bootstrap', 'mixed_effect', 'exclusions', 'compare_architectures',
            'correlation_table', 'recon_adjusted']
 
-# %% ../nbs/10a_stats.ipynb #4b5d1340
-def _pearson(x, y, axis=-1):
+# %% ../nbs/10a_stats.ipynb #f4c811a1
+def _pearson(x, # values [..., n]
+             y, # values [..., n], the same shape
+             axis=-1, # the axis of the n paired values
+            ):
+    "Pearson's r along `axis` (every resample of a vectorised bootstrap at once)."
     xm = x - x.mean(axis, keepdims=True); ym = y - y.mean(axis, keepdims=True)
     return (xm * ym).sum(axis) / np.sqrt((xm ** 2).sum(axis) * (ym ** 2).sum(axis))
 
-
-def _spearman(x, y, axis=-1):
+# %% ../nbs/10a_stats.ipynb #dd224d86
+def _spearman(x, # values [..., n]
+              y, # values [..., n], the same shape
+              axis=-1, # the axis of the n paired values
+             ):
+    "Spearman's ρ along `axis`: Pearson's r of the ranks."
     from scipy.stats import rankdata
     return _pearson(rankdata(x, axis=axis), rankdata(y, axis=axis), axis)
 
-
-def _ci(res) -> tuple[float, float]:
+# %% ../nbs/10a_stats.ipynb #e0990e7f
+def _ci(res, # a scipy.stats.bootstrap result
+       ) -> tuple[float, float]:
     "A scipy bootstrap result's interval; resamples whose statistic is undefined (all one point) are left out."
     lo, hi = res.confidence_interval
     if np.isfinite(lo) and np.isfinite(hi): return (float(lo), float(hi))
@@ -42,14 +51,17 @@ def _ci(res) -> tuple[float, float]:
     if len(d) < 20: return (float('nan'), float('nan'))
     return tuple(float(v) for v in np.percentile(d, [2.5, 97.5]))
 
-
-def _pairs(x, y):
+# %% ../nbs/10a_stats.ipynb #6cc1637c
+def _pairs(x, # values, one per run
+           y, # values, one per run
+          ):
+    "`x` and `y` as float arrays without the pairs where either is NaN or infinite."
     x, y = np.asarray(x, float), np.asarray(y, float)
     check(x.shape == y.shape and x.ndim == 1, f'x and y must be 1-D and the same length, got {x.shape} and {y.shape}')
     ok = np.isfinite(x) & np.isfinite(y)
     return x[ok], y[ok]
 
-
+# %% ../nbs/10a_stats.ipynb #5c490344
 def correlation(x, # values, one per run
                 y, # values, one per run (NaN pairs are dropped)
                 n_boot:int=2000, # bootstrap resamples
@@ -74,7 +86,34 @@ def correlation(x, # values, one per run
         out.update({name: float(r), f'{name}_p': float(p), f'{name}_ci': _ci(b)})
     return out
 
-# %% ../nbs/10a_stats.ipynb #caf0c671
+# %% ../nbs/10a_stats.ipynb #90117c0d
+def _partial_frame(df:'pandas.DataFrame', # one row per run
+                   x:str, # column
+                   y:str, # column
+                   controls:list, # columns to control for
+                   method:str, # 'pearson' or 'spearman' (ranks every variable)
+                  ) -> tuple['pandas.DataFrame', list]:
+    "The finite rows of `x`, `y` and `controls` (ranked for Spearman) and the controls that are not constant there."
+    miss = [c for c in [x, y, *controls] if c not in df.columns]
+    check(not miss, f'no column(s) {", ".join(miss)}; the table has {", ".join(df.columns)}')
+    d = df[[x, y, *controls]].astype(float).replace([np.inf, -np.inf], np.nan).dropna()
+    used = [c for c in controls if d[c].nunique() > 1]
+    if method == 'spearman': d = d.rank()
+    return d, used
+
+# %% ../nbs/10a_stats.ipynb #a800be95
+def _residual_r(X:np.ndarray, # x, one value per run
+                Y:np.ndarray, # y, one value per run
+                Z:np.ndarray, # [runs, 1 + controls]: a column of ones and the controls
+                idx:np.ndarray, # the runs used (a bootstrap resample repeats some)
+               ) -> float:
+    "Pearson's r of the residuals of x and y after least squares on the controls, on the runs `idx`."
+    Zi = Z[idx]
+    rx = X[idx] - Zi @ np.linalg.lstsq(Zi, X[idx], rcond=None)[0]
+    ry = Y[idx] - Zi @ np.linalg.lstsq(Zi, Y[idx], rcond=None)[0]
+    return _pearson(rx, ry)
+
+# %% ../nbs/10a_stats.ipynb #0b589a88
 def partial_correlation(df:'pandas.DataFrame', # one row per run
                         x:str, # column
                         y:str, # column
@@ -87,20 +126,12 @@ def partial_correlation(df:'pandas.DataFrame', # one row per run
     "Correlation of `x` and `y` after regressing both on `controls`: {'r', 'p', 'ci', 'n', 'controls' (used)}."
     from scipy import stats
     check(method in ('pearson', 'spearman'), f"method must be 'pearson' or 'spearman', got {method!r}")
-    miss = [c for c in [x, y, *controls] if c not in df.columns]
-    check(not miss, f'no column(s) {", ".join(miss)}; the table has {", ".join(df.columns)}')
-    d = df[[x, y, *controls]].astype(float).replace([np.inf, -np.inf], np.nan).dropna()
-    used = [c for c in controls if d[c].nunique() > 1]
-    if method == 'spearman': d = d.rank()
+    d, used = _partial_frame(df, x, y, controls, method)
     n, k = len(d), len(used)
     if n - 2 - k < 2: return {'r': float('nan'), 'p': float('nan'), 'ci': (float('nan'), float('nan')), 'n': n,
                               'controls': used}
     X, Y, Z = d[x].to_numpy(), d[y].to_numpy(), np.column_stack([np.ones(n), d[used].to_numpy()])
-    def pr(idx):
-        Zi = Z[idx]
-        rx = X[idx] - Zi @ np.linalg.lstsq(Zi, X[idx], rcond=None)[0]
-        ry = Y[idx] - Zi @ np.linalg.lstsq(Zi, Y[idx], rcond=None)[0]
-        return _pearson(rx, ry)
+    def pr(idx): return _residual_r(X, Y, Z, idx)
     r = float(pr(np.arange(n)))
     df_t = n - 2 - k
     p = float(2 * stats.t.sf(abs(r) * math.sqrt(df_t / max(1 - r * r, 1e-300)), df_t))
@@ -122,11 +153,14 @@ def hedges_g(a, # values of group a
     if sp == 0: return float('nan') if a.mean() == b.mean() else math.copysign(math.inf, a.mean() - b.mean())
     return float((a.mean() - b.mean()) / sp * (1 - 3 / (4 * (na + nb) - 9)))
 
-# %% ../nbs/10a_stats.ipynb #859ae6cb
-def _z(p:float) -> float:
+# %% ../nbs/10a_stats.ipynb #546e81fb
+def _z(p:float, # a probability
+      ) -> float:
+    "The standard normal quantile z_p."
     from scipy.stats import norm
     return float(norm.ppf(p))
 
+# %% ../nbs/10a_stats.ipynb #2200b1ba
 def sidak_alpha(alpha:float, # family-wise error rate
                 m:int, # tests in the family
                ) -> float:
@@ -134,7 +168,7 @@ def sidak_alpha(alpha:float, # family-wise error rate
     check(0 < alpha < 1 and m >= 1, f'need 0 < alpha < 1 and m >= 1, got alpha={alpha}, m={m}')
     return 1 - (1 - alpha) ** (1 / m)
 
-# %% ../nbs/10a_stats.ipynb #322f2454
+# %% ../nbs/10a_stats.ipynb #400badeb
 def detectable_r(n:int, # configurations (independent points)
                  alpha:float=0.05, # two-sided level (Šidák-corrected already, if several tests)
                  power:float=0.8, # probability of detecting it
@@ -143,6 +177,7 @@ def detectable_r(n:int, # configurations (independent points)
     if n <= 3: return float('nan')
     return math.tanh((_z(1 - alpha / 2) + _z(power)) / math.sqrt(n - 3))
 
+# %% ../nbs/10a_stats.ipynb #4084bb97
 def configs_needed(r:float, # the correlation to detect
                    alpha:float=0.05, # family-wise level
                    power:float=0.8, # probability of detecting it
@@ -200,7 +235,40 @@ def cluster_bootstrap(df:'pandas.DataFrame', # one row per run
     ci = tuple(float(v) for v in np.quantile(vals, [a, 1 - a])) if len(vals) >= 20 else (float('nan'),) * 2
     return float(stat(df)), ci
 
-# %% ../nbs/10a_stats.ipynb #870bf8e1
+# %% ../nbs/10a_stats.ipynb #e43a25ac
+def _standardised(df:'pandas.DataFrame', # one row per run
+                  cols:list, # x, y and the covariates
+                  by:str, # standardise within each value of this column
+                 ) -> 'pandas.DataFrame':
+    "The finite rows of `cols`, standardised within each `by` group, as v0, v1, … beside `by`, `arch` and `config`."
+    miss = [c for c in [*cols, by, 'arch', 'config'] if c not in df.columns]
+    check(not miss, f'no column(s) {", ".join(miss)}; the table has {", ".join(df.columns)}')
+    d = df[[*cols, by, 'arch', 'config']].replace([np.inf, -np.inf], np.nan).dropna().copy()
+    for c in cols: d[c] = d.groupby(by)[c].transform(lambda v: (v - v.mean()) / v.std(ddof=0) if v.std() > 0 else v * 0)
+    d.columns = [f'v{i}' for i in range(len(cols))] + ['by', 'arch', 'config']         # formula-safe names
+    return d
+
+# %% ../nbs/10a_stats.ipynb #226ff218
+def _mixed_fit(d:'pandas.DataFrame', # from _standardised
+               rhs:str, # the formula's right-hand side
+               n_runs:int, # rows of d
+               n_configs:int, # configurations in d
+              ) -> tuple:
+    """(fit, model, converged): v1 ~ rhs with random intercepts for architecture and configuration (MixedLM), or OLS
+    when every configuration has one run."""
+    import statsmodels.formula.api as smf
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        if n_runs > n_configs:
+            fit = smf.mixedlm(f'v1 ~ {rhs}', d, groups=d['arch'], re_formula='1',
+                              vc_formula={'config': '0 + C(config)'}).fit(reml=True)
+            model, conv = 'mixedlm', bool(fit.converged) and not any(issubclass(i.category, ConvergenceWarning)
+                                                                     for i in w)
+        else: fit, model, conv = smf.ols(f'v1 ~ {rhs}', d).fit(), 'ols (one run per configuration)', True
+    return fit, model, conv
+
+# %% ../nbs/10a_stats.ipynb #e2335894
 def mixed_effect(df:'pandas.DataFrame', # one row per run: x, y, covariates, `by`, `arch`, `config`
                  x:str, # the predictor (e.g. 'ces')
                  y:str='dci_disentanglement', # the response
@@ -211,26 +279,13 @@ def mixed_effect(df:'pandas.DataFrame', # one row per run: x, y, covariates, `by
     """The standardised effect of x on y with random intercepts for architecture and configuration (statsmodels
     MixedLM); plain OLS when every configuration has one run. {'coef', 'se', 'p', 'ci', 'n_runs', 'n_configs',
     'model', 'converged'}."""
-    import statsmodels.formula.api as smf
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
     cols = [x, y, *covariates]
-    miss = [c for c in [*cols, by, 'arch', 'config'] if c not in df.columns]
-    check(not miss, f'no column(s) {", ".join(miss)}; the table has {", ".join(df.columns)}')
-    d = df[[*cols, by, 'arch', 'config']].replace([np.inf, -np.inf], np.nan).dropna().copy()
-    for c in cols: d[c] = d.groupby(by)[c].transform(lambda v: (v - v.mean()) / v.std(ddof=0) if v.std() > 0 else v * 0)
-    d.columns = [f'v{i}' for i in range(len(cols))] + ['by', 'arch', 'config']         # formula-safe names
+    d = _standardised(df, cols, by)
     rhs = ' + '.join([f'v{i}' for i in [0, *range(2, len(cols))]] + ['C(by)'] * (d['by'].nunique() > 1))
     out = {'n_runs': len(d), 'n_configs': d.groupby(['by', 'config']).ngroups}
     if out['n_configs'] < len(cols) + 3: return {**out, 'coef': np.nan, 'se': np.nan, 'p': np.nan,
                                                    'ci': (np.nan, np.nan), 'model': 'too few', 'converged': False}
-    with warnings.catch_warnings(record=True) as w:
-        warnings.simplefilter('always')
-        if out['n_runs'] > out['n_configs']:
-            fit = smf.mixedlm(f'v1 ~ {rhs}', d, groups=d['arch'], re_formula='1',
-                              vc_formula={'config': '0 + C(config)'}).fit(reml=True)
-            model, conv = 'mixedlm', bool(fit.converged) and not any(issubclass(i.category, ConvergenceWarning)
-                                                                     for i in w)
-        else: fit, model, conv = smf.ols(f'v1 ~ {rhs}', d).fit(), 'ols (one run per configuration)', True
+    fit, model, conv = _mixed_fit(d, rhs, out['n_runs'], out['n_configs'])
     lo, hi = fit.conf_int(alpha=1 - level).loc['v0']
     return {**out, 'coef': float(fit.params['v0']), 'se': float(fit.bse['v0']), 'p': float(fit.pvalues['v0']),
             'ci': (float(lo), float(hi)), 'model': model, 'converged': conv}
@@ -251,24 +306,14 @@ def exclusions(df:'pandas.DataFrame', # one row per run (a study's results)
         return '; '.join(out)
     return pd.Series([why(r) for _, r in df.iterrows()], index=df.index, dtype=object)
 
-# %% ../nbs/10a_stats.ipynb #46333bf3
-def compare_architectures(df:'pandas.DataFrame', # one row per run (with `config` when unit='config')
-                          metric:str, # the column compared
-                          by:str='dataset', # comparisons within each value of this column
-                          alpha:float=0.05, # family-wise error rate
-                          unit:str='config', # 'config': configurations as points (see below); 'run': runs as points
-                         ) -> 'pandas.DataFrame':
-    """Every pair of architectures within each `by` group: means, Welch t-test p, Holm–Šidák adjusted p (over the whole
-    table), Hedges' g, the g detectable at 80 % power, significant. With unit='config' an architecture's points are its
-    configurations (seeds averaged), or its runs when it has a single configuration there (the plain VAE)."""
+# %% ../nbs/10a_stats.ipynb #e36e9261
+def _architecture_pairs(df:'pandas.DataFrame', # one row per point (a run or a configuration)
+                        metric:str, # the column compared
+                        by:str, # comparisons within each value of this column
+                       ) -> 'pandas.DataFrame':
+    "One row per pair of architectures within each `by` group: means, sizes, Welch's t-test p and Hedges' g."
     import pandas as pd
     from scipy import stats
-    from statsmodels.stats.multitest import multipletests
-    check(metric in df.columns, f'no column {metric!r}; the table has {", ".join(df.columns)}')
-    check(unit in ('config', 'run'), f"unit must be 'config' or 'run', got {unit!r}")
-    if unit == 'config':
-        one = df.groupby([by, 'arch']).config.transform('nunique') == 1
-        df = pd.concat([by_config(df[~one], by), df[one]], ignore_index=True)
     rows = []
     for g, d in df.groupby(by):
         vals = {a: v[metric].dropna().to_numpy(float) for a, v in d.groupby('arch')}
@@ -278,8 +323,15 @@ def compare_architectures(df:'pandas.DataFrame', # one row per run (with `config
             rows.append({by: g, 'a': a, 'b': b, 'mean_a': va.mean() if len(va) else np.nan,
                          'mean_b': vb.mean() if len(vb) else np.nan, 'n_a': len(va), 'n_b': len(vb), 'p': p,
                          'hedges_g': hedges_g(va, vb)})
-    out = pd.DataFrame(rows)
-    if not len(out): return out
+    return pd.DataFrame(rows)
+
+# %% ../nbs/10a_stats.ipynb #31059dc9
+def _holm_sidak(out:'pandas.DataFrame', # from _architecture_pairs (not empty)
+                alpha:float, # family-wise error rate
+               ) -> 'pandas.DataFrame':
+    """`out` with the g detectable at 80 % power (at Šidák's level), the Holm–Šidák adjusted p over every pair with a
+    p-value, and whether it is significant."""
+    from statsmodels.stats.multitest import multipletests
     ok = out['p'].notna().to_numpy()
     a1 = sidak_alpha(alpha, max(1, int(ok.sum())))
     out['detectable_g'] = [detectable_g(na, nb, a1) for na, nb in zip(out.n_a, out.n_b)]
@@ -290,6 +342,26 @@ def compare_architectures(df:'pandas.DataFrame', # one row per run (with `config
             rej, padj, _, _ = multipletests(out.loc[ok, 'p'].to_numpy(), alpha=alpha, method='holm-sidak')
         out.loc[ok, 'p_holm_sidak'] = padj; out.loc[ok, 'significant'] = rej
     return out
+
+# %% ../nbs/10a_stats.ipynb #72f2810f
+def compare_architectures(df:'pandas.DataFrame', # one row per run (with `config` when unit='config')
+                          metric:str, # the column compared
+                          by:str='dataset', # comparisons within each value of this column
+                          alpha:float=0.05, # family-wise error rate
+                          unit:str='config', # 'config': configurations as points (see below); 'run': runs as points
+                         ) -> 'pandas.DataFrame':
+    """Every pair of architectures within each `by` group: means, Welch t-test p, Holm–Šidák adjusted p (over the whole
+    table), Hedges' g, the g detectable at 80 % power, significant. With unit='config' an architecture's points are its
+    configurations (seeds averaged), or its runs when it has a single configuration there (the plain VAE)."""
+    import pandas as pd
+    check(metric in df.columns, f'no column {metric!r}; the table has {", ".join(df.columns)}')
+    check(unit in ('config', 'run'), f"unit must be 'config' or 'run', got {unit!r}")
+    if unit == 'config':
+        one = df.groupby([by, 'arch']).config.transform('nunique') == 1
+        df = pd.concat([by_config(df[~one], by), df[one]], ignore_index=True)
+    out = _architecture_pairs(df, metric, by)
+    if not len(out): return out
+    return _holm_sidak(out, alpha)
 
 # %% ../nbs/10a_stats.ipynb #404be1e3
 def correlation_table(df:'pandas.DataFrame', # one row per run (with `config` when unit='config')
@@ -320,8 +392,12 @@ def correlation_table(df:'pandas.DataFrame', # one row per run (with `config` wh
             out.loc[d.index, 'p_holm_sidak'] = multipletests(d.p, method='holm-sidak')[1]
     return out
 
-# %% ../nbs/10a_stats.ipynb #018060c6
-def _ols_slope(d, x:str, y:str, covariate:str) -> tuple[float, float]:
+# %% ../nbs/10a_stats.ipynb #d7f12b58
+def _ols_slope(d:'pandas.DataFrame', # finite rows of x, y and the covariate
+               x:str, # the predictor
+               y:str, # the response
+               covariate:str, # the other predictor (reconstruction error)
+              ) -> tuple[float, float]:
     "Standardised slope of x in y ~ x + covariate (OLS) and its p-value; NaN when it cannot be fitted."
     import statsmodels.api as sm
     z = (d - d.mean()) / d.std(ddof=0)
@@ -329,6 +405,7 @@ def _ols_slope(d, x:str, y:str, covariate:str) -> tuple[float, float]:
     fit = sm.OLS(z[y], sm.add_constant(z[[x, covariate]])).fit()
     return float(fit.params[x]), float(fit.pvalues[x])
 
+# %% ../nbs/10a_stats.ipynb #804b752d
 def recon_adjusted(df:'pandas.DataFrame', # one row per run
                    xs:Sequence[str]=('ces', 'specificity_pixel', 'specificity_factor', 'modularity'), # causal metrics
                    y:str='dci_disentanglement', # the disentanglement metric
