@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from vaecausal_nb.core import VaeCausalError
-from vaecausal_nb.data import ProceduralDSprites, download, fetch_file, load_dataset
+from vaecausal_nb.data import ProceduralDSprites, load_dataset
+from vaecausal_nb.files import download, fetch_file
 
 
 def grid(sizes):
