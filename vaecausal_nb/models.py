@@ -23,7 +23,7 @@ __all__ = ['DECODER_SITE', 'VALUE_TOLERANCE', 'MODELS', 'ARCHS', 'REVISIONS', 'S
            'dip_covariance', 'DIPVAEII', 'permute_dims', 'mlp_discriminator', 'FactorVAE', 'QuantisedAE', 'VQVAE',
            'QLAE', 'check_hparams', 'check_latent_dim', 'check_model_size', 'build_model']
 
-# %% ../nbs/03_models.ipynb #c3836084
+# %% ../nbs/03_models.ipynb #cf7241bd
 class Conv64Encoder(nn.Module):
     "4 × (conv 4×4 stride 2) → FC 256 → FC `out_dim`, with a HookPoint after every block."
     def __init__(self, in_channels:int, out_dim:int):
@@ -37,6 +37,7 @@ class Conv64Encoder(nn.Module):
         for conv, hook in zip(self.convs, self.hooks): x = hook(F.relu(conv(x)))
         return self.head(self.hook_fc(F.relu(self.fc(x.flatten(1)))))
 
+# %% ../nbs/03_models.ipynb #96cd09b4
 class Conv64Decoder(nn.Module):
     "FC 256 → FC 1024 → 4 × (transposed conv 4×4 stride 2) → logits, with a HookPoint after every block."
     def __init__(self, latent_dim:int, out_channels:int):
@@ -56,19 +57,19 @@ class Conv64Decoder(nn.Module):
 # the decoder's first hook point (64 channels after its first transposed conv): the default mediator site
 DECODER_SITE = 'decoder.hooks.0'
 
-# %% ../nbs/03_models.ipynb #82a84ee6
+# %% ../nbs/03_models.ipynb #a1d62d82
 def kl_normal(mu:torch.Tensor, # posterior means [N, L]
               logvar:torch.Tensor, # posterior log-variances [N, L]
              ) -> torch.Tensor:
     "Per-dimension KL(N(mu, exp(logvar)) || N(0, 1)), same shape as `mu`."
     return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1)
 
+# %% ../nbs/03_models.ipynb #c8e8d0bd
 def recon_bernoulli(logits:torch.Tensor, # decoder logits [N, C, H, W]
                     x:torch.Tensor, # target images in [0, 1]
                    ) -> torch.Tensor:
     "Bernoulli negative log-likelihood of `x` in [0, 1] under `logits`, summed over pixels, mean over the batch."
     return F.binary_cross_entropy_with_logits(logits, x, reduction='sum') / len(x)
-
 
 # %% ../nbs/03_models.ipynb #4b7c8d9e
 VALUE_TOLERANCE = 1e-3   # how far outside [0, 1] an image's values may stray (rounding) before they are refused
@@ -87,7 +88,7 @@ def check_image_values(x:torch.Tensor, # float images
     return x
 
 
-# %% ../nbs/03_models.ipynb #a82fd907
+# %% ../nbs/03_models.ipynb #b3cba521
 class Conv64AE(nn.Module):
     """The frame every model shares: conv64 encoder → code → conv64 decoder with hook points; loss = recon +
     regularisers."""
@@ -106,45 +107,35 @@ class Conv64AE(nn.Module):
         self.build()
         name_hook_points(self)
 
-    def check_input(self, x:torch.Tensor) -> torch.Tensor:
-        """Refuse what the model cannot take, with one clear error: anything but float images of its dtype and shape,
-        and values outside [0, 1] or not finite (read when `reads_values` says so: the read waits for the device)."""
-        name = type(self).__name__
-        check(torch.is_tensor(x), f'{name} takes a tensor of images, got {type(x).__name__}')
-        check(x.is_floating_point(), f'{name} takes float images in [0, 1], got {x.dtype} '
-              '(convert uint8 images with data.to_float)')
-        check(x.ndim == 4 and tuple(x.shape[1:]) == self.image_shape, f'{name} takes images [N, '
-              f'{", ".join(map(str, self.image_shape))}], got {list(x.shape)}')
-        want = next(self.parameters()).dtype          # under autocast any float but float64 is converted for us
-        check(x.dtype == want or (x.dtype != torch.float64 and torch.is_autocast_enabled(x.device.type)),
-              f'{name} has {want} weights, so it takes {want} images, got {x.dtype}; convert them with '
-              f'{"x.float()" if want == torch.float32 else f"x.to({want})"}')
-        return check_image_values(x, name) if self.reads_values(x) else x
     def add_code_hooks(self): pass
     def enc_out_dim(self): return self.latent_dim
     def dec_in_dim(self): return self.latent_dim
-    def slots(self) -> list[tuple[int, ...]]:
-        "The code's slots: groups of coordinates of `representation` (and of `decode`'s input), one per latent."
-        return [(i,) for i in range(self.latent_dim)]
     def build(self): pass
     def optim_config(self) -> dict: return {'optimizer': 'adam', 'weight_decay': 0.0}
     def main_parameters(self) -> list:
         "What the main optimiser trains: everything, unless an auxiliary network has an optimiser of its own."
         return list(self.parameters())
     def aux_optimizer(self): return None   # FactorVAE: its discriminator's optimiser
-
-    def decode(self, z):
-        "Bernoulli logits of the image for code `z`."
-        return self.decoder(z)
     def regularisers(self, x, out) -> dict: return {}
     def combine(self, terms) -> torch.Tensor: return terms['recon'].new_zeros(())
-    def loss(self, x, # the input batch (float in [0, 1])
-             out, # the model's forward output for `x`
-            ) -> dict:
-        "All loss terms; `loss` is what the optimiser minimises."
-        terms = {'recon': recon_bernoulli(out['logits'], x), **self.regularisers(x, out)}
-        return {'loss': terms['recon'] + self.combine(terms), **terms}
 
+# %% ../nbs/03_models.ipynb #0f55b396
+@patch
+def check_input(self:Conv64AE, x:torch.Tensor, # the images a model method was given
+               ) -> torch.Tensor:
+    """Refuse what the model cannot take, with one clear error: anything but float images of its dtype and shape,
+    and values outside [0, 1] or not finite (read when `reads_values` says so: the read waits for the device)."""
+    name = type(self).__name__
+    check(torch.is_tensor(x), f'{name} takes a tensor of images, got {type(x).__name__}')
+    check(x.is_floating_point(), f'{name} takes float images in [0, 1], got {x.dtype} '
+          '(convert uint8 images with data.to_float)')
+    check(x.ndim == 4 and tuple(x.shape[1:]) == self.image_shape, f'{name} takes images [N, '
+          f'{", ".join(map(str, self.image_shape))}], got {list(x.shape)}')
+    want = next(self.parameters()).dtype          # under autocast any float but float64 is converted for us
+    check(x.dtype == want or (x.dtype != torch.float64 and torch.is_autocast_enabled(x.device.type)),
+          f'{name} has {want} weights, so it takes {want} images, got {x.dtype}; convert them with '
+          f'{"x.float()" if want == torch.float32 else f"x.to({want})"}')
+    return check_image_values(x, name) if self.reads_values(x) else x
 
 # %% ../nbs/03_models.ipynb #6d2e9f40
 @patch
@@ -158,6 +149,28 @@ def reads_values(self:Conv64AE, x:torch.Tensor, # the batch `check_input` is loo
     first, self._values_read = not getattr(self, '_values_read', False), True
     return first
 
+
+# %% ../nbs/03_models.ipynb #8f15f89e
+@patch
+def slots(self:Conv64AE) -> list[tuple[int, ...]]:
+    "The code's slots: groups of coordinates of `representation` (and of `decode`'s input), one per latent."
+    return [(i,) for i in range(self.latent_dim)]
+
+# %% ../nbs/03_models.ipynb #6353dbd7
+@patch
+def decode(self:Conv64AE, z, # codes [N, L]
+          ):
+    "Bernoulli logits of the image for code `z`."
+    return self.decoder(z)
+
+# %% ../nbs/03_models.ipynb #8917f631
+@patch
+def loss(self:Conv64AE, x, # the input batch (float in [0, 1])
+         out, # the model's forward output for `x`
+        ) -> dict:
+    "All loss terms; `loss` is what the optimiser minimises."
+    terms = {'recon': recon_bernoulli(out['logits'], x), **self.regularisers(x, out)}
+    return {'loss': terms['recon'] + self.combine(terms), **terms}
 
 # %% ../nbs/03_models.ipynb #a3bc958b
 class GaussianVAE(Conv64AE):
@@ -196,7 +209,7 @@ class BetaVAE(GaussianVAE):
     arch, defaults = 'beta_vae', {'beta': 4.0}
     def combine(self, t): return self.hparams['beta'] * t['kl']
 
-# %% ../nbs/03_models.ipynb #fa18e15b
+# %% ../nbs/03_models.ipynb #39c79d1e
 def gaussian_log_density(z, # samples
                          mu, # means (broadcast against z)
                          logvar, # log-variances
@@ -204,6 +217,7 @@ def gaussian_log_density(z, # samples
     "log N(z; mu, exp(logvar)) elementwise."
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) * (-logvar).exp())
 
+# %% ../nbs/03_models.ipynb #2765d9aa
 def total_correlation_mws(z:torch.Tensor, # samples of q(z|x) [N, L]
                           mu:torch.Tensor, # posterior means [N, L]
                           logvar:torch.Tensor, # posterior log-variances [N, L]
@@ -217,6 +231,7 @@ def total_correlation_mws(z:torch.Tensor, # samples of q(z|x) [N, L]
     log_prod = (torch.logsumexp(lp, 1) - const).sum(1)
     return (log_qz - log_prod).mean()
 
+# %% ../nbs/03_models.ipynb #90565aac
 class BetaTCVAE(GaussianVAE):
     "β-TC-VAE: recon + KL + (β − 1)·TC, TC by minibatch-weighted sampling."
     arch, defaults = 'beta_tc_vae', {'beta': 6.0}
@@ -228,7 +243,7 @@ class BetaTCVAE(GaussianVAE):
         return r
     def combine(self, t): return t['kl'] + (self.hparams['beta'] - 1) * t['tc']
 
-# %% ../nbs/03_models.ipynb #07f9d05f
+# %% ../nbs/03_models.ipynb #06e79a16
 def dip_covariance(mu:torch.Tensor, # posterior means [N, L]
                    logvar:torch.Tensor, # posterior log-variances [N, L]
                   ) -> torch.Tensor:
@@ -236,6 +251,7 @@ def dip_covariance(mu:torch.Tensor, # posterior means [N, L]
     c = mu - mu.mean(0)
     return torch.diag(logvar.exp().mean(0)) + c.T @ c / len(mu)
 
+# %% ../nbs/03_models.ipynb #56339fdd
 class DIPVAEII(GaussianVAE):
     "DIP-VAE-II: recon + KL + λ_od·Σ_{i≠j} C_ij² + λ_d·Σ_i (C_ii − 1)²."
     arch, defaults = 'dip_vae_ii', {'lambda_od': 10.0, 'lambda_d': None}
@@ -252,7 +268,7 @@ class DIPVAEII(GaussianVAE):
         ld = lod if self.hparams['lambda_d'] is None else self.hparams['lambda_d']
         return t['kl'] + lod * t['dip_offdiag'] + ld * t['dip_diag']
 
-# %% ../nbs/03_models.ipynb #7c4aa067
+# %% ../nbs/03_models.ipynb #f42aca99
 def permute_dims(z:torch.Tensor, # codes [N, L]
                  generator:torch.Generator|None=None, # torch random generator
                 ) -> torch.Tensor:
@@ -260,6 +276,7 @@ def permute_dims(z:torch.Tensor, # codes [N, L]
     idx = to_device(torch.argsort(torch.rand(z.shape, generator=generator, device='cpu'), 0), z.device)
     return torch.gather(z, 0, idx)
 
+# %% ../nbs/03_models.ipynb #aec186cf
 def mlp_discriminator(latent_dim:int, # input size
                       hidden:int=1000, # units per hidden layer
                       layers:int=6, # hidden layers
@@ -269,6 +286,7 @@ def mlp_discriminator(latent_dim:int, # input size
     for _ in range(layers): mods += [nn.Linear(d, hidden), nn.LeakyReLU(0.2)]; d = hidden
     return nn.Sequential(*mods, nn.Linear(d, 2))
 
+# %% ../nbs/03_models.ipynb #5ace64b8
 class FactorVAE(GaussianVAE):
     "FactorVAE: recon + KL + γ·TC, TC from a discriminator trained on permuted codes."
     arch, defaults = 'factor_vae', {'gamma': 10.0, 'disc_hidden': 1000, 'disc_layers': 6, 'disc_lr': 1e-4}
@@ -297,14 +315,17 @@ class FactorVAE(GaussianVAE):
         "Discriminator loss: class 0 for codes from q(z), class 1 for dimension-permuted codes."
         z = out['z'].detach()
         return self.disc_loss(z, permute_dims(z, generator))
-    def disc_loss(self, z, # codes from q(z) [N, L]
-                  zp, # the same codes, dimension-permuted
-                 ) -> torch.Tensor:
-        "Cross-entropy of the discriminator on codes (class 0) and permuted codes (class 1)."
-        logits = self.discriminator(torch.cat([z, zp]))
-        target = torch.cat([torch.zeros(len(z), dtype=torch.long, device=z.device),      # made on the device:
-                            torch.ones(len(z), dtype=torch.long, device=z.device)])      # no copy, no wait
-        return F.cross_entropy(logits, target)
+
+# %% ../nbs/03_models.ipynb #5e8165ae
+@patch
+def disc_loss(self:FactorVAE, z, # codes from q(z) [N, L]
+              zp, # the same codes, dimension-permuted
+             ) -> torch.Tensor:
+    "Cross-entropy of the discriminator on codes (class 0) and permuted codes (class 1)."
+    logits = self.discriminator(torch.cat([z, zp]))
+    target = torch.cat([torch.zeros(len(z), dtype=torch.long, device=z.device),      # made on the device:
+                        torch.ones(len(z), dtype=torch.long, device=z.device)])      # no copy, no wait
+    return F.cross_entropy(logits, target)
 
 # %% ../nbs/03_models.ipynb #feaabb7c
 class QuantisedAE(Conv64AE):
@@ -321,7 +342,7 @@ class QuantisedAE(Conv64AE):
         return {'ze': ze, 'zq': zq, 'codes': idx, 'z': z, 'logits': self.decode(z)}
     def representation(self, x): return self.quantize(self.encode(x)[0])[0]
 
-# %% ../nbs/03_models.ipynb #ca2cdb4f
+# %% ../nbs/03_models.ipynb #fbb24275
 class VQVAE(QuantisedAE):
     "VQ-VAE: L slots × D dims, shared EMA codebook of K entries, straight-through, commitment 0.25."
     arch, defaults = 'vq_vae', {'num_codes': 128, 'code_dim': 4, 'commitment': 0.25, 'decay': 0.99}
@@ -337,12 +358,6 @@ class VQVAE(QuantisedAE):
         self.register_buffer('ema_count', torch.ones(k))
         self.register_buffer('ema_sum', self.codebook.clone())
 
-    def quantize(self, ze:torch.Tensor):
-        "Nearest codebook entries for each slot: (z_q flattened, code indices [N, L])."
-        n, d = len(ze), self.hparams['code_dim']
-        flat = ze.reshape(-1, d)
-        idx = torch.cdist(flat, self.codebook).argmin(1)
-        return self.codebook[idx].reshape(n, -1), idx.reshape(n, -1)
     @torch.no_grad()
     def ema_update(self, ze, # encoder outputs of the batch
                    idx, # their code indices
@@ -357,16 +372,29 @@ class VQVAE(QuantisedAE):
         self.codebook.copy_(self.ema_sum / count[:, None])
     on_quantize = ema_update
 
-    def regularisers(self, x, # the input batch
-                     out, # the model's forward output
-                    ):
-        k = self.hparams['num_codes']
-        counts = F.one_hot(out['codes'].reshape(-1), k).sum(0).float()     # (a bincount, written so vmap can batch it)
-        p = counts / counts.sum()
-        return {'commit': (out['ze'] - out['zq'].detach()).pow(2).sum(1).mean(),
-                'codebook_perplexity': torch.exp(-(p * (p + 1e-10).log()).sum()).detach(),
-                'codebook_usage': (counts > 0).float().mean().detach()}
     def combine(self, t): return self.hparams['commitment'] * t['commit']
+
+# %% ../nbs/03_models.ipynb #3917987c
+@patch
+def quantize(self:VQVAE, ze:torch.Tensor, # encoder outputs [N, L·D]
+            ):
+    "Nearest codebook entries for each slot: (z_q flattened, code indices [N, L])."
+    n, d = len(ze), self.hparams['code_dim']
+    flat = ze.reshape(-1, d)
+    idx = torch.cdist(flat, self.codebook).argmin(1)
+    return self.codebook[idx].reshape(n, -1), idx.reshape(n, -1)
+
+# %% ../nbs/03_models.ipynb #a1feeca7
+@patch
+def regularisers(self:VQVAE, x, # the input batch
+                 out, # the model's forward output
+                ):
+    k = self.hparams['num_codes']
+    counts = F.one_hot(out['codes'].reshape(-1), k).sum(0).float()     # (a bincount, written so vmap can batch it)
+    p = counts / counts.sum()
+    return {'commit': (out['ze'] - out['zq'].detach()).pow(2).sum(1).mean(),
+            'codebook_perplexity': torch.exp(-(p * (p + 1e-10).log()).sum()).detach(),
+            'codebook_usage': (counts > 0).float().mean().detach()}
 
 # %% ../nbs/03_models.ipynb #4ad0556a
 class QLAE(QuantisedAE):
