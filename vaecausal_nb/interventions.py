@@ -25,10 +25,50 @@ __all__ = ['KINDS', 'INPUT', 'SIGMA_GRID', 'EXTREME_GRID', 'Intervention', 'to_o
            'traversal_figure', 'save_traversal', 'factor_effects', 'plot_effects', 'restored_share', 'patching_effects',
            'decoder_sites', 'check_decoder_site', 'mediation', 'subspace_patch_diagnostic']
 
-# %% ../nbs/06_interventions.ipynb #e7c3fb5e
+# %% ../nbs/06_interventions.ipynb #d56212ce
 KINDS = ('set', 'add', 'zero', 'mean', 'resample', 'patch')
 INPUT = 'input'   # the pseudo-site "the argument of the method": the code z when the method is `decode`
 
+# %% ../nbs/06_interventions.ipynb #5a5691b2
+def _unit_dims(dims, # the units as given: one index or a sequence of them
+              ) -> tuple[int, ...]:
+    "`dims` as a non-empty tuple of non-negative ints; one clear error for anything but integer indices."
+    raw = (dims,) if isinstance(dims, (int, np.integer, float, np.floating)) else dims
+    check(isinstance(raw, (tuple, list, range, np.ndarray)) and all(isinstance(d, (int, np.integer)) and
+          not isinstance(d, bool) for d in raw), f'dims must be unit indices (integers), got {dims!r}')
+    units = tuple(int(d) for d in raw)
+    check(len(units) > 0 and all(d >= 0 for d in units),
+          f'dims must be non-negative unit indices, got {dims!r}')
+    return units
+
+# %% ../nbs/06_interventions.ipynb #e037b58a
+def _set_value(kind:str, # 'set' or 'add'
+               value, # the value as given: one number, or one per unit
+               dims:tuple[int, ...]|None, # the checked units (None: the whole activation)
+              ) -> float|tuple[float, ...]:
+    "`value` as a float (one number given) or a tuple of floats (one per unit in `dims`); finite, or one clear error."
+    check(value is not None, f'a {kind!r} intervention needs a value')
+    v = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    check(np.isfinite(v).all(), f'intervention value must be finite, got {value!r}')
+    check(v.size == 1 or (dims is not None and v.size == len(dims)),
+          f'value must be one number or one per unit in dims ({0 if dims is None else len(dims)}), '
+          f'got {v.size}')
+    return float(v[0]) if v.size == 1 and np.ndim(value) == 0 else tuple(float(a) for a in v)
+
+# %% ../nbs/06_interventions.ipynb #4fce3eb3
+def _subspace_basis(kind:str, # the intervention's kind (a basis goes with 'patch' only)
+                    dims:tuple[int, ...]|None, # its units (a basis goes with the whole activation only)
+                    basis, # the rows spanning the subspace, [k, units]
+                   ) -> tuple[tuple[float, ...], ...]:
+    "`basis` as a tuple of rows of floats, refused unless finite and linearly independent (and on a whole site)."
+    check(kind == 'patch' and dims is None,
+          'a basis (subspace patch) goes with kind="patch" and dims=None')
+    b = np.atleast_2d(np.asarray(basis, dtype=np.float64))
+    check(b.ndim == 2 and np.isfinite(b).all() and np.linalg.matrix_rank(b) == len(b),
+          'basis must be finite, linearly independent rows [k, units]')
+    return tuple(tuple(float(a) for a in r) for r in b)
+
+# %% ../nbs/06_interventions.ipynb #6fe04365
 @dataclass(frozen=True)
 class Intervention:
     "One intervention: at `site`, replace units `dims` (axis 1: latents, features or channels) of the activation."
@@ -37,35 +77,16 @@ class Intervention:
     dims: tuple[int, ...]|None = None  # units along axis 1; None = the whole activation
     value: float|tuple[float, ...]|None = None  # for set/add: one value, or one per unit in dims
     basis: tuple[tuple[float, ...], ...]|None = None  # for patch: rows spanning a subspace of [n, units] activations
-
     def __post_init__(self):
         check(isinstance(self.site, str) and self.site, f'site must be a non-empty string, got {self.site!r}')
         check(self.kind in KINDS, f'unknown intervention kind {self.kind!r}; choose one of {", ".join(KINDS)}')
         if self.dims is not None:
-            raw = (self.dims,) if isinstance(self.dims, (int, np.integer, float, np.floating)) else self.dims
-            check(isinstance(raw, (tuple, list, range, np.ndarray)) and all(isinstance(d, (int, np.integer)) and
-                  not isinstance(d, bool) for d in raw), f'dims must be unit indices (integers), got {self.dims!r}')
-            dims = tuple(int(d) for d in raw)
-            check(len(dims) > 0 and all(d >= 0 for d in dims),
-                  f'dims must be non-negative unit indices, got {self.dims!r}')
-            object.__setattr__(self, 'dims', dims)
+            object.__setattr__(self, 'dims', _unit_dims(self.dims))
         if self.kind in ('set', 'add'):
-            check(self.value is not None, f'a {self.kind!r} intervention needs a value')
-            v = np.atleast_1d(np.asarray(self.value, dtype=np.float64))
-            check(np.isfinite(v).all(), f'intervention value must be finite, got {self.value!r}')
-            check(v.size == 1 or (self.dims is not None and v.size == len(self.dims)),
-                  f'value must be one number or one per unit in dims ({0 if self.dims is None else len(self.dims)}), '
-                  f'got {v.size}')
-            object.__setattr__(self, 'value',
-                               float(v[0]) if v.size == 1 and np.ndim(self.value) == 0 else tuple(float(a) for a in v))
+            object.__setattr__(self, 'value', _set_value(self.kind, self.value, self.dims))
         else: check(self.value is None, f'a {self.kind!r} intervention takes no value')
         if self.basis is not None:
-            check(self.kind == 'patch' and self.dims is None,
-                  'a basis (subspace patch) goes with kind="patch" and dims=None')
-            b = np.atleast_2d(np.asarray(self.basis, dtype=np.float64))
-            check(b.ndim == 2 and np.isfinite(b).all() and np.linalg.matrix_rank(b) == len(b),
-                  'basis must be finite, linearly independent rows [k, units]')
-            object.__setattr__(self, 'basis', tuple(tuple(float(a) for a in r) for r in b))
+            object.__setattr__(self, 'basis', _subspace_basis(self.kind, self.dims, self.basis))
 
     def to_dict(self) -> dict:
         "JSON-ready description."
@@ -79,7 +100,25 @@ class Intervention:
         return cls(**{k: tuple(tuple(r) if isinstance(r, list) else r for r in v) if isinstance(v, list) else v
                       for k, v in d.items()})
 
-# %% ../nbs/06_interventions.ipynb #87bb09c7
+# %% ../nbs/06_interventions.ipynb #4c2b2d67
+def _patched(spec:Intervention, # a 'patch' intervention
+             act:torch.Tensor, # the activation at its site [N, units, …]
+             out:torch.Tensor, # the copy of `act` being edited
+             d, # the selected units: a slice or a list of indices
+             source:torch.Tensor|None, # the source run's activation (row-aligned with `act`)
+            ) -> torch.Tensor:
+    "`out` with units `d` copied from `source`; with a basis, `act` moved towards `source` only within its span."
+    check(source is not None and source.shape == act.shape, f'{spec.site}: a patch needs the source activation of '
+          f'the same shape {list(act.shape)}, got {None if source is None else list(source.shape)}')
+    if spec.basis is None: out[:, d] = source[:, d]
+    else:                                            # move only along the subspace: a + (s − a)·QQᵀ
+        check(act.ndim == 2 and act.shape[1] == len(spec.basis[0]), f'{spec.site}: a subspace patch needs '
+              f'[n, {len(spec.basis[0])}] activations, got {list(act.shape)}')
+        Q = torch.linalg.qr(torch.tensor(spec.basis, dtype=torch.float64).T)[0].to(act)
+        out = act + (source - act) @ Q @ Q.T
+    return out
+
+# %% ../nbs/06_interventions.ipynb #23f8f8d7
 @patch
 def apply(self:Intervention, act:torch.Tensor, # the activation at the site [N, units, …]
           source:torch.Tensor|None=None, # the source run's activation (for 'patch')
@@ -99,15 +138,7 @@ def apply(self:Intervention, act:torch.Tensor, # the activation at the site [N, 
         v = v.view(bshape) if v.ndim else v
         out[:, d] = v.expand_as(out[:, d]) if self.kind == 'set' else out[:, d] + v
     elif self.kind == 'zero': out[:, d] = 0
-    elif self.kind == 'patch':
-        check(source is not None and source.shape == act.shape, f'{self.site}: a patch needs the source activation of '
-              f'the same shape {list(act.shape)}, got {None if source is None else list(source.shape)}')
-        if self.basis is None: out[:, d] = source[:, d]
-        else:                                            # move only along the subspace: a + (s − a)·QQᵀ
-            check(act.ndim == 2 and act.shape[1] == len(self.basis[0]), f'{self.site}: a subspace patch needs '
-                  f'[n, {len(self.basis[0])}] activations, got {list(act.shape)}')
-            Q = torch.linalg.qr(torch.tensor(self.basis, dtype=torch.float64).T)[0].to(act)
-            out = act + (source - act) @ Q @ Q.T
+    elif self.kind == 'patch': out = _patched(self, act, out, d, source)
     else:
         ref = act if ref is None else ref
         if self.kind == 'mean': out[:, d] = ref[:, d].mean(0, keepdim=True).expand_as(out[:, d])
@@ -129,7 +160,7 @@ def to_output(out, # a model output (tensor or dict)
     check(output in ('probs', 'logits'), f"output must be 'probs', 'logits' or a function, got {output!r}")
     return torch.sigmoid(out) if output == 'probs' else out
 
-# %% ../nbs/06_interventions.ipynb #c5ffc9bb
+# %% ../nbs/06_interventions.ipynb #3631d09d
 def _groups(specs) -> list[tuple[Intervention, ...]]:
     if isinstance(specs, Intervention): specs = [specs]
     groups = [tuple(s) if isinstance(s, (tuple, list)) else (s,) for s in specs]
@@ -138,14 +169,40 @@ def _groups(specs) -> list[tuple[Intervention, ...]]:
         for s in g: check(isinstance(s, Intervention), f'expected Intervention specs, got {type(s).__name__}')
     return groups
 
-
+# %% ../nbs/06_interventions.ipynb #33431802
 def _site_acts(model, inp, sites, method) -> dict:
     acts = {INPUT: inp} if INPUT in sites else {}
     rest = [s for s in sites if s != INPUT]
     if rest: acts.update(run_with_cache(model, inp, names_filter=rest, method=method)[1])
     return acts
 
+# %% ../nbs/06_interventions.ipynb #2991a7c7
+def _run_block(model:nn.Module, # the model
+               x:torch.Tensor, # the base input [N, ...]
+               block:list, # groups of interventions, one block of N rows each
+               sites:list[str], # every site the groups name
+               src:dict, # site -> the source run's activation (for 'patch')
+               rf:dict, # site -> the reference activations (for 'mean'/'resample')
+               method:str, # the model method to run
+               output:str|Callable, # what to return (see `to_output`)
+               generator:torch.Generator|None, # for 'resample'
+              ) -> torch.Tensor:
+    "Outputs `[len(block), N, ...]` of one pass over `x` tiled once per group, each group's rows edited by its group."
+    n = len(x)
+    X = x.repeat(len(block), *([1] * (x.ndim - 1)))
+    def edit(act, site, block=block):
+        act = act.clone()
+        for j, g in enumerate(block):
+            for s in g:
+                if s.site == site:
+                    act[j * n:(j + 1) * n] = s.apply(act[j * n:(j + 1) * n], src.get(site), rf.get(site), generator)
+        return act
+    if INPUT in sites: X = edit(X, INPUT)
+    fwd = [(site, lambda a, m, site=site: edit(a, site)) for site in sites if site != INPUT]
+    with hooks(model, fwd): y = to_output(getattr(model, method)(X), output)
+    return y.reshape(len(block), n, *y.shape[1:])
 
+# %% ../nbs/06_interventions.ipynb #51b18506
 @torch.no_grad()
 def run_interventions(model:nn.Module, # any model; sites are HookPoint names or dotted module paths
                       x:torch.Tensor, # the base input of `method`, [N, ...]
@@ -169,30 +226,18 @@ def run_interventions(model:nn.Module, # any model; sites are HookPoint names or
                                  f'source must have the shape of x {list(x.shape)}, got {list(source.shape)}')
     src = _site_acts(model, source, need_src, method) if need_src else {}
     rf = _site_acts(model, x if ref is None else ref, need_ref, method) if need_ref else {}
-    n, per = len(x), max(1, chunk_rows // max(1, len(x)))
+    per = max(1, chunk_rows // max(1, len(x)))
     outs = []
     for g0 in range(0, len(groups), per):
-        block = groups[g0:g0 + per]
-        X = x.repeat(len(block), *([1] * (x.ndim - 1)))
-        def edit(act, site, block=block):
-            act = act.clone()
-            for j, g in enumerate(block):
-                for s in g:
-                    if s.site == site:
-                        act[j * n:(j + 1) * n] = s.apply(act[j * n:(j + 1) * n], src.get(site), rf.get(site), generator)
-            return act
-        if INPUT in sites: X = edit(X, INPUT)
-        fwd = [(site, lambda a, m, site=site: edit(a, site)) for site in sites if site != INPUT]
-        with hooks(model, fwd): y = to_output(getattr(model, method)(X), output)
-        outs.append(y.reshape(len(block), n, *y.shape[1:]))
+        outs.append(_run_block(model, x, groups[g0:g0 + per], sites, src, rf, method, output, generator))
     return torch.cat(outs)
 
-# %% ../nbs/06_interventions.ipynb #2f472f14
+# %% ../nbs/06_interventions.ipynb #70bcdb0d
 def has_gaussian_posterior(model) -> bool:
     "Whether `model.encode` returns `(mu, logvar)` (the VAE family) rather than a deterministic code (VQ-VAE, QLAE)."
     return bool(getattr(model, 'gaussian_posterior', not hasattr(model, 'quantize')))
 
-
+# %% ../nbs/06_interventions.ipynb #a54df2c7
 @torch.no_grad()
 def aggregate_posterior(model:nn.Module, # a trained model
                         x:torch.Tensor, # images [N, C, H, W]
@@ -205,7 +250,7 @@ def aggregate_posterior(model:nn.Module, # a trained model
         var = var + logvar.exp().mean(0)
     return {'mean': z.mean(0), 'std': var.sqrt(), 'codes': z}
 
-
+# %% ../nbs/06_interventions.ipynb #b6191b9b
 SIGMA_GRID = (-3, -2, -1, 0, 1, 2, 3)
 EXTREME_GRID = (-10, -6, 6, 10)
 
@@ -236,7 +281,7 @@ def _latent_indices(latents, # one latent index or a sequence of them (list, tup
     return out
 
 
-# %% ../nbs/06_interventions.ipynb #673ffac3
+# %% ../nbs/06_interventions.ipynb #4edd1a74
 def _values(values, L) -> torch.Tensor:
     v = torch.as_tensor(values, dtype=torch.float32)
     check(v.ndim == 2 and v.shape[0] == L,
@@ -245,7 +290,7 @@ def _values(values, L) -> torch.Tensor:
           'finite aggregate posterior')
     return v
 
-
+# %% ../nbs/06_interventions.ipynb #6f73c34a
 def latent_sweep(model:nn.Module, # a model with decode(z)
                  z:torch.Tensor, # base codes [N, L]
                  values:torch.Tensor, # values [L, V] for each latent (see value_grid)
@@ -302,7 +347,7 @@ def save_traversal(model:nn.Module, # a trained model
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=80, bbox_inches='tight'); plt.close(fig)
     with atomic_write(path) as f: f.write(buf.getvalue())
 
-# %% ../nbs/06_interventions.ipynb #10c899b5
+# %% ../nbs/06_interventions.ipynb #b171bfec
 @torch.no_grad()
 def factor_effects(model:nn.Module, # a model with representation(x)
                    dataset:FactorDataset, # the factor dataset it was trained on
@@ -327,6 +372,7 @@ def factor_effects(model:nn.Module, # a model with representation(x)
         rows[name] = ((zc - zb).abs().mean(0) / (std if normalise else 1)).cpu().numpy()
     return pd.DataFrame(rows, index=[f'z{i}' for i in range(len(std))]).T
 
+# %% ../nbs/06_interventions.ipynb #b7f954ae
 def plot_effects(effects, # a factor × latent DataFrame
                  ax=None, # axes to draw on (None: a new figure)
                  title:str='factor → latent effect', # the title
@@ -340,7 +386,7 @@ def plot_effects(effects, # a factor × latent DataFrame
     ax.set_title(title); ax.set_xlabel('latent'); ax.set_ylabel('changed factor')
     return ax
 
-# %% ../nbs/06_interventions.ipynb #d3f4e3ee
+# %% ../nbs/06_interventions.ipynb #86d4ebac
 def restored_share(patched:torch.Tensor, # outputs with the patch
                    base:torch.Tensor, # outputs of the base run
                    source:torch.Tensor, # outputs of the source run
@@ -354,6 +400,7 @@ def restored_share(patched:torch.Tensor, # outputs with the patch
     p = (patched - base).reshape(*patched.shape[:-base.ndim], len(base), -1)
     return (p * d).sum((-1, -2)) / den
 
+# %% ../nbs/06_interventions.ipynb #850883a3
 @torch.no_grad()
 def patching_effects(model:nn.Module, # any model with hook points
                      base:torch.Tensor, # base inputs [N, ...]
@@ -418,10 +465,47 @@ def check_decoder_site(model:nn.Module, # a model with decode(z)
     raise VaeCausalError(f'{why}; pass {word}= {what} in the decoder, one of: {", ".join(names) or "(none)"}')
 
 
-# %% ../nbs/06_interventions.ipynb #50325f9a
+# %% ../nbs/06_interventions.ipynb #88eb26a7
 def _units(model, site, x, method):
     return run_with_cache(model, x[:1], names_filter=site, method=method)[1][site].shape[1]
 
+# %% ../nbs/06_interventions.ipynb #7420b92a
+def _treated(z:torch.Tensor, # base codes [N, L]
+             dims:list[int], # the treated coordinates
+             value, # one number, or one per coordinate
+            ) -> torch.Tensor:
+    "The codes under do(z_dims = value): a copy of `z` with the treated coordinates set."
+    v = torch.as_tensor(np.atleast_1d(np.asarray(value, dtype=np.float64)), dtype=z.dtype, device=z.device)
+    check(bool(torch.isfinite(v).all()) and len(v) in (1, len(dims)),
+          f'the treatment value must be finite, one number or one per coordinate ({len(dims)}), got {value}')
+    zt = z.clone()
+    zt[:, dims] = v
+    return zt
+
+# %% ../nbs/06_interventions.ipynb #cd155356
+def _mediation_summary(y0:torch.Tensor, # base outputs [N, ...]
+                       y1:torch.Tensor, # treated outputs [N, ...]
+                       nie:torch.Tensor, # [M + 1, N, ...]: base, each mediator (last: the site) at its treated value
+                       nd:torch.Tensor|None, # [M + 1, N, ...]: treated, each mediator (last: the site) held at base
+                       units:list[int], # the mediators' unit indices
+                       per_image:bool, # also return each image's NIE magnitudes
+                      ) -> dict:
+    "TE, and per mediator NIE (projected on the TE direction), its magnitude and NDE, each over √P; the site's totals."
+    te = (y1 - y0).flatten(1)
+    P = te.shape[1]
+    u = te / te.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    proj = lambda out: ((out - y0).flatten(2) * u).sum(-1).mean(-1) / math.sqrt(P)
+    norm = lambda out: (out - y0).flatten(2).norm(dim=-1).mean(-1) / math.sqrt(P)
+    pn, nn_ = proj(nie), norm(nie)
+    out = {'te': float(te.norm(dim=1).mean() / math.sqrt(P)), 'units': units,
+           'nie': pn[:-1].cpu().numpy(), 'nie_norm': nn_[:-1].cpu().numpy(), 'nie_site': float(pn[-1])}
+    if per_image: out['nie_norm_images'] = ((nie - y0).flatten(2).norm(dim=-1)[:-1] / math.sqrt(P)).cpu().numpy()
+    if nd is not None:
+        pd_ = proj(nd)
+        out.update({'nde': pd_[:-1].cpu().numpy(), 'nde_site': float(pd_[-1])})
+    return out
+
+# %% ../nbs/06_interventions.ipynb #971ad22f
 @torch.no_grad()
 def mediation(model:nn.Module, # a model with decode(z) and hook points in the decoder
               z:torch.Tensor, # base codes [N, L]
@@ -437,10 +521,7 @@ def mediation(model:nn.Module, # a model with decode(z) and hook points in the d
     TE direction) and the NIE magnitude."""
     dims = _latent_indices(latent, z.shape[1], 'latent')
     check_decoder_site(model, site, z)
-    v = torch.as_tensor(np.atleast_1d(np.asarray(value, dtype=np.float64)), dtype=z.dtype, device=z.device)
-    check(bool(torch.isfinite(v).all()) and len(v) in (1, len(dims)),
-          f'the treatment value must be finite, one number or one per coordinate ({len(dims)}), got {value}')
-    zt = z.clone(); zt[:, dims] = v
+    zt = _treated(z, dims, value)
     y0, y1 = to_output(model.decode(z), output), to_output(model.decode(zt), output)
     C = _units(model, site, z, 'decode')
     units = list(range(C)) if units is None else [int(u) for u in units]
@@ -449,21 +530,23 @@ def mediation(model:nn.Module, # a model with decode(z) and hook points in the d
     nie = run_interventions(model, z, specs, 'decode', source=zt, output=output)     # M ← M(treated), z unchanged
     nd = run_interventions(model, zt, specs, 'decode', source=z,
                            output=output) if nde else None   # treated, M held at M(base)
-    te = (y1 - y0).flatten(1)
-    P = te.shape[1]
-    u = te / te.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    proj = lambda out: ((out - y0).flatten(2) * u).sum(-1).mean(-1) / math.sqrt(P)
-    norm = lambda out: (out - y0).flatten(2).norm(dim=-1).mean(-1) / math.sqrt(P)
-    pn, nn_ = proj(nie), norm(nie)
-    out = {'te': float(te.norm(dim=1).mean() / math.sqrt(P)), 'units': units,
-           'nie': pn[:-1].cpu().numpy(), 'nie_norm': nn_[:-1].cpu().numpy(), 'nie_site': float(pn[-1])}
-    if per_image: out['nie_norm_images'] = ((nie - y0).flatten(2).norm(dim=-1)[:-1] / math.sqrt(P)).cpu().numpy()
-    if nde:
-        pd_ = proj(nd)
-        out.update({'nde': pd_[:-1].cpu().numpy(), 'nde_site': float(pd_[-1])})
-    return out
+    return _mediation_summary(y0, y1, nie, nd, units, per_image)
 
-# %% ../nbs/06_interventions.ipynb #4aed54b0
+# %% ../nbs/06_interventions.ipynb #1c702c0f
+def _row_null_parts(direction, # the patched direction v [units]
+                    weight:torch.Tensor, # the downstream weights W [out, units] that read the site
+                   ) -> dict:
+    "v (normalised) and its parts in the row space of W (P v, P = W⁺W) and in its null space (v − P v), float64."
+    v = torch.as_tensor(direction, dtype=torch.float64).flatten()
+    W = torch.as_tensor(weight, dtype=torch.float64).detach().cpu()
+    check(W.ndim == 2 and W.shape[1] == len(v),
+          f'weight must be [out, {len(v)}] to read a {len(v)}-unit site, got {list(W.shape)}')
+    check(v.norm() > 0 and torch.isfinite(v).all(), 'direction must be a finite, non-zero vector')
+    v = v / v.norm()
+    P = torch.linalg.pinv(W) @ W                                    # projector on the row space of W
+    return {'full': v, 'row': P @ v, 'null': v - P @ v}
+
+# %% ../nbs/06_interventions.ipynb #244527bd
 @torch.no_grad()
 def subspace_patch_diagnostic(model:nn.Module, # the model
                               base:torch.Tensor, # base inputs [N, ...]
@@ -477,14 +560,7 @@ def subspace_patch_diagnostic(model:nn.Module, # the model
                              ) -> dict:
     """Makelov et al. (2023) guard: does patching along v restore the effect through W's row space (connected), or only
     via its null-space part?"""
-    v = torch.as_tensor(direction, dtype=torch.float64).flatten()
-    W = torch.as_tensor(weight, dtype=torch.float64).detach().cpu()
-    check(W.ndim == 2 and W.shape[1] == len(v),
-          f'weight must be [out, {len(v)}] to read a {len(v)}-unit site, got {list(W.shape)}')
-    check(v.norm() > 0 and torch.isfinite(v).all(), 'direction must be a finite, non-zero vector')
-    v = v / v.norm()
-    P = torch.linalg.pinv(W) @ W                                    # projector on the row space of W
-    parts = {'full': v, 'row': P @ v, 'null': v - P @ v}
+    parts = _row_null_parts(direction, weight)
     yb = to_output(getattr(model, method)(base), output)
     ys = to_output(getattr(model, method)(source), output)
     out = {'row_norm2': float(parts['row'].norm() ** 2), 'null_norm2': float(parts['null'].norm() ** 2)}
