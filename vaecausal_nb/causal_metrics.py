@@ -23,8 +23,8 @@ from .interventions import (
 from .models import DECODER_SITE, kl_normal
 
 # %% auto #0
-__all__ = ['MIN_FACTOR_EFFECT', 'MetricResult', 'slot_codewords', 'intervention_values', 'active_latents', 'active_mask',
-           'as_mask', 'ces', 'pixel_specificity', 'intervention_specificity', 'factor_pixel_specificity',
+__all__ = ['MIN_FACTOR_EFFECT', 'MetricResult', 'slot_codewords', 'intervention_values', 'active_latents', 'as_mask',
+           'active_mask', 'ces', 'pixel_specificity', 'intervention_specificity', 'factor_pixel_specificity',
            'causal_profile', 'circuit_modularity', 'causal_summary']
 
 # %% ../nbs/07_causal_metrics.ipynb #ec90f8b4
@@ -87,7 +87,15 @@ def intervention_values(model:nn.Module, # a trained model
     check(all(len(s) == 1 for s in slots), 'continuous latents are intervened on one coordinate at a time')
     return z, slots, list(value_grid(agg['mean'], agg['std'], ks)[:, :, None])
 
-# %% ../nbs/07_causal_metrics.ipynb #9650da52
+# %% ../nbs/07_causal_metrics.ipynb #38e19219
+def _codeword_entropy(z:torch.Tensor, # codes [N, W]
+                      slots, # groups of coordinates (core.code_slots)
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    "Each slot's codeword entropy over the N codes (nats) and how many distinct codewords it uses."
+    counts = [c.cpu().numpy() for _, c in slot_codewords(z, slots)]
+    return np.array([scipy.stats.entropy(c) for c in counts]), np.array([len(c) for c in counts])
+
+# %% ../nbs/07_causal_metrics.ipynb #7cec3c9c
 @torch.no_grad()
 def active_latents(model:nn.Module, # a trained model
                    x:torch.Tensor, # images [N, C, H, W] (uint8 or float)
@@ -102,10 +110,9 @@ def active_latents(model:nn.Module, # a trained model
     var = torch.stack([z[:, list(s)].var(0).sum() for s in slots])
     active, extras = var > var_threshold, {'kl': None}
     if is_quantised(model):
-        counts = [c.cpu().numpy() for _, c in slot_codewords(z, slots)]
-        H = np.array([scipy.stats.entropy(c) for c in counts])                # nats
+        H, used = _codeword_entropy(z, slots)                                  # nats
         active &= torch.as_tensor(H >= kl_threshold, device=var.device)
-        extras.update({'entropy': H, 'used_codewords': np.array([len(c) for c in counts])})
+        extras.update({'entropy': H, 'used_codewords': used})
         per = H
     if has_gaussian_posterior(model):
         mu, logvar = model.encode(x)
@@ -115,15 +122,6 @@ def active_latents(model:nn.Module, # a trained model
     elif not is_quantised(model): per = var.cpu().numpy()
     active = active.cpu().numpy()
     return MetricResult('n_active', per, active.sum(), active, {**extras, 'variance': var.cpu().numpy()})
-
-def active_mask(model, x, mask, L:int) -> np.ndarray:
-    "The active mask: `mask` (from `as_mask`; None: `active_latents` decides), checked against the model's L latents."
-    a = active_latents(model, x).active if mask is None else mask
-    check(len(a) == L, f'active has {len(a)} entries but the model has {L} latents')
-    return a
-
-def _summary(per_latent, active):
-    return float(np.mean(per_latent[active])) if active.any() else float('nan')
 
 # %% ../nbs/07_causal_metrics.ipynb #b2c3d4e5
 def as_mask(active, # None, or a boolean mask [L] (list of bools, numpy bool array, bool tensor)
@@ -137,10 +135,18 @@ def as_mask(active, # None, or a boolean mask [L] (list of bools, numpy bool arr
     return a
 
 
-# %% ../nbs/07_causal_metrics.ipynb #2e6eeb9d
-MIN_FACTOR_EFFECT = 0.01     # Σ_k Δf_ik below this: the latent moves no factor (probe outputs are in [0, 1] per factor)
+# %% ../nbs/07_causal_metrics.ipynb #76d03cd7
+def active_mask(model, # a trained model
+                x, # images [N, C, H, W] (float)
+                mask, # the user's mask (from `as_mask`) or None
+                L:int, # the model's number of latents (slots)
+               ) -> np.ndarray:
+    "The active mask: `mask` (from `as_mask`; None: `active_latents` decides), checked against the model's L latents."
+    a = active_latents(model, x).active if mask is None else mask
+    check(len(a) == L, f'active has {len(a)} entries but the model has {L} latents')
+    return a
 
-# %% ../nbs/07_causal_metrics.ipynb #502451d2
+# %% ../nbs/07_causal_metrics.ipynb #54c749a2
 @torch.no_grad()
 def _sweeps(model, z, slots, values, chunk_rows=8192):
     "Yield (slot, base probs [N, ...], swept probs [V, N, ...]) one slot (latent) at a time."
@@ -148,6 +154,15 @@ def _sweeps(model, z, slots, values, chunk_rows=8192):
     for i, (s, vals) in enumerate(zip(slots, values)):
         specs = [Intervention(INPUT, 'set', s, tuple(v.tolist())) for v in vals]
         yield i, y0, run_interventions(model, z, specs, method='decode', output='probs', chunk_rows=chunk_rows)
+
+# %% ../nbs/07_causal_metrics.ipynb #1239cdf2
+def _ces_of(d:torch.Tensor, # one latent's effects [V, N, P]: swept probabilities minus the reconstructions
+           ) -> float:
+    "CES of one latent: the RMS pixel change ‖d‖₂ / √P, averaged over the values and the images."
+    return float(d.norm(dim=-1).mean() / math.sqrt(d.shape[-1]))
+
+# %% ../nbs/07_causal_metrics.ipynb #a93cf0a6
+MIN_FACTOR_EFFECT = 0.01     # Σ_k Δf_ik below this: the latent moves no factor (probe outputs are in [0, 1] per factor)
 
 @torch.no_grad()
 def _effects(model, x, ks, active, ces=False, pixel=False, probe=None, min_effect=MIN_FACTOR_EFFECT) -> dict:
@@ -165,25 +180,31 @@ def _effects(model, x, ks, active, ces=False, pixel=False, probe=None, min_effec
     f0 = None
     for i, y0, sw in _sweeps(model, z, slots, values):
         d = (sw - y0).flatten(2)                                            # [V, N, P] effects of do(z_i = v)
-        if ces: out['ces'][i] = float(d.norm(dim=-1).mean() / math.sqrt(d.shape[-1]))
-        if pixel:
-            s, w = pixel_specificity(d)
-            if w.sum() > 0: out['pixel'][i] = float((s * w).sum() / w.sum())   # weighted by the size of each change
+        if ces: out['ces'][i] = _ces_of(d)
+        if pixel: out['pixel'][i] = _pixel_of(d)
         if probe is not None:
             if f0 is None: f0 = probe(y0)
-            f1 = probe(sw.flatten(0, 1)).view(sw.shape[0], len(y0), -1)
-            df = (f1 - f0).abs().mean((0, 1)).cpu().numpy()
+            df = _factor_change(probe, f0, sw)
             if out['factor_effects'] is None: out['factor_effects'] = np.zeros((L, len(df)))
             out['factor_effects'][i] = df
-            if df.sum() >= min_effect: out['factor'][i] = float(df.max() / df.sum())   # no effect, no specificity
+            out['factor'][i] = _factor_of(df, min_effect)
     out['recon_rmse'] = float((y0 - x).pow(2).mean().sqrt())               # y0: the reconstructions
     return out
 
+# %% ../nbs/07_causal_metrics.ipynb #1bc22a19
+def _summary(per_latent, # one value per latent
+             active, # the active mask
+            ) -> float:
+    "The mean over the active latents (NaN when none is active)."
+    return float(np.mean(per_latent[active])) if active.any() else float('nan')
+
+# %% ../nbs/07_causal_metrics.ipynb #57c317f9
 def _ces_result(e:dict) -> MetricResult:
     c = _summary(e['ces'], e['active'])
     return MetricResult('ces', e['ces'], c, e['active'], {'recon_rmse': e['recon_rmse'], 'all_latents': e['ces'],
                                                            'ces_per_recon': c / max(e['recon_rmse'], 1e-12)})
 
+# %% ../nbs/07_causal_metrics.ipynb #0f49c7ba
 def ces(model:nn.Module, # a trained model with encode/decode/representation
         x:torch.Tensor, # images [N, C, H, W]
         ks:Sequence[float]=SIGMA_GRID, # intervention values: mean + k·std of the aggregate posterior
@@ -193,7 +214,7 @@ def ces(model:nn.Module, # a trained model with encode/decode/representation
     per unit of reconstruction RMSE."""
     return _ces_result(_effects(model, x, ks, active, ces=True))
 
-# %% ../nbs/07_causal_metrics.ipynb #c5831e9d
+# %% ../nbs/07_causal_metrics.ipynb #b856ded4
 def pixel_specificity(effect:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """For effects `[..., P]` (absolute pixel changes): 1 − H(p)/log P with p the normalised effect, and the total
     absolute effect (the weight)."""
@@ -203,6 +224,30 @@ def pixel_specificity(effect:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     H = -(p * p.clamp_min(1e-30).log()).sum(-1)
     return 1 - H / math.log(d.shape[-1]), w
 
+# %% ../nbs/07_causal_metrics.ipynb #48263bfa
+def _pixel_of(d:torch.Tensor, # one latent's effects [V, N, P]
+             ) -> float:
+    "Pixel-level specificity of one latent, each (value, image) weighted by its total change (NaN: no change)."
+    s, w = pixel_specificity(d)
+    return float((s * w).sum() / w.sum()) if w.sum() > 0 else float('nan')
+
+# %% ../nbs/07_causal_metrics.ipynb #5fb32fb3
+def _factor_change(probe:Callable, # images -> [N, K] factor predictions
+                   f0:torch.Tensor, # the probe's predictions for the reconstructions [N, K]
+                   sw:torch.Tensor, # one latent's swept images [V, N, ...]
+                  ) -> np.ndarray:
+    "Δf_k: the mean absolute change of each factor prediction over the values and images [K]."
+    f1 = probe(sw.flatten(0, 1)).view(sw.shape[0], sw.shape[1], -1)
+    return (f1 - f0).abs().mean((0, 1)).cpu().numpy()
+
+# %% ../nbs/07_causal_metrics.ipynb #031c6d9c
+def _factor_of(df:np.ndarray, # one latent's factor changes Δf [K]
+               min_effect:float=MIN_FACTOR_EFFECT, # Σ_k Δf_k below this = no effect (NaN)
+              ) -> float:
+    "Factor-level specificity of one latent: max_k Δf_k / Σ_k Δf_k, NaN when it moves the factors too little."
+    return float(df.max() / df.sum()) if df.sum() >= min_effect else float('nan')   # no effect, no specificity
+
+# %% ../nbs/07_causal_metrics.ipynb #7145f5c4
 def _specificity_result(per, act, factor_effects=None) -> MetricResult:
     ok = act & np.isfinite(per)
     if factor_effects is None: value = float(per[ok].mean()) if ok.any() else float('nan')
@@ -213,6 +258,7 @@ def _specificity_result(per, act, factor_effects=None) -> MetricResult:
     extras = {'all_latents': per} if factor_effects is None else {'all_latents': per, 'factor_effects': factor_effects}
     return MetricResult(name, per, value, act, extras)
 
+# %% ../nbs/07_causal_metrics.ipynb #31afdab2
 def intervention_specificity(model:nn.Module, # a trained model
                              x:torch.Tensor, # images [N, C, H, W]
                              level:str='pixel', # 'pixel' or 'factor'
@@ -265,16 +311,18 @@ def causal_profile(model:nn.Module, # a trained model
             'specificity_factor': None if probe is None else _specificity_result(e['factor'], e['active'],
                 e['factor_effects'])}
 
-# %% ../nbs/07_causal_metrics.ipynb #db1b6796
+# %% ../nbs/07_causal_metrics.ipynb #7af000a5
 def _cosine(M:np.ndarray) -> np.ndarray:
     "Cosine similarities [A, A] of the rows of M [A, units]."
     U = M / np.linalg.norm(M, axis=1, keepdims=True).clip(1e-30)
     return U @ U.T
 
+# %% ../nbs/07_causal_metrics.ipynb #3f53b01f
 def _modularity_of(M:np.ndarray) -> float:
     "1 − mean off-diagonal cosine of the rows of M [A, units]."
     return float(1 - _cosine(M)[np.triu_indices(len(M), 1)].mean())
 
+# %% ../nbs/07_causal_metrics.ipynb #a7cd70bc
 def _modularity_uncertainty(Mi:np.ndarray, value:float, n_boot:int, n_null:int, seed:int) -> dict:
     "Bootstrap CI over images and a per-latent permutation null for the modularity of Mi [A, units, N]."
     rng, N = np.random.default_rng(seed), Mi.shape[-1]
@@ -286,6 +334,25 @@ def _modularity_uncertainty(Mi:np.ndarray, value:float, n_boot:int, n_null:int, 
     return {'modularity_ci_low': float(lo), 'modularity_ci_high': float(hi), 'modularity_null': null,
             'modularity_null_ci': tuple(np.percentile(nulls, [2.5, 97.5])) if n_null else (np.nan, np.nan),
             'modularity_excess': value - null}
+
+# %% ../nbs/07_causal_metrics.ipynb #33958407
+@torch.no_grad()
+def _nie_profiles(model:nn.Module, # a model with hook points in its decoder
+                  z:torch.Tensor, # codes [N, W]
+                  slots, # groups of coordinates (core.code_slots)
+                  values, # each slot's treatments [V, D] (intervention_values)
+                  site:str, # the mediators: a hook point in the decoder
+                  idx:Sequence[int], # the latents (slots) measured
+                  L:int, # the number of latents (slots)
+                 ) -> np.ndarray|None:
+    "Per-image NIE magnitudes [L, units, N] of do(z_i) through each unit of `site`, summed over the treatments."
+    Mi = None                                              # None: no latent measured
+    for i in idx:
+        m = sum(mediation(model, z, slots[i], v.tolist(), site, nde=False, per_image=True)['nie_norm_images']
+                for v in values[i])
+        if Mi is None: Mi = np.zeros((L,) + m.shape)
+        Mi[i] = m
+    return Mi
 
 # %% ../nbs/07_causal_metrics.ipynb #e4c64f46
 @torch.no_grad()
@@ -306,12 +373,7 @@ def circuit_modularity(model:nn.Module, # a trained model with hook points in it
     z, slots, values = intervention_values(model, x, ks)
     act = active_mask(model, x, mask, len(slots))
     idx = [int(i) for i in np.flatnonzero(act)]
-    Mi = None                                              # [L, units, N]: per-image NIE magnitudes
-    for i in idx:
-        m = sum(mediation(model, z, slots[i], v.tolist(), site, nde=False, per_image=True)['nie_norm_images']
-                for v in values[i])
-        if Mi is None: Mi = np.zeros((len(act),) + m.shape)
-        Mi[i] = m
+    Mi = _nie_profiles(model, z, slots, values, site, idx, len(act))   # [L, units, N]: per-image NIE magnitudes
     M = Mi.mean(-1) if Mi is not None else np.zeros((len(act), 0))
     per = np.full(len(act), np.nan)
     if len(idx) < 2:

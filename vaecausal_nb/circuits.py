@@ -26,17 +26,12 @@ if TYPE_CHECKING: import pandas
 # %% auto #0
 __all__ = ['DECODER_CONV_READERS', 'latent_circuits', 'circuit_overlap', 'circuit_reader', 'abstract_decoder', 'decoder_fidelity']
 
-# %% ../nbs/08a_circuits.ipynb #7991df30
+# %% ../nbs/08a_circuits.ipynb #d050f0e5
 def _reader_acts(model, reader, z) -> torch.Tensor:
     "The activations the layer `reader` reads when `model` decodes z."
     return reader_inputs(model, reader, z, forward=lambda m, c: m.decode(c))
 
-@torch.no_grad()
-def _patched(model, reader, z, base, keep) -> torch.Tensor:
-    "Decode z with the channels outside `keep` (bool [C]) replaced by `base` (row-aligned reader activations)."
-    def f(a, m): return torch.where(keep.view(1, -1, *[1] * (a.ndim - 2)), a, base)
-    with hooks(model, reads=[(reader, f)]): return torch.sigmoid(model.decode(z))
-
+# %% ../nbs/08a_circuits.ipynb #006d0103
 def _intervened(z:torch.Tensor, # codes [N, D]
                 dims, # the coordinates of one latent (slot)
                 V:torch.Tensor, # values [M, len(dims)]
@@ -45,11 +40,56 @@ def _intervened(z:torch.Tensor, # codes [N, D]
     zi = z.repeat(len(V), 1); zi[:, list(dims)] = V.to(z).repeat_interleave(len(z), 0)
     return zi
 
+# %% ../nbs/08a_circuits.ipynb #292baac7
+@torch.no_grad()
+def _patched(model, reader, z, base, keep) -> torch.Tensor:
+    "Decode z with the channels outside `keep` (bool [C]) replaced by `base` (row-aligned reader activations)."
+    def f(a, m): return torch.where(keep.view(1, -1, *[1] * (a.ndim - 2)), a, base)
+    with hooks(model, reads=[(reader, f)]): return torch.sigmoid(model.decode(z))
+
+# %% ../nbs/08a_circuits.ipynb #0b643f4c
 def _prefix_iia(model, reader, zi, base, y1, eff, order, tol, k) -> float:
     "IIA of the first k channels of `order`: the share of pairs whose effect they carry within tol."
     keep = torch.zeros(len(order), dtype=torch.bool); keep[order[:k]] = True
     miss = (_patched(model, reader, zi, base, keep) - y1).flatten(1).norm(dim=1)
     return float((miss <= tol * eff).float().mean())
+
+# %% ../nbs/08a_circuits.ipynb #cd4345b6
+def _smallest_prefix(iia_of, # k -> the IIA of the first k channels
+                     n:int, # the number of channels (the full prefix patches nothing: IIA 1)
+                     target:float, # the IIA a circuit must reach
+                    ) -> int:
+    "The smallest k whose prefix reaches `target`, by bisection."
+    lo, hi = 0, n                                                          # iia(hi) = 1: nothing is patched
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if iia_of(mid) >= target: hi = mid
+        else: lo = mid + 1
+    return hi
+
+# %% ../nbs/08a_circuits.ipynb #14ab8a16
+@torch.no_grad()
+def _latent_circuit(model:nn.Module, # a model with `decode`
+                    reader:str, # the layer whose input channels are ranked
+                    z:torch.Tensor, # codes [N, D]
+                    a0:torch.Tensor, # the reader's activations under z (the base run)
+                    y0:torch.Tensor, # the decoded probabilities under z
+                    norms:torch.Tensor, # ‖W[:, c]‖ of the reader per channel
+                    dims, # the coordinates of the latent (slot)
+                    V:torch.Tensor, # its intervention values [M, len(dims)]
+                    target:float, # the IIA the circuit must reach
+                    tol:float, # a pair is carried when the missed effect is at most tol × the effect
+                   ) -> dict:
+    "One latent's circuit: `size`, the `iia` it reaches, the `circuit` (channels) and the full `ranking`."
+    zi = _intervened(z, dims, V)
+    base = a0.repeat(len(V), *[1] * (a0.ndim - 1))
+    a1, y1 = _reader_acts(model, reader, zi), torch.sigmoid(model.decode(zi))
+    eff = (y1 - y0.repeat(len(V), *[1] * (y0.ndim - 1))).flatten(1).norm(dim=1)
+    score = units_last((a1 - base).abs()).mean(0).float() * norms
+    order = torch.argsort(score, descending=True)
+    iia_of = partial(_prefix_iia, model, reader, zi, base, y1, eff, order, tol)
+    hi = _smallest_prefix(iia_of, len(order), target)
+    return {'size': hi, 'iia': iia_of(hi), 'circuit': sorted(order[:hi].tolist()), 'ranking': order.tolist()}
 
 # %% ../nbs/08a_circuits.ipynb #624fb5dd
 @torch.no_grad()
@@ -76,20 +116,8 @@ def latent_circuits(model:nn.Module, # a trained model with `decode`
     y0 = torch.sigmoid(model.decode(z))
     rows = []
     for i in np.flatnonzero(act):
-        zi, V = _intervened(z, slots[i], values[i]), values[i]
-        base = a0.repeat(len(V), *[1] * (a0.ndim - 1))
-        a1, y1 = _reader_acts(model, reader, zi), torch.sigmoid(model.decode(zi))
-        eff = (y1 - y0.repeat(len(V), *[1] * (y0.ndim - 1))).flatten(1).norm(dim=1)
-        score = units_last((a1 - base).abs()).mean(0).float() * norms
-        order = torch.argsort(score, descending=True)
-        iia_of = partial(_prefix_iia, model, reader, zi, base, y1, eff, order, tol)
-        lo, hi = 0, len(order)                                             # iia(hi) = 1: nothing is patched
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if iia_of(mid) >= target: hi = mid
-            else: lo = mid + 1
-        rows.append({'latent': int(i), 'size': hi, 'iia': iia_of(hi), 'circuit': sorted(order[:hi].tolist()),
-                     'ranking': order.tolist()})
+        rows.append({'latent': int(i), **_latent_circuit(model, reader, z, a0, y0, norms, slots[i], values[i], target,
+                                                          tol)})
     return pd.DataFrame(rows)
 
 # %% ../nbs/08a_circuits.ipynb #6a489bd3

@@ -24,13 +24,17 @@ __all__ = ['CONTROLS', 'FIXED_VARIANCE', 'random_decoder', 'refit_decoder', 'con
 CONTROLS = ('random_decoder', 'refit_decoder', 'fixed_variance')
 FIXED_VARIANCE = 0.1     # σ² of the fixed-variance posterior variant (a tenth of the prior's)
 
-# %% ../nbs/07b_controls.ipynb #d07f1c9f
-def _decoder_layers(model:nn.Module, modules:Sequence[str]) -> list[nn.Module]:
+# %% ../nbs/07b_controls.ipynb #e8141ec5
+def _decoder_layers(model:nn.Module, # a model
+                    modules:Sequence[str], # the names of the submodules that make its decoder
+                   ) -> list[nn.Module]:
+    "The submodules that make the decoder, by name (a clear error for a name the model lacks)."
     for name in modules:
         check(isinstance(getattr(model, name, None), nn.Module), f'{type(model).__name__} has no submodule {name!r}; '
               'pass modules= the names of the submodules that make its decoder')
     return [getattr(model, name) for name in modules]
 
+# %% ../nbs/07b_controls.ipynb #7f481927
 def random_decoder(model:nn.Module, # a trained model
                    seed:int=0, # the re-initialisation's seed
                    modules:Sequence[str]=('decoder',), # the submodules that make the decoder
@@ -44,6 +48,17 @@ def random_decoder(model:nn.Module, # a trained model
             for layer in part.modules():
                 if hasattr(layer, 'reset_parameters'): layer.reset_parameters()
     return m.eval()
+
+# %% ../nbs/07b_controls.ipynb #01801e39
+def _decoder_optimiser(m:nn.Module, # the model whose decoder is trained (changed in place: the rest is frozen)
+                       modules:Sequence[str], # the submodules that make the decoder
+                       lr:float, # Adam's learning rate
+                      ) -> torch.optim.Adam:
+    "Freeze every parameter of `m` but the decoder's; an Adam optimiser over the decoder's parameters."
+    params = [p for part in _decoder_layers(m, modules) for p in part.parameters()]
+    for p in m.parameters(): p.requires_grad_(False)
+    for p in params: p.requires_grad_(True)
+    return torch.optim.Adam(params, lr)
 
 # %% ../nbs/07b_controls.ipynb #dfafa34e
 def refit_decoder(model:nn.Module, # a trained model
@@ -60,10 +75,7 @@ def refit_decoder(model:nn.Module, # a trained model
     check(isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1,
           f'steps must be a positive integer, got {steps!r}')
     m = random_decoder(model, seed, modules)
-    params = [p for part in _decoder_layers(m, modules) for p in part.parameters()]
-    for p in m.parameters(): p.requires_grad_(False)
-    for p in params: p.requires_grad_(True)
-    opt = torch.optim.Adam(params, lr)
+    opt = _decoder_optimiser(m, modules, lr)
     it = BatchIterator(dataset, batch_size, device=next(m.parameters()).device, seed=seed)
     for _ in trange(steps, desc='refit decoder', disable=not progress, leave=False):
         x = next(it)
