@@ -23,15 +23,16 @@ import torch
 
 # %% auto #0
 __all__ = ['logger', 'DEVICE_ENV', 'RETAIN_MEMORY_ENV', 'CACHE_ENV', 'OWNED', 'VaeCausalError', 'check', 'log_once', 'get_device',
-           'free_memory', 'to_device', 'seed_everything', 'retain_freed_memory', 'atomic_write', 'file_mode',
+           'free_memory', 'to_device', 'seed_everything', 'retain_freed_memory', 'file_mode', 'atomic_write',
            'save_json', 'load_json', 'remove_write_leftovers', 'check_path', 'cache_root', 'save_weights',
            'load_weights', 'settings_key', 'owned_record', 'write_owned', 'foreign_files', 'claim_files',
            'is_quantised', 'check_slots', 'code_slots', 'same_device', 'torch_threads']
 
-# %% ../nbs/00_core.ipynb #4881d329
+# %% ../nbs/00_core.ipynb #deb4a7cf
 class VaeCausalError(Exception):
     "An error the user can act on: the message says what is wrong and how to fix it."
 
+# %% ../nbs/00_core.ipynb #429dea1a
 def check(cond, # the condition that must hold
           msg:str, # what is wrong and how to fix it (shown to the user)
           exc:type=None, # exception class (default VaeCausalError)
@@ -39,7 +40,7 @@ def check(cond, # the condition that must hold
     "Raise `VaeCausalError` (or `exc`, a subclass) with `msg` unless `cond` holds."
     if not cond: raise (exc or VaeCausalError)(msg)
 
-# %% ../nbs/00_core.ipynb #f69d828f
+# %% ../nbs/00_core.ipynb #58d8441e
 logger = logging.getLogger('vaecausal_nb')
 if not logger.handlers:
     _h = logging.StreamHandler()
@@ -48,6 +49,7 @@ if not logger.handlers:
     logger.setLevel(logging.INFO)
     logger.propagate = False
 
+# %% ../nbs/00_core.ipynb #27f7f12c
 _said = set()
 def log_once(msg:str, # the message (said once per process)
              level:int=logging.INFO, # logging level
@@ -58,29 +60,28 @@ def log_once(msg:str, # the message (said once per process)
     logger.log(level, msg)
     return True
 
-# %% ../nbs/00_core.ipynb #bbdf9c1d
-DEVICE_ENV = 'VAECAUSAL_DEVICE'
-
-def _valid_device_name(name:str) -> bool:
+# %% ../nbs/00_core.ipynb #ff207184
+def _valid_device_name(name:str, # a lower-case device name, e.g. 'cuda:1'
+                      ) -> bool:
+    "Whether `name` is 'cpu', 'mps', 'cuda' or 'cuda:N'."
     base, _, idx = name.partition(':')
     if base not in ('cpu', 'cuda', 'mps'): return False
     return idx == '' or (base == 'cuda' and idx.isdigit())
 
-def get_device(device:str|torch.device|None=None, # 'cpu', 'cuda', 'cuda:1', 'mps', 'auto' or None (env var, then auto)
-              ) -> torch.device:
-    "The torch device to use: `device` if given, else `$VAECAUSAL_DEVICE`, else cuda > mps > cpu."
-    if isinstance(device, torch.device): device = str(device)
-    source = 'argument'
-    if device is None:
-        device, source = os.environ.get(DEVICE_ENV) or 'auto', f'${DEVICE_ENV}'
-    name = str(device).strip().lower()
-    if name == 'auto':
-        if torch.cuda.is_available(): return torch.device('cuda')
-        if getattr(torch.backends, 'mps',
-                   None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
-        return torch.device('cpu')
-    check(_valid_device_name(name),
-          f"unknown device {device!r} (from the {source}): use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+# %% ../nbs/00_core.ipynb #43d8d499
+def _best_device() -> torch.device:
+    "CUDA if PyTorch sees a GPU, else MPS if available, else the CPU."
+    if torch.cuda.is_available(): return torch.device('cuda')
+    if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available():
+        return torch.device('mps')
+    return torch.device('cpu')
+
+# %% ../nbs/00_core.ipynb #07113221
+def _check_available(name:str, # a valid lower-case device name ('cuda', 'cuda:N', 'mps' or 'cpu')
+                     device, # the name as the user gave it (for the message)
+                     source:str, # where it came from, e.g. 'argument' or '$VAECAUSAL_DEVICE'
+                    ):
+    "One clear error if the device `name` is not on this machine."
     if name.startswith('cuda'):
         check(torch.cuda.is_available(),
               f"device {device!r} was asked for (from the {source}) but this PyTorch sees no CUDA GPU; "
@@ -91,6 +92,22 @@ def get_device(device:str|torch.device|None=None, # 'cpu', 'cuda', 'cuda:1', 'mp
     if name == 'mps':
         check(getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(),
               f"device 'mps' was asked for (from the {source}) but MPS is not available here; use 'cpu' or 'auto'")
+
+# %% ../nbs/00_core.ipynb #cb580679
+DEVICE_ENV = 'VAECAUSAL_DEVICE'
+
+def get_device(device:str|torch.device|None=None, # 'cpu', 'cuda', 'cuda:1', 'mps', 'auto' or None (env var, then auto)
+              ) -> torch.device:
+    "The torch device to use: `device` if given, else `$VAECAUSAL_DEVICE`, else cuda > mps > cpu."
+    if isinstance(device, torch.device): device = str(device)
+    source = 'argument'
+    if device is None:
+        device, source = os.environ.get(DEVICE_ENV) or 'auto', f'${DEVICE_ENV}'
+    name = str(device).strip().lower()
+    if name == 'auto': return _best_device()
+    check(_valid_device_name(name),
+          f"unknown device {device!r} (from the {source}): use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    _check_available(name, device, source)
     return torch.device(name)
 
 # %% ../nbs/00_core.ipynb #786a935e
@@ -148,7 +165,28 @@ def retain_freed_memory(mmap_threshold:int=32 << 20, # blocks smaller than this 
                     'turns this off', level=logging.DEBUG)
     return ok
 
-# %% ../nbs/00_core.ipynb #bc18bae3
+# %% ../nbs/00_core.ipynb #03e4df31
+def file_mode(path:Path) -> int:
+    "An existing file's permissions, else what a plain open() would give (0o666 less the umask; mkstemp's is 0o600)."
+    try: return path.stat().st_mode & 0o7777
+    except OSError: pass
+    mask = os.umask(0); os.umask(mask)
+    return 0o666 & ~mask
+
+# %% ../nbs/00_core.ipynb #f1a266b5
+def _writable_parent(path:Path, # the destination file
+                    ) -> Path:
+    "The folder `path` will be written in, made if missing; one clear error if that cannot be, or is not writable."
+    parent = path.parent if str(path.parent) else Path('.')
+    try: parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VaeCausalError(f'cannot create the directory {parent} for {path.name}: {e.strerror}; '
+                             'choose a writable location') from None
+    check(not path.is_dir(), f'{path} is a directory; give a file path')
+    check(os.access(parent, os.W_OK), f'the directory {parent} is not writable; choose a writable location')
+    return parent
+
+# %% ../nbs/00_core.ipynb #ee0680f8
 @contextmanager
 def atomic_write(path:str|Path, # destination file
                  mode:str='wb', # 'w' for text, 'wb' for bytes
@@ -157,13 +195,7 @@ def atomic_write(path:str|Path, # destination file
     "Context manager yielding a file object; `path` appears only, and completely, if the block succeeds."
     check(mode in ('w', 'wb'), f"atomic_write mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path('.')
-    try: parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise VaeCausalError(f'cannot create the directory {parent} for {path.name}: {e.strerror}; '
-                             'choose a writable location') from None
-    check(not path.is_dir(), f'{path} is a directory; give a file path')
-    check(os.access(parent, os.W_OK), f'the directory {parent} is not writable; choose a writable location')
+    parent = _writable_parent(path)
     fd, tmp = tempfile.mkstemp(dir=parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
         kw = {} if 'b' in mode else {'encoding': encoding or 'utf-8', 'newline': ''}
@@ -176,22 +208,22 @@ def atomic_write(path:str|Path, # destination file
     except BaseException as e:
         try: os.unlink(tmp)
         except FileNotFoundError: pass
-        if isinstance(e,
-                      OSError):                  # disk full, quota, I/O error: say which file, and that nothing changed
+        if isinstance(e, OSError):          # disk full, quota, I/O error: say which file, and that nothing changed
             raise VaeCausalError(f'writing {path} failed ({e.strerror or e}); nothing was written there and any '
-                                 'earlier '
-                                 'version is intact: free some space (or choose another location) and run again') from e
+                                 'earlier version is intact: free some space (or choose another location) and run '
+                                 'again') from e
         raise
 
-# %% ../nbs/00_core.ipynb #e71c595e
-def file_mode(path:Path) -> int:
-    "An existing file's permissions, else what a plain open() would give (0o666 less the umask; mkstemp's is 0o600)."
-    try: return path.stat().st_mode & 0o7777
-    except OSError: pass
-    mask = os.umask(0); os.umask(mask)
-    return 0o666 & ~mask
+# %% ../nbs/00_core.ipynb #f1df2465
+def _json_default(o):
+    if isinstance(o, (np.integer,)): return int(o)
+    if isinstance(o, (np.floating,)): return float(o)
+    if isinstance(o, np.ndarray): return o.tolist()
+    if isinstance(o, torch.Tensor): return o.tolist()
+    if isinstance(o, Path): return str(o)
+    raise TypeError(f'{type(o).__name__} is not JSON serialisable')
 
-
+# %% ../nbs/00_core.ipynb #96597a7a
 def save_json(obj, # a JSON-serialisable object (numpy and torch numbers and arrays are converted)
               path:str|Path, # destination file
               **kw, # more json.dump options
@@ -199,7 +231,7 @@ def save_json(obj, # a JSON-serialisable object (numpy and torch numbers and arr
     "Write `obj` as indented JSON to `path` atomically."
     with atomic_write(path, 'w') as f: json.dump(obj, f, indent=2, sort_keys=True, default=_json_default, **kw)
 
-
+# %% ../nbs/00_core.ipynb #9df71a16
 def load_json(path:str|Path, # a JSON file (UTF-8, with or without a byte-order mark)
               fix:str='delete it to regenerate it', # what the user should do if it is not JSON
              ):
@@ -213,15 +245,6 @@ def load_json(path:str|Path, # a JSON file (UTF-8, with or without a byte-order 
     except json.JSONDecodeError as e:
         raise VaeCausalError(f'{path} is not valid JSON ({e}); {fix}') from None
 
-# %% ../nbs/00_core.ipynb #2aea1d8c
-def _json_default(o):
-    if isinstance(o, (np.integer,)): return int(o)
-    if isinstance(o, (np.floating,)): return float(o)
-    if isinstance(o, np.ndarray): return o.tolist()
-    if isinstance(o, torch.Tensor): return o.tolist()
-    if isinstance(o, Path): return str(o)
-    raise TypeError(f'{type(o).__name__} is not JSON serialisable')
-
 # %% ../nbs/00_core.ipynb #28aee3b8
 def remove_write_leftovers(folder:str|Path, # the folder whose writer we are (its lock held)
                            names:Iterable[str], # the files atomic_write writes there
@@ -232,14 +255,18 @@ def remove_write_leftovers(folder:str|Path, # the folder whose writer we are (it
     for p in gone: p.unlink(missing_ok=True)
     return gone
 
-# %% ../nbs/00_core.ipynb #4fafd70d
-def _limit(path:Path, name:str, default:int) -> int:
+# %% ../nbs/00_core.ipynb #8e426bbc
+def _limit(path:Path, # a path that may not exist yet
+           name:str, # the limit: 'PC_NAME_MAX' or 'PC_PATH_MAX'
+           default:int, # what to assume where the file system does not say
+          ) -> int:
     "The file system's limit `name` ('PC_NAME_MAX', 'PC_PATH_MAX') where `path` would be made (its nearest folder)."
     folder = path.absolute()
     while not os.path.isdir(folder) and folder != folder.parent: folder = folder.parent   # (no ENAMETOOLONG)
     try: return os.pathconf(folder, name)
     except (OSError, ValueError): return default
 
+# %% ../nbs/00_core.ipynb #efe17f19
 def check_path(path:str|Path, # a path the user gave
                what:str='the path', # how the message names it (e.g. '--out')
               ) -> Path:
@@ -365,11 +392,12 @@ def claim_files(folder:str|Path, # where vaecausal_nb is about to write
     check(not theirs, f'{folder} holds {", ".join(theirs)}, which vaecausal_nb did not write there (or which changed '
           f'since it did); {what} would overwrite {them}: move {them} away{f", or {other}" if other else ""}')
 
-# %% ../nbs/00_core.ipynb #ec6481e5
+# %% ../nbs/00_core.ipynb #6612d0ba
 def is_quantised(model) -> bool:
     "Whether a model's code is quantised (VQ-VAE, QLAE, or any model with `quantize`): scored per slot, by codeword."
     return hasattr(model, 'quantize')
 
+# %% ../nbs/00_core.ipynb #92b668dd
 def check_slots(slots, # groups of code coordinates, one per slot
                 width:int, # the code's width W
                ) -> list[tuple[int, ...]]:
@@ -380,6 +408,7 @@ def check_slots(slots, # groups of code coordinates, one per slot
           f'slots must split the {width} code coordinates into non-empty groups, each coordinate once, got {slots!r}')
     return out
 
+# %% ../nbs/00_core.ipynb #5856d697
 def code_slots(model, # a model (its `slots()` if it has one)
                width:int, # the width W of its representation
               ) -> list[tuple[int, ...]]:
