@@ -9,13 +9,26 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
+from fastcore.basics import patch
 
 from .hooks import HookPoint, name_hook_points
 
 # %% auto #0
 __all__ = ['ToyVAE', 'ToyVQ', 'IllusionNet']
 
-# %% ../nbs/03a_toys.ipynb #61c33756
+# %% ../nbs/03a_toys.ipynb #aa1879cd
+def _toy_weight(blocks:int, # latents (one block each)
+                rows:int, # outputs per block
+                cols:int, # inputs per block
+                entangled:bool, # dense weights with random signs instead of block-diagonal positive ones
+                g:torch.Generator, # the weight draw
+               ) -> torch.Tensor:
+    "A `[blocks * rows, blocks * cols]` weight: ±[0.5, 1.5] on the allowed connections, scaled by 1/sqrt(fan-in)."
+    m = torch.ones(blocks * rows, blocks * cols) if entangled else torch.block_diag(*[torch.ones(rows, cols)] * blocks)
+    sign = lambda *s: torch.where(torch.rand(*s, generator=g) < 0.5, -1., 1.) if entangled else 1.
+    return (0.5 + torch.rand(*m.shape, generator=g)) * sign(*m.shape) * m / m.sum(1, keepdim=True).sqrt()
+
+# %% ../nbs/03a_toys.ipynb #e29c444a
 class ToyVAE(nn.Module):
     """A model with known causal structure: latent i draws only its own block of pixels (`entangled=False`) or all
     latents draw everywhere."""
@@ -31,16 +44,10 @@ class ToyVAE(nn.Module):
         g = torch.Generator().manual_seed(seed)
         L, P, H = latent_dim, latent_dim * block, latent_dim * hidden
         self.latent_dim, self.image_shape, self.linear = L, (1, 1, P), linear
-        m1 = torch.block_diag(*[torch.ones(hidden, 1)] * L) if not entangled else torch.ones(H, L)
-        m2 = torch.block_diag(*[torch.ones(block, hidden)] * L) if not entangled else torch.ones(P, H)
         self.fc1, self.fc2 = nn.Linear(L, H), nn.Linear(H, P)
         with torch.no_grad():
-            # weights in ±[0.5, 1.5] scaled by 1/sqrt(fan-in), so pre-activations stay O(1) in both layouts
-            sign = lambda *s: torch.where(torch.rand(*s, generator=g) < 0.5, -1., 1.) if entangled else 1.
-            self.fc1.weight.copy_((0.5 + torch.rand(H, L, generator=g)) * sign(H, L) * m1 / m1.sum(1,
-                keepdim=True).sqrt())
-            self.fc2.weight.copy_((0.5 + torch.rand(P, H, generator=g)) * sign(P, H) * m2 / m2.sum(1,
-                keepdim=True).sqrt())
+            self.fc1.weight.copy_(_toy_weight(L, hidden, 1, entangled, g))
+            self.fc2.weight.copy_(_toy_weight(L, block, hidden, entangled, g))
             self.fc1.bias.zero_(); self.fc2.bias.fill_(-1.)
             for i in dead: self.fc1.weight[:, i] = 0
         mask = torch.ones(L); mask[list(dead)] = 0
@@ -48,21 +55,33 @@ class ToyVAE(nn.Module):
         self.hook_mu, self.hook_logvar, self.hook_z = HookPoint(), HookPoint(), HookPoint()
         self.hook_h, self.hook_out = HookPoint(), HookPoint()
         name_hook_points(self)
-    def encode(self, x):
-        "A fixed linear read-out of the pixel blocks (dead latents read 0), unit posterior variance."
-        b = x.flatten(1).reshape(len(x), self.latent_dim, -1).mean(-1) * 4 - 2
-        mu = self.hook_mu(b * self.mask)
-        return mu, self.hook_logvar(torch.zeros_like(mu))
-    def decode(self, z):
-        "Logits `[N, 1, 1, P]`."
-        h = self.fc1(z)
-        h = self.hook_h(h if self.linear else torch.tanh(h))
-        return self.hook_out(self.fc2(h)).view(len(z), *self.image_shape)
-    def forward(self, x):
-        mu, logvar = self.encode(x)
-        z = self.hook_z(mu)
-        return {'mu': mu, 'logvar': logvar, 'z': z, 'logits': self.decode(z)}
-    def representation(self, x): return self.encode(x)[0]
+
+# %% ../nbs/03a_toys.ipynb #35051e34
+@patch
+def encode(self:ToyVAE, x):
+    "A fixed linear read-out of the pixel blocks (dead latents read 0), unit posterior variance."
+    b = x.flatten(1).reshape(len(x), self.latent_dim, -1).mean(-1) * 4 - 2
+    mu = self.hook_mu(b * self.mask)
+    return mu, self.hook_logvar(torch.zeros_like(mu))
+
+# %% ../nbs/03a_toys.ipynb #a581da60
+@patch
+def decode(self:ToyVAE, z):
+    "Logits `[N, 1, 1, P]`."
+    h = self.fc1(z)
+    h = self.hook_h(h if self.linear else torch.tanh(h))
+    return self.hook_out(self.fc2(h)).view(len(z), *self.image_shape)
+
+# %% ../nbs/03a_toys.ipynb #6b0ba09c
+@patch
+def forward(self:ToyVAE, x):
+    mu, logvar = self.encode(x)
+    z = self.hook_z(mu)
+    return {'mu': mu, 'logvar': logvar, 'z': z, 'logits': self.decode(z)}
+
+# %% ../nbs/03a_toys.ipynb #714906aa
+@patch
+def representation(self:ToyVAE, x): return self.encode(x)[0]
 
 # %% ../nbs/03a_toys.ipynb #e2a5eaf2
 class ToyVQ(ToyVAE):
