@@ -25,13 +25,14 @@ __all__ = ['MAX_POINTS', 'MAX_CAUSAL_IMAGES', 'MAX_MODULARITY_IMAGES', 'MAX_PROB
            'CAUSAL_SEED', 'check_measure_sizes', 'check_metric_sizes', 'causal_images', 'loss_summary', 'measure',
            'measurement_settings', 'measurement_path', 'measure_run']
 
-# %% ../nbs/07c_measure.ipynb #7770d02f
+# %% ../nbs/07c_measure.ipynb #2b4d5cd7
 # Upper bounds on what one measurement holds at once: past them a typo (1e9) would end in an out-of-memory kill
 MAX_POINTS = 100_000          # a metric size: 10 × disentanglement_lib's reference 10,000
 MAX_CAUSAL_IMAGES = 4096      # 8 × the paper preset's 512
 MAX_MODULARITY_IMAGES = 256   # 4 × the paper preset's 64
 MAX_PROBE_STEPS = 100_000     # 20 × the paper preset's 5,000
 
+# %% ../nbs/07c_measure.ipynb #fc18b097
 def check_measure_sizes(metric_sizes:str|dict, # metric sizes (a name in metrics.SIZES or a dict)
                         causal_images:int, # images for CES, specificity and active latents (an integer >= 2)
                         modularity_images:int, # images for circuit modularity (an integer >= 2)
@@ -141,6 +142,19 @@ def measure(model:torch.nn.Module, # a trained model
     out['seconds_eval'] = time.perf_counter() - t0
     return {k: float(v) for k, v in out.items()}
 
+# %% ../nbs/07c_measure.ipynb #5e6eef1f
+def _parse_sizes(sizes:str|dict, # 'quick', 'fast', 'standard', a dict of metric sizes, or JSON text
+                ) -> str|dict:
+    "The metric sizes as a name in `metrics.SIZES` or a dict, checked (one clear error each)."
+    check(isinstance(sizes, (str, dict)), f'sizes must be a name or a dict, got {type(sizes).__name__}')
+    if isinstance(sizes, str) and sizes.lstrip().startswith('{'):
+        try: sizes = json.loads(sizes)
+        except json.JSONDecodeError as e: raise VaeCausalError(f'--sizes is not valid JSON ({e})') from None
+    check(not isinstance(sizes, str) or sizes in SIZES, f'unknown sizes {sizes!r}; choose one of '
+          f'{", ".join(SIZES)} or give a JSON object')
+    resolve_sizes(sizes)
+    return sizes
+
 # %% ../nbs/07c_measure.ipynb #f53eaa5c
 def measurement_settings(sizes:str|dict='quick', # 'quick', 'fast', 'standard', a dict of metric sizes, or JSON text
                          causal_images:int=64, # images for CES, specificity and active latents
@@ -149,13 +163,7 @@ def measurement_settings(sizes:str|dict='quick', # 'quick', 'fast', 'standard', 
                          metrics:tuple=METRICS, # the disentanglement metrics measured (a subset of metrics.METRICS)
                         ) -> dict:
     "The settings of a measurement, checked (one clear error each), in the form of a study job's 'eval'."
-    check(isinstance(sizes, (str, dict)), f'sizes must be a name or a dict, got {type(sizes).__name__}')
-    if isinstance(sizes, str) and sizes.lstrip().startswith('{'):
-        try: sizes = json.loads(sizes)
-        except json.JSONDecodeError as e: raise VaeCausalError(f'--sizes is not valid JSON ({e})') from None
-    check(not isinstance(sizes, str) or sizes in SIZES, f'unknown sizes {sizes!r}; choose one of '
-          f'{", ".join(SIZES)} or give a JSON object')
-    resolve_sizes(sizes)
+    sizes = _parse_sizes(sizes)
     for k, v, lo in (('causal_images', causal_images, 2), ('modularity_images', modularity_images, 2),
                      ('probe_steps', probe_steps, 1)):
         check(isinstance(v, int) and not isinstance(v, bool) and v >= lo, f'{k} must be an integer >= {lo}, got {v!r}')
