@@ -30,7 +30,7 @@ __all__ = ['METRICS', 'SIZES', 'dci_importance', 'dci_scores', 'dci', 'dci_many'
            'factor_vae_score', 'beta_vae_score', 'irs', 'infomec_nmi', 'active_by_range', 'infom_infoc',
            'infoe_per_source', 'infomec', 'resolve_sizes', 'encodes_needed', 'evaluate']
 
-# %% ../nbs/05_metrics.ipynb #33d61d0b
+# %% ../nbs/05_metrics.ipynb #a622199d
 def _codes(mus, name='codes') -> np.ndarray:
     try: m = np.asarray(mus.detach().cpu() if torch.is_tensor(mus) else mus, dtype=np.float64)
     except (TypeError, ValueError) as e: raise VaeCausalError(f'{name} must be a numeric array [N, L]: {e}') from None
@@ -42,6 +42,7 @@ def _codes(mus, name='codes') -> np.ndarray:
                              'a diverged model or a bad representation function gives these: fix it before scoring')
     return m
 
+# %% ../nbs/05_metrics.ipynb #cf5398d8
 def _factors(ys, name='factors', need_variation=True) -> np.ndarray:
     y = np.asarray(ys.detach().cpu() if torch.is_tensor(ys) else ys)
     check(y.ndim == 2 and y.shape[1] >= 1, f'{name} must have shape [N, K] (factor classes), got {list(y.shape)}')
@@ -54,6 +55,7 @@ def _factors(ys, name='factors', need_variation=True) -> np.ndarray:
               'predicted about them; drop those columns (e.g. dSprites\' colour) or sample more points')
     return y
 
+# %% ../nbs/05_metrics.ipynb #3c008c1a
 def _pair(mus, ys, name, min_points=20):
     m, y = _codes(mus, f'{name} codes'), _factors(ys, f'{name} factors')
     check(len(m) == len(y), f'{name}: {len(m)} code rows but {len(y)} factor rows; they must describe the same images')
@@ -62,10 +64,11 @@ def _pair(mus, ys, name, min_points=20):
           'of factor classes, and 20); sample more points or use sizes="fast" with a larger dataset')
     return m, y
 
+# %% ../nbs/05_metrics.ipynb #5112681e
 def _same_width(a, b, what):
     check(a.shape[1] == b.shape[1], f'{what}: train and test have different widths ({a.shape[1]} vs {b.shape[1]})')
 
-# %% ../nbs/05_metrics.ipynb #9959b430
+# %% ../nbs/05_metrics.ipynb #47c1cdfa
 def _dci_data(mus_train, ys_train, mus_test, ys_test) -> tuple:
     "DCI's four arrays, checked: codes and factor classes of the training points, then of the test points."
     xtr, ytr = _pair(mus_train, ys_train, 'dci train')
@@ -73,11 +76,13 @@ def _dci_data(mus_train, ys_train, mus_test, ys_test) -> tuple:
     _same_width(xtr, xte, 'dci codes'); _same_width(ytr, yte, 'dci factors')
     return xtr, ytr, xte, yte
 
+# %% ../nbs/05_metrics.ipynb #0248968e
 def _fit_factor(xtr, ytr, xte, yte, seed):
     "One factor's boosted trees: absolute importances `[L]`, train accuracy, test accuracy."
     m = GradientBoostingClassifier(random_state=seed).fit(xtr, ytr)
     return np.abs(m.feature_importances_), np.mean(m.predict(xtr) == ytr), np.mean(m.predict(xte) == yte)
 
+# %% ../nbs/05_metrics.ipynb #b8c53625
 def _importances(data:list, seeds:list, n_jobs:int) -> list:
     "`(R, train accuracy, test accuracy)` of each checked `_dci_data`: every (set, factor) classifier in one pool."
     todo = [(i, k) for i, (_, y, _, _) in enumerate(data) for k in range(y.shape[1])]
@@ -117,7 +122,15 @@ def dci_scores(R, # importance matrix [L codes, K factors]
     c = float(np.sum(per_factor * W.sum(0) / W.sum()))
     return d, c, per_code, per_factor
 
-# %% ../nbs/05_metrics.ipynb #e4c6b16c
+# %% ../nbs/05_metrics.ipynb #d4e1bc3c
+def _dci_result(R, acc_train:float, acc_test:float, slots=None) -> dict:
+    "DCI's four numbers from an importance matrix and the accuracies (`slots`: rows summed per slot first)."
+    if slots is not None: R = np.stack([R[list(s)].sum(0) for s in check_slots(slots, len(R))])
+    d, c, _, _ = dci_scores(R)
+    return {'disentanglement': d, 'completeness': c, 'informativeness_train': acc_train,
+            'informativeness_test': acc_test}
+
+# %% ../nbs/05_metrics.ipynb #3f29cb22
 def dci(mus_train, # codes [N, L] of the training points
         ys_train, # factor classes [N, K]
         mus_test, # codes [M, L] of held-out points
@@ -129,13 +142,6 @@ def dci(mus_train, # codes [N, L] of the training points
     """DCI (Eastwood & Williams 2018) as disentanglement_lib computes it: disentanglement, completeness and
     informativeness (accuracies)."""
     return _dci_result(*dci_importance(mus_train, ys_train, mus_test, ys_test, n_jobs=n_jobs, seed=seed), slots)
-
-def _dci_result(R, acc_train:float, acc_test:float, slots=None) -> dict:
-    "DCI's four numbers from an importance matrix and the accuracies (`slots`: rows summed per slot first)."
-    if slots is not None: R = np.stack([R[list(s)].sum(0) for s in check_slots(slots, len(R))])
-    d, c, _, _ = dci_scores(R)
-    return {'disentanglement': d, 'completeness': c, 'informativeness_train': acc_train,
-            'informativeness_test': acc_test}
 
 # %% ../nbs/05_metrics.ipynb #edd867e0
 _DCI_ARGS = ('mus_train', 'ys_train', 'mus_test', 'ys_test')
@@ -154,7 +160,7 @@ def dci_many(tasks:list[dict], # each `dci`'s arguments as a dict: mus_train, ys
     res = _importances(data, [t.get('seed', 0) for t in tasks], n_jobs)
     return [_dci_result(*r, t.get('slots')) for r, t in zip(res, tasks)]
 
-# %% ../nbs/05_metrics.ipynb #c044e35d
+# %% ../nbs/05_metrics.ipynb #dc027a01
 def histogram_discretize(x, # codes [N, L]
                          n_bins:int=20, # equal-width bins per code dimension
                         ) -> np.ndarray:
@@ -165,12 +171,14 @@ def histogram_discretize(x, # codes [N, L]
     for j in range(x.shape[1]): out[:, j] = np.digitize(x[:, j], np.histogram(x[:, j], n_bins)[1][:-1])
     return out
 
+# %% ../nbs/05_metrics.ipynb #620a5f4d
 def discrete_mutual_info(a, # discrete codes [N, L]
                          b, # factor classes [N, K]
                         ) -> np.ndarray:
     "Matrix `[A, B]` of `mutual_info_score` (nats) between the integer columns of `a [N, A]` and `b [N, B]`."
     return np.array([[mutual_info_score(b[:, k], a[:, i]) for k in range(b.shape[1])] for i in range(a.shape[1])])
 
+# %% ../nbs/05_metrics.ipynb #c6e2e022
 def mig(mus, # codes [N, L]
         ys, # factor classes [N, K]
         n_bins:int=20, # equal-width histogram bins per code dimension
@@ -195,7 +203,7 @@ def slot_index(codes, # codes [N, W] (a quantised model's representation)
     return np.stack([np.unique(m[:, list(s)], axis=0, return_inverse=True)[1].reshape(-1)
                      for s in check_slots(slots, m.shape[1])], 1)
 
-# %% ../nbs/05_metrics.ipynb #a3e35a2f
+# %% ../nbs/05_metrics.ipynb #f7ec2546
 def sap_matrix(mus_train, # codes [N, L] to fit on
                ys_train, # factor classes [N, K]
                mus_test, # codes to score on
@@ -217,6 +225,7 @@ def sap_matrix(mus_train, # codes [N, L] to fit on
                 S[i, k] = np.mean(clf.predict(xte[:, i:i + 1]) == yte[:, k])
     return S
 
+# %% ../nbs/05_metrics.ipynb #1274fd2b
 def sap(mus_train, # codes [N, L]
         ys_train, # factor classes [N, K]
         mus_test, # codes [M, L]
@@ -230,13 +239,11 @@ def sap(mus_train, # codes [N, L]
     top = np.sort(S, axis=0)
     return float(np.mean(top[-1] - top[-2]))
 
-# %% ../nbs/05_metrics.ipynb #d3137b7b
-def representation_function(model_or_fn, # a model with `.representation(x)`, or any function images -> codes
-                            device=None, # where the model runs (default: where its parameters are)
-                            batch_size:int=4096, # images per forward pass
-                           ) -> Callable[[torch.Tensor], np.ndarray]:
-    """Wrap a model or function as `fn(float images [N, C, H, W] in [0, 1]) -> codes [N, L]` (numpy float64), in
-    batches, without gradients."""
+# %% ../nbs/05_metrics.ipynb #f55d8b5e
+def _as_representation(model_or_fn, # a model with `.representation(x)`, or any function images -> codes
+                       device=None, # where the model runs (default: where its parameters are)
+                      ) -> tuple:
+    "`(model or None, device or None, function images -> codes)` of what `representation_function` wraps."
     if isinstance(model_or_fn, torch.nn.Module):
         model = model_or_fn
         check(hasattr(model, 'representation'), f'{type(model).__name__} has no .representation(x); pass a function '
@@ -247,20 +254,39 @@ def representation_function(model_or_fn, # a model with `.representation(x)`, or
         check(callable(model_or_fn),
               f'expected a model or a function images -> codes, got {type(model_or_fn).__name__}')
         model, dev, f = None, torch.device(device) if device is not None else None, model_or_fn
+    return model, dev, f
+
+# %% ../nbs/05_metrics.ipynb #b66a8a6d
+def _codes_in_batches(f, # a function images -> codes
+                      x:torch.Tensor, # float images [N, C, H, W]
+                      dev, # where `f` runs (None: where `x` is)
+                      batch_size:int, # images per call of `f`
+                     ) -> list[np.ndarray]:
+    "The codes of `x`, one numpy array per batch, each checked to be `[n, L]` for its `n` images."
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size]
+        z = f(xb.to(dev) if dev is not None else xb)
+        z = z.detach().float().cpu().numpy() if torch.is_tensor(z) else np.asarray(z, dtype=np.float64)
+        check(z.ndim == 2 and len(z) == len(xb),
+              f'the representation must return [N, L] codes for N images, '
+              f'got shape {list(z.shape)} for {len(xb)} images')
+        out.append(z)
+    return out
+
+# %% ../nbs/05_metrics.ipynb #ce3a53a8
+def representation_function(model_or_fn, # a model with `.representation(x)`, or any function images -> codes
+                            device=None, # where the model runs (default: where its parameters are)
+                            batch_size:int=4096, # images per forward pass
+                           ) -> Callable[[torch.Tensor], np.ndarray]:
+    """Wrap a model or function as `fn(float images [N, C, H, W] in [0, 1]) -> codes [N, L]` (numpy float64), in
+    batches, without gradients."""
+    model, dev, f = _as_representation(model_or_fn, device)
     def fn(x:torch.Tensor) -> np.ndarray:
-        out = []
         was = model.training if model is not None else None
         if model is not None: model.eval()
         try:
-            with torch.inference_mode():
-                for i in range(0, len(x), batch_size):
-                    xb = x[i:i + batch_size]
-                    z = f(xb.to(dev) if dev is not None else xb)
-                    z = z.detach().float().cpu().numpy() if torch.is_tensor(z) else np.asarray(z, dtype=np.float64)
-                    check(z.ndim == 2 and len(z) == len(xb),
-                          f'the representation must return [N, L] codes for N images, '
-                          f'got shape {list(z.shape)} for {len(xb)} images')
-                    out.append(z)
+            with torch.inference_mode(): out = _codes_in_batches(f, x, dev, batch_size)
         finally:
             if model is not None: model.train(was)
         return np.concatenate(out).astype(np.float64)
@@ -316,11 +342,12 @@ def code_table(representation_fn, # a model with .representation, or a function 
         out.append(fn(to_float(dataset.images(torch.arange(i, min(i + chunk, len(dataset)))))).astype(np.float32))
     return np.concatenate(out)
 
-# %% ../nbs/05_metrics.ipynb #2e4e1d00
+# %% ../nbs/05_metrics.ipynb #230d246b
 def _chunks(n, per, size=16384):
     step = max(1, size // per)
     for i in range(0, n, step): yield min(step, n - i)
 
+# %% ../nbs/05_metrics.ipynb #cf02ab67
 def _votes(s:FactorSampler, n, batch_size, var, active, progress=False):
     from tqdm.auto import tqdm
     V = np.zeros((len(s.measured), int(active.sum())), dtype=np.int64)
@@ -337,6 +364,7 @@ def _votes(s:FactorSampler, n, batch_size, var, active, progress=False):
             bar.update(c)
     return V
 
+# %% ../nbs/05_metrics.ipynb #6fd71d01
 def factor_vae_score(representation_fn, # model or function images -> codes
                      dataset:FactorDataset, # where the images come from
                      batch_size:int=64, # images per vote (one factor fixed)
@@ -366,7 +394,7 @@ def factor_vae_score(representation_fn, # model or function images -> codes
             'eval_accuracy': float(eval_votes[classifier, cols].sum() / eval_votes.sum()),
             'num_active_dims': int(active.sum())}
 
-# %% ../nbs/05_metrics.ipynb #b1b083f3
+# %% ../nbs/05_metrics.ipynb #9b44a1cf
 def _beta_points(s:FactorSampler, n, batch_size, progress=False):
     from tqdm.auto import tqdm
     X, Y = [], []
@@ -383,6 +411,7 @@ def _beta_points(s:FactorSampler, n, batch_size, progress=False):
             bar.update(c)
     return np.concatenate(X), np.concatenate(Y)
 
+# %% ../nbs/05_metrics.ipynb #38004279
 def beta_vae_score(representation_fn, # model or function images -> codes
                    dataset:FactorDataset, # where the images come from
                    batch_size:int=64, # pairs averaged into one training point
@@ -508,7 +537,28 @@ def infoe_per_source(s:np.ndarray, # label-encoded sources [N, K]
         out.append((h0 - _linear_log_loss(X, s[:, i], max_iter)) / h0)
     return np.array(out)
 
-# %% ../nbs/05_metrics.ipynb #205b302e
+# %% ../nbs/05_metrics.ipynb #d52a5eb5
+def _check_infomec(y:np.ndarray, # checked factor classes [N, K]
+                   discrete_latents, # must be True or False
+                   slots, # None, or coordinate groups (only with discrete latents)
+                   n_neighbors, # must be a positive integer
+                   range_divisor, # must be a number above 1
+                   max_iter, # must be a positive integer
+                  ):
+    "`infomec`'s settings checked, one clear error each (`_pair` has checked the codes and factors)."
+    check(y.shape[1] >= 2, f'infomec needs at least 2 sources (InfoM compares what a latent knows about each), '
+          f'got {y.shape[1]}')
+    check(isinstance(discrete_latents, bool), f'discrete_latents must be True or False, got {discrete_latents!r}')
+    check(slots is None or discrete_latents, "slots= scores each slot's codeword index, a discrete latent: pass "
+          'discrete_latents=True with slots')
+    check(isinstance(n_neighbors, int) and not isinstance(n_neighbors, bool) and n_neighbors >= 1,
+          f'n_neighbors must be a positive integer, got {n_neighbors!r}')
+    check(isinstance(range_divisor, (int, float)) and not isinstance(range_divisor, bool) and range_divisor > 1,
+          f'range_divisor must be a number above 1, got {range_divisor!r}')
+    check(isinstance(max_iter, int) and not isinstance(max_iter, bool) and max_iter >= 1,
+          f'max_iter must be a positive integer, got {max_iter!r}')
+
+# %% ../nbs/05_metrics.ipynb #ef95f6d8
 def infomec(sources, # factor classes [N, K] (label-encoded here)
             latents, # codes [N, L]: posterior means, or a quantised model's values
             discrete_latents:bool=False, # the latents take few values (quantised): exact MI, one-hot features
@@ -521,17 +571,7 @@ def infomec(sources, # factor classes [N, K] (label-encoded here)
     """InfoMEC (Hsu et al. 2023): {'infom', 'infoe', 'infoc', 'nmi' [K, L], 'active_latents' [L]}, as the authors'
     standalone `infomec.py` defines them, deterministic given `seed`."""
     z, y = _pair(latents, sources, 'infomec')
-    check(y.shape[1] >= 2, f'infomec needs at least 2 sources (InfoM compares what a latent knows about each), '
-          f'got {y.shape[1]}')
-    check(isinstance(discrete_latents, bool), f'discrete_latents must be True or False, got {discrete_latents!r}')
-    check(slots is None or discrete_latents, "slots= scores each slot's codeword index, a discrete latent: pass "
-          'discrete_latents=True with slots')
-    check(isinstance(n_neighbors, int) and not isinstance(n_neighbors, bool) and n_neighbors >= 1,
-          f'n_neighbors must be a positive integer, got {n_neighbors!r}')
-    check(isinstance(range_divisor, (int, float)) and not isinstance(range_divisor, bool) and range_divisor > 1,
-          f'range_divisor must be a number above 1, got {range_divisor!r}')
-    check(isinstance(max_iter, int) and not isinstance(max_iter, bool) and max_iter >= 1,
-          f'max_iter must be a positive integer, got {max_iter!r}')
+    _check_infomec(y, discrete_latents, slots, n_neighbors, range_divisor, max_iter)
     if slots is not None: z = slot_index(z, slots)
     s = _label_encode(y)
     zl = _label_encode(z) if discrete_latents else z
@@ -541,7 +581,7 @@ def infomec(sources, # factor classes [N, K] (label-encoded here)
     infoe = float(np.mean(infoe_per_source(s, zl, discrete_latents, max_iter)))
     return {'infom': infom, 'infoe': infoe, 'infoc': infoc, 'nmi': nmi, 'active_latents': active}
 
-# %% ../nbs/05_metrics.ipynb #860761ac
+# %% ../nbs/05_metrics.ipynb #e0cfa24c
 METRICS = ('dci', 'mig', 'sap', 'factor_vae', 'beta_vae', 'irs', 'infomec')
 
 SIZES = {
@@ -557,8 +597,23 @@ SIZES = {
                  'beta_vae': (10000, 5000), 'irs': 10000},
 }
 
+# %% ../nbs/05_metrics.ipynb #17fe6f7d
 _SIZE_ARITY = {'dci': 2, 'mig': 1, 'sap': 2, 'factor_vae': 3, 'beta_vae': 2, 'irs': 1, 'infomec': 1}
 
+def _size_value(m:str, # a metric's name (one of METRICS)
+                v, # its size(s) as given
+               ) -> int|tuple:
+    "One metric's size, checked: a positive integer, or a tuple of as many as the metric takes."
+    n = _SIZE_ARITY[m]
+    vals = (v,) if n == 1 and not isinstance(v, (list, tuple)) else tuple(v) if isinstance(v, (list,
+        tuple)) else None
+    ok = vals is not None and len(vals) == n and all(isinstance(a, int) and not isinstance(a,
+        bool) and a >= 1 for a in vals)
+    check(ok, f'sizes[{m!r}] must be {"a positive integer" if n == 1 else f"{n} positive integers"} '
+          f'(like {SIZES["quick"].get(m, SIZES["quick"]["mig"])!r}), got {v!r}')
+    return vals[0] if n == 1 else vals
+
+# %% ../nbs/05_metrics.ipynb #cdd8b047
 def resolve_sizes(sizes:str|dict, # a name in SIZES, or a dict overriding some of the standard sizes
                  ) -> dict:
     """The sizes of every metric, checked: a name, or a dict of metric -> positive integer(s) (unnamed metrics:
@@ -571,15 +626,7 @@ def resolve_sizes(sizes:str|dict, # a name in SIZES, or a dict overriding some o
     bad = sorted(set(sizes) - set(METRICS))
     check(not bad, f'unknown metric(s) in sizes: {", ".join(bad)}; valid: {", ".join(METRICS)}')
     out = {}
-    for m, v in sizes.items():
-        n = _SIZE_ARITY[m]
-        vals = (v,) if n == 1 and not isinstance(v, (list, tuple)) else tuple(v) if isinstance(v, (list,
-            tuple)) else None
-        ok = vals is not None and len(vals) == n and all(isinstance(a, int) and not isinstance(a,
-            bool) and a >= 1 for a in vals)
-        check(ok, f'sizes[{m!r}] must be {"a positive integer" if n == 1 else f"{n} positive integers"} '
-              f'(like {SIZES["quick"].get(m, SIZES["quick"]["mig"])!r}), got {v!r}')
-        out[m] = vals[0] if n == 1 else vals
+    for m, v in sizes.items(): out[m] = _size_value(m, v)
     res = {**SIZES['standard'], **out}
     return {**res, 'infomec': res.get('infomec', res['mig'])}
 
@@ -608,7 +655,70 @@ def _table(representation_fn, dataset, table, sz, metrics, progress):
     if table == 'auto': table = encodes_needed(sz, metrics) > len(dataset) and len(dataset) <= 2_000_000
     return code_table(representation_fn, dataset, progress=progress) if table else None
 
-# %% ../nbs/05_metrics.ipynb #ae6b63e9
+# %% ../nbs/05_metrics.ipynb #dbd4743c
+def _evaluate_settings(representation_fn, # a model with .representation, or a function float images -> codes
+                       dataset:FactorDataset, # must be a FactorDataset
+                       sizes:str|dict, # a size name or dict (see resolve_sizes)
+                       metrics, # names from METRICS
+                       slots, # coordinate groups, or 'auto' (a quantised model's slots())
+                      ) -> tuple[dict, list|None]:
+    "`evaluate`'s arguments checked: the resolved sizes and the slots scored per slot (None: per coordinate)."
+    check(isinstance(dataset, FactorDataset),
+          f'dataset must be a FactorDataset (e.g. load_dataset("dsprites")), got {type(dataset).__name__}')
+    sz = resolve_sizes(sizes)
+    bad = sorted(set(metrics) - set(METRICS))
+    check(not bad, f'unknown metric(s) {", ".join(bad)}; valid: {", ".join(METRICS)}')
+    if isinstance(slots, str) and slots == 'auto':
+        slots = representation_fn.slots() if is_quantised(representation_fn) else None
+    return sz, slots
+
+# %% ../nbs/05_metrics.ipynb #d8d1bf20
+def _shared_points(s:FactorSampler, # the sampler
+                   sz:dict, # resolved sizes
+                   metrics, # which metrics run
+                  ) -> tuple:
+    "The random codes DCI, MIG, SAP, IRS and InfoMEC share: `(ztr, ytr, zte, yte)`, None where none is needed."
+    n_tr = max([sz[m] if m in ('mig', 'irs', 'infomec') else sz[m][0]
+                for m in ('dci', 'mig', 'sap', 'irs', 'infomec') if m in metrics] + [0])
+    n_te = max([sz[m][1] for m in ('dci', 'sap') if m in metrics] or [0])
+    ztr, ytr = s.points(n_tr) if n_tr else (None, None)
+    zte, yte = s.points(n_te) if n_te else (None, None)
+    return ztr, ytr, zte, yte
+
+# %% ../nbs/05_metrics.ipynb #c7b1b2b9
+def _dci_entries(sz:dict, # resolved sizes
+                 pts:tuple, # the shared random codes: (ztr, ytr, zte, yte)
+                 seed:int, # the boosted trees' random state
+                 slots, # coordinate groups of a quantised code (None: per coordinate)
+                 n_jobs:int, # factors fitted in parallel
+                 dci_later:list|None, # a list: DCI's arguments are appended to it, not fitted now
+                ) -> dict:
+    "DCI's entries of `evaluate`'s result; `{}` when its arguments go to `dci_later` instead."
+    ztr, ytr, zte, yte = pts
+    a, b = sz['dci']
+    task = dict(mus_train=ztr[:a], ys_train=ytr[:a], mus_test=zte[:b], ys_test=yte[:b], seed=seed, slots=slots)
+    if dci_later is None: return {f'dci_{k}': v for k, v in dci(**task, n_jobs=n_jobs).items()}
+    _dci_data(ztr[:a], ytr[:a], zte[:b], yte[:b]); dci_later.append(task)   # checked now, fitted later
+    return {}
+
+# %% ../nbs/05_metrics.ipynb #185408dd
+def _sampled_entries(m:str, # 'factor_vae' or 'beta_vae'
+                     sz:dict, # resolved sizes
+                     s:FactorSampler, # the sampler they draw their own images from
+                     seed:int, # the BetaVAE classifier's random state
+                     progress:bool, # tqdm bars
+                    ) -> dict:
+    "The FactorVAE or BetaVAE entries of `evaluate`'s result: these two draw their own images from the sampler."
+    if m == 'factor_vae':
+        a, b, c = sz['factor_vae']
+        r = factor_vae_score(None, s.ds, num_train=a, num_eval=b, num_variance_estimate=c, sampler=s, progress=progress)
+        return {'factor_vae': r['eval_accuracy'], 'factor_vae_train': r['train_accuracy'],
+                'factor_vae_active_dims': r['num_active_dims']}
+    a, b = sz['beta_vae']                                                        # m == 'beta_vae'
+    r = beta_vae_score(None, s.ds, num_train=a, num_eval=b, seed=seed, sampler=s, progress=progress)
+    return {'beta_vae': r['eval_accuracy'], 'beta_vae_train': r['train_accuracy']}
+
+# %% ../nbs/05_metrics.ipynb #7cfc37e3
 def _one_metric(m:str, # the metric's name (one of METRICS)
                 sz:dict, # resolved sizes
                 s:FactorSampler, # the sampler (FactorVAE and BetaVAE draw their own images from it)
@@ -621,12 +731,7 @@ def _one_metric(m:str, # the metric's name (one of METRICS)
                ) -> dict:
     "One metric's entries of `evaluate`'s result."
     ztr, ytr, zte, yte = pts
-    if m == 'dci':
-        a, b = sz['dci']
-        task = dict(mus_train=ztr[:a], ys_train=ytr[:a], mus_test=zte[:b], ys_test=yte[:b], seed=seed, slots=slots)
-        if dci_later is None: return {f'dci_{k}': v for k, v in dci(**task, n_jobs=n_jobs).items()}
-        _dci_data(ztr[:a], ytr[:a], zte[:b], yte[:b]); dci_later.append(task)   # checked now, fitted later
-        return {}
+    if m == 'dci': return _dci_entries(sz, pts, seed, slots, n_jobs, dci_later)
     if m == 'mig':
         z = ztr[:sz['mig']]
         return {'mig': mig(z if slots is None else slot_index(z, slots), ytr[:sz['mig']], discrete=slots is not None)}
@@ -636,21 +741,13 @@ def _one_metric(m:str, # the metric's name (one of METRICS)
     if m == 'irs':
         r = irs(ztr[:sz['irs']], ytr[:sz['irs']])
         return {'irs': r['irs'], 'irs_active_dims': r['num_active_dims']}
-    if m == 'factor_vae':
-        a, b, c = sz['factor_vae']
-        r = factor_vae_score(None, s.ds, num_train=a, num_eval=b, num_variance_estimate=c, sampler=s, progress=progress)
-        return {'factor_vae': r['eval_accuracy'], 'factor_vae_train': r['train_accuracy'],
-                'factor_vae_active_dims': r['num_active_dims']}
-    if m == 'beta_vae':
-        a, b = sz['beta_vae']
-        r = beta_vae_score(None, s.ds, num_train=a, num_eval=b, seed=seed, sampler=s, progress=progress)
-        return {'beta_vae': r['eval_accuracy'], 'beta_vae_train': r['train_accuracy']}
+    if m in ('factor_vae', 'beta_vae'): return _sampled_entries(m, sz, s, seed, progress)
     n = sz['infomec']                                                            # m == 'infomec'
     r = infomec(ytr[:n], ztr[:n], discrete_latents=slots is not None, slots=slots, seed=seed)
     return {'infom': r['infom'], 'infoe': r['infoe'], 'infoc': r['infoc'],
             'infomec_active_latents': int(r['active_latents'].sum())}
 
-# %% ../nbs/05_metrics.ipynb #ba75bc4f
+# %% ../nbs/05_metrics.ipynb #63d9858f
 def evaluate(representation_fn, # a model with .representation, or a function float images -> codes
              dataset:FactorDataset, # a factor dataset (procedural or real)
              sizes:str|dict='standard', # 'standard' (disentanglement_lib), 'fast', or a dict overriding some sizes
@@ -665,25 +762,15 @@ def evaluate(representation_fn, # a model with .representation, or a function fl
     """All seven disentanglement metrics of a representation on a dataset (DCI, MIG, SAP, FactorVAE, BetaVAE, IRS,
     InfoMEC), as one flat dict of floats (plus seconds per metric)."""
     from tqdm.auto import tqdm
-    check(isinstance(dataset, FactorDataset),
-          f'dataset must be a FactorDataset (e.g. load_dataset("dsprites")), got {type(dataset).__name__}')
-    sz = resolve_sizes(sizes)
-    bad = sorted(set(metrics) - set(METRICS))
-    check(not bad, f'unknown metric(s) {", ".join(bad)}; valid: {", ".join(METRICS)}')
-    if isinstance(slots, str) and slots == 'auto':
-        slots = representation_fn.slots() if is_quantised(representation_fn) else None
+    sz, slots = _evaluate_settings(representation_fn, dataset, sizes, metrics, slots)
     out, t0 = {}, time.perf_counter()
     tab = _table(representation_fn, dataset, table, sz, metrics, progress)
     s = FactorSampler(dataset, representation_fn, seed, tab)
-    n_tr = max([sz[m] if m in ('mig', 'irs', 'infomec') else sz[m][0]
-                for m in ('dci', 'mig', 'sap', 'irs', 'infomec') if m in metrics] + [0])
-    n_te = max([sz[m][1] for m in ('dci', 'sap') if m in metrics] or [0])
-    ztr, ytr = s.points(n_tr) if n_tr else (None, None)
-    zte, yte = s.points(n_te) if n_te else (None, None)
+    pts = _shared_points(s, sz, metrics)
     out['seconds_codes'] = time.perf_counter() - t0
     for m in tqdm(metrics, desc='metrics', disable=not progress, leave=False):
         t = time.perf_counter()
-        out.update(_one_metric(m, sz, s, (ztr, ytr, zte, yte), seed, slots, n_jobs, progress, dci_later))
+        out.update(_one_metric(m, sz, s, pts, seed, slots, n_jobs, progress, dci_later))
         out[f'seconds_{m}'] = time.perf_counter() - t
     out['images_encoded'] = len(dataset) if tab is not None else s.encoded
     out['seconds_total'] = time.perf_counter() - t0
