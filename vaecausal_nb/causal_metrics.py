@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from fastcore.basics import patch
 import numpy as np
 import scipy.stats
 import torch
@@ -23,9 +24,10 @@ from .interventions import (
 from .models import DECODER_SITE, kl_normal
 
 # %% auto #0
-__all__ = ['MIN_FACTOR_EFFECT', 'MetricResult', 'slot_codewords', 'intervention_values', 'active_latents', 'as_mask',
-           'active_mask', 'ces', 'pixel_specificity', 'intervention_specificity', 'factor_pixel_specificity',
-           'causal_profile', 'circuit_modularity', 'causal_summary']
+__all__ = ['MIN_FACTOR_EFFECT', 'AXIS_KEYS', 'AXIS_BASES', 'MetricResult', 'slot_codewords', 'intervention_values',
+           'active_latents', 'as_mask', 'active_mask', 'ces', 'pixel_specificity', 'intervention_specificity',
+           'factor_pixel_specificity', 'causal_profile', 'circuit_modularity', 'RotatedLatents', 'random_orthogonal',
+           'axis_baseline', 'causal_summary']
 
 # %% ../nbs/07_causal_metrics.ipynb #ec90f8b4
 @dataclass
@@ -201,7 +203,9 @@ def _summary(per_latent, # one value per latent
 # %% ../nbs/07_causal_metrics.ipynb #57c317f9
 def _ces_result(e:dict) -> MetricResult:
     c = _summary(e['ces'], e['active'])
+    total = float(e['ces'][e['active']].sum()) if e['active'].any() else float('nan')
     return MetricResult('ces', e['ces'], c, e['active'], {'recon_rmse': e['recon_rmse'], 'all_latents': e['ces'],
+                                                           'ces_total': total,
                                                            'ces_per_recon': c / max(e['recon_rmse'], 1e-12)})
 
 # %% ../nbs/07_causal_metrics.ipynb #0f49c7ba
@@ -385,12 +389,134 @@ def circuit_modularity(model:nn.Module, # a trained model with hook points in it
     return MetricResult('modularity', per, value, act, {'mediators': M, 'site': site, 'cosine': C,
                         **_modularity_uncertainty(Mi[idx], value, n_boot, n_null, seed)})
 
+# %% ../nbs/07_causal_metrics.ipynb #6e68b3b8
+class RotatedLatents(nn.Module):
+    """`model` read in another orthonormal basis `Q` of its active latent subspace, in standardised units: code
+    u = z on the passive latents and u_A = Qᵀ (z_A − mean_A) / std_A on the active ones; decoding inverts the map."""
+    def __init__(self, model:nn.Module, # a model of the VAE family (encode returns mu, logvar)
+                 mean:torch.Tensor, # aggregate-posterior means [L] (`interventions.aggregate_posterior`)
+                 std:torch.Tensor, # aggregate-posterior standard deviations [L]
+                 active, # boolean mask [L] of the active latents
+                 Q:torch.Tensor, # orthogonal [k, k], k = number of active latents
+                ):
+        super().__init__()
+        A = np.flatnonzero(as_mask(active))
+        check(tuple(Q.shape) == (len(A), len(A)), f'Q must be [{len(A)}, {len(A)}] (one row per active latent), '
+              f'got {list(Q.shape)}')
+        for name, child in model.named_children(): self.add_module(name, child)   # the same modules and site names
+        object.__setattr__(self, 'base', model)                                     # not a second copy of its weights
+        self.image_shape, self.latent_dim = getattr(model, 'image_shape', None), getattr(model, 'latent_dim', None)
+        self.register_buffer('mean', mean.detach().clone()); self.register_buffer('std', std.detach().clone())
+        self.register_buffer('Q', Q.to(mean.dtype)); self.register_buffer('A', torch.as_tensor(A, dtype=torch.long))
+
+# %% ../nbs/07_causal_metrics.ipynb #81efcf59
+@patch
+def to_u(self:RotatedLatents, z):
+    "Codes `z` [N, L] in the rotated, standardised coordinates."
+    u = z.clone()
+    u[:, self.A] = (z[:, self.A] - self.mean[self.A]) / self.std[self.A] @ self.Q
+    return u
+
+# %% ../nbs/07_causal_metrics.ipynb #8327ce73
+@patch
+def to_z(self:RotatedLatents, u):
+    "Rotated codes `u` [N, L] back in the model's own latents."
+    z = u.clone()
+    z[:, self.A] = (u[:, self.A] @ self.Q.T) * self.std[self.A] + self.mean[self.A]
+    return z
+
+# %% ../nbs/07_causal_metrics.ipynb #5064ae21
+@patch
+def encode(self:RotatedLatents, x):
+    "`(mu, logvar)` in the rotated coordinates; logvar is each direction's posterior variance Σ_i q_i² σ_i² / s_i²."
+    mu, logvar = self.base.encode(x)
+    var = logvar.exp()
+    var[:, self.A] = (var[:, self.A] / self.std[self.A] ** 2) @ self.Q ** 2
+    return self.to_u(mu), var.log()
+
+# %% ../nbs/07_causal_metrics.ipynb #0cb7fac8
+@patch
+def representation(self:RotatedLatents, x):
+    "The rotated code of `x` (the model's representation, rotated)."
+    return self.to_u(self.base.representation(x))
+
+# %% ../nbs/07_causal_metrics.ipynb #1d614c2d
+@patch
+def decode(self:RotatedLatents, u):
+    "Decode rotated codes `u` with the model's own decoder (its hook points run, under their own names)."
+    return self.base.decode(self.to_z(u))
+
+# %% ../nbs/07_causal_metrics.ipynb #900ffbf8
+def random_orthogonal(k:int, # the size of the basis
+                      generator:torch.Generator, # its random draw
+                     ) -> torch.Tensor:
+    "A Haar-random orthogonal `[k, k]` matrix (float32)."
+    q, r = torch.linalg.qr(torch.randn(k, k, generator=generator, dtype=torch.float64))
+    return (q * torch.sign(torch.diagonal(r))).float()
+
+# %% ../nbs/07_causal_metrics.ipynb #9c9030bd
+def _axis_stats(model:nn.Module, # a model (or its RotatedLatents view)
+                x:torch.Tensor, # images [N, C, H, W]
+                probe:Callable|None, # the factor probe (None: no factor-level specificity)
+                active:np.ndarray, # boolean mask of the active latents
+                modularity_images:int, # circuit modularity on the first this many images
+                site:str|None, # circuit modularity's mediator
+               ) -> dict:
+    "Pixel (and factor) specificity and circuit modularity of `model`'s axes, as floats."
+    p = causal_profile(model, x, probe=probe, active=active)
+    out = {'specificity_pixel': p['specificity_pixel'].value}
+    if probe is not None: out['specificity_factor'] = p['specificity_factor'].value
+    m = circuit_modularity(model, x[:modularity_images], site=site, active=active, n_boot=0, n_null=0)
+    return {**out, 'modularity': m.value}
+
+# %% ../nbs/07_causal_metrics.ipynb #e3f1ea43
+AXIS_KEYS = ('null', 'excess', 'excess_low', 'excess_high')     # the columns of each statistic's axis baseline
+
+def _axis_excess(stat:str, # the statistic's name (the columns' prefix)
+                 own:float, # its value on the model's axes
+                 nulls, # its values on the random bases
+                ) -> dict:
+    "The axes' excess over random bases: the null's mean, the mean excess and its 2.5–97.5 % interval over bases."
+    d = own - np.asarray(nulls, dtype=float)
+    if not np.isfinite(d).any(): return {f'{stat}_axis_{k}': float('nan') for k in AXIS_KEYS}
+    lo, hi = np.nanquantile(d, [0.025, 0.975])
+    values = (own - float(np.nanmean(d)), float(np.nanmean(d)), float(lo), float(hi))
+    return {f'{stat}_axis_{k}': v for k, v in zip(AXIS_KEYS, values)}
+
+# %% ../nbs/07_causal_metrics.ipynb #e4a15360
+AXIS_BASES = 2     # random bases per axis baseline (the study's default: ample for 10 latents, see the text)
+
+def axis_baseline(model:nn.Module, # a trained model of the VAE family
+                  x:torch.Tensor, # images [N, C, H, W] (float)
+                  probe:Callable|None=None, # the factor probe (None: no factor-level specificity)
+                  bases:int=AXIS_BASES, # random orthonormal bases drawn
+                  seed:int=0, # their draw
+                  modularity_images:int=8, # circuit modularity on the first this many images
+                  site:str|None=None, # circuit modularity's mediator (default 'decoder.hooks.0')
+                  active=None, # boolean mask [L] of active latents (default: `active_latents`)
+                  own:dict|None=None, # the axes' statistics if already measured (as `_axis_stats` returns them)
+                 ) -> dict:
+    "Specificity's and modularity's excess on the model's axes over random bases of its active subspace."
+    check(isinstance(bases, int) and bases >= 1, f'bases must be a positive integer, got {bases!r}')
+    stats = ['specificity_pixel'] + ['specificity_factor'] * (probe is not None) + ['modularity']
+    nan = {k: v for s in stats for k, v in _axis_excess(s, float('nan'), []).items()}
+    if is_quantised(model) or not has_gaussian_posterior(model): return nan     # slots of codewords: no rotation
+    model.eval(); x = model_images(model, x)
+    act = active_mask(model, x, as_mask(active), model.representation(x[:1]).shape[1])
+    if act.sum() < 2: return nan                                     # one direction: every basis is the axis
+    own = own or _axis_stats(model, x, probe, act, modularity_images, site)
+    agg, g = aggregate_posterior(model, x), torch.Generator().manual_seed(seed)
+    nulls = [_axis_stats(RotatedLatents(model, agg['mean'], agg['std'], act, random_orthogonal(int(act.sum()), g)),
+                         x, probe, act, modularity_images, site) for _ in range(bases)]
+    return {k: v for s in stats for k, v in _axis_excess(s, own[s], [n[s] for n in nulls]).items()}
+
 # %% ../nbs/07_causal_metrics.ipynb #933328e4
 def causal_summary(model:nn.Module, # a trained model
                    x:torch.Tensor, # images [N, C, H, W] (float)
                    probe:Callable|None=None, # the dataset's factor probe (None: no factor-level specificity)
                    modularity_images:int=8, # circuit modularity uses the first this many images
                    site:str|None=None, # circuit modularity's mediator layer (default 'decoder.hooks.0')
+                   axis_bases:int=AXIS_BASES, # random bases of the axis baseline (0: not measured, NaN)
                   ) -> dict:
     "Every causal metric of a model on images `x` as flat floats: n_active, ces, specificities, modularity (+ extras)."
     act = active_latents(model, x)
@@ -400,4 +526,10 @@ def causal_summary(model:nn.Module, # a trained model
     out = {'seconds_modularity': time.perf_counter() - t, 'n_latents': len(act.active)}
     for r in results:
         if r is not None: out.update(r.summary())
+    t = time.perf_counter()
+    own = {k: out[k] for k in ('specificity_pixel', 'specificity_factor', 'modularity') if k in out}
+    if axis_bases: out.update(axis_baseline(model, x, probe, axis_bases, modularity_images=modularity_images,
+                                            site=site, active=act.active, own=own))
+    else: out.update({k: v for s in own for k, v in _axis_excess(s, float('nan'), []).items()})
+    out['seconds_axis'] = time.perf_counter() - t
     return {k: float(v) for k, v in out.items()}
