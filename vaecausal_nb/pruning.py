@@ -27,14 +27,6 @@ __all__ = ['READER_LAYERS', 'LIKELIHOODS', 'METHODS', 'ABSTRACTION_MARK', 'ABSTR
            'BiasMapConv', 'compile_abstraction', 'abstract', 'save_abstraction', 'load_abstraction', 'reader_inputs',
            'iia']
 
-# %% ../nbs/08_pruning.ipynb #7bf86b3d
-def _linear(model, name, what='reader') -> nn.Linear:
-    m = get_module(model, name, what)
-    check(isinstance(m, nn.Linear),
-          f'the {what} {name!r} is a {type(m).__name__}; pruning folds removed units into the '
-          'next nn.Linear, so name the Linear layer that reads the units')
-    return m
-
 # %% ../nbs/08_pruning.ipynb #23906254
 _CONV = (nn.Conv2d, nn.ConvTranspose2d)
 
@@ -47,6 +39,18 @@ def reader_layer(model:nn.Module, # the network
     check(isinstance(m, (nn.Linear,) + _CONV),
           f'the reader {name!r} is a {type(m).__name__}; name the nn.Linear or nn.Conv2d/'
           'ConvTranspose2d layer that reads the units')
+    return m
+
+# %% ../nbs/08_pruning.ipynb #7bf86b3d
+def _linear(model:nn.Module, # the network
+            name:str, # the dotted path of the layer
+            what:str='reader', # its role, named in the error
+           ) -> nn.Linear:
+    "The layer `name` when it is an nn.Linear (a Linear compile rewrites it); one clear error otherwise."
+    m = get_module(model, name, what)
+    check(isinstance(m, nn.Linear),
+          f'the {what} {name!r} is a {type(m).__name__}; pruning folds removed units into the '
+          'next nn.Linear, so name the Linear layer that reads the units')
     return m
 
 # %% ../nbs/08_pruning.ipynb #375f079a
@@ -65,16 +69,16 @@ def units_last(t:torch.Tensor, # activations [N, U] or [N, C, H, W]
     return t if t.ndim == 2 else t.movedim(1, -1).reshape(-1, t.shape[1])
 
 # %% ../nbs/08_pruning.ipynb #686fe0b1
-def _fwd(model, forward):
+def _fwd(model:nn.Module, # the network
+         forward:Callable|None, # (model, x) -> output, or None for model(x)
+        ):
     "x -> output logits: `forward(model, x)` if given, else `model(x)` (a dict's 'logits')."
     def run(x):
         o = model(x) if forward is None else forward(model, x)
         return o['logits'] if isinstance(o, dict) else o
     return run
 
-# %% ../nbs/08_pruning.ipynb #1b2c3d4e
-READER_LAYERS = (nn.Linear,) + _CONV
-
+# %% ../nbs/08_pruning.ipynb #c41992db
 def _one_to_one(a:torch.Tensor, # the reader's input (in the graph of o)
                 o:torch.Tensor, # the producer's output
                ) -> bool:
@@ -85,13 +89,15 @@ def _one_to_one(a:torch.Tensor, # the reader's input (in the graph of o)
     d = u2 - r.view(1, -1, *[1] * (o.ndim - 2)) * u1
     return bool(d.abs().max() <= 1e-4 * u2.abs().max().clamp_min(1e-30))
 
-def _traced(model:nn.Module, # the network
-            reader:str, # the layer whose input units are read
-            x, # one batch of model inputs
-            forward:Callable|None=None, # (model, x) -> output (default model(x))
-           ) -> tuple[str|None, str|None]:
-    """(producer, None) — the Linear/conv whose output flows into `reader` in a forward pass on `x` — or (None, why
-    not); (None, None) when the pass builds no autograd graph to follow."""
+# %% ../nbs/08_pruning.ipynb #9567431d
+READER_LAYERS = (nn.Linear,) + _CONV
+
+def _record_flow(model:nn.Module, # the network
+                 reader:str, # the layer whose input units are read
+                 x, # one batch of model inputs
+                 forward:Callable|None, # (model, x) -> output (None: model(x))
+                ) -> tuple[dict, torch.Tensor|None]:
+    "One forward pass on `x`: {autograd node: (layer name, output)} of every other Linear/conv, and the reader's input."
     outs, store = {}, {}
     def keep(o, m, n):
         if torch.is_tensor(o) and o.grad_fn is not None: outs.setdefault(o.grad_fn, (n, o))
@@ -99,15 +105,29 @@ def _traced(model:nn.Module, # the network
     layers = [(n, partial(keep, n=n)) for n, m in model.named_modules() if n != reader and isinstance(m, READER_LAYERS)]
     with hooks(model, layers, reads=[(reader, grab)]), torch.enable_grad():
         _fwd(model, forward)(x.detach().requires_grad_() if torch.is_tensor(x) and x.is_floating_point() else x)
-    a = store.get('a')
-    if a is None or a.grad_fn is None: return None, None
+    return outs, store.get('a')
+
+# %% ../nbs/08_pruning.ipynb #b668953d
+def _walk_back(a:torch.Tensor, # the reader's input (with a grad_fn)
+               outs:dict, # {autograd node: (name, output)} from _record_flow
+              ) -> tuple[object, str|None]:
+    "(the first recorded node on `a`'s one-tensor path back, None) or (None, why there is none)."
     node = a.grad_fn
     while node is not None and node not in outs:
         nxt = [f for f, _ in node.next_functions if f is not None and type(f).__name__ != 'AccumulateGrad']
         if len(nxt) > 1: return None, 'its input joins several tensors (a sum, product or concatenation)'
         node = nxt[0] if nxt else None
     if node is None: return None, "no Linear or convolution lies on its input's path (it reads the model's input)"
-    name, o = outs[node]
+    return node, None
+
+# %% ../nbs/08_pruning.ipynb #50022e21
+def _producer_check(model:nn.Module, # the network
+                    reader:str, # the reader's name
+                    name:str, # the layer whose output flows into the reader
+                    o:torch.Tensor, # that layer's output
+                    a:torch.Tensor, # the reader's input (in the graph of o)
+                   ) -> tuple[str|None, str|None]:
+    "(name, None) when layer `name` can shrink with `reader`, else (None, why not)."
     prod, layer = get_module(model, name), reader_layer(model, reader)
     if isinstance(prod, nn.Linear) and isinstance(layer, _CONV):      # reshaped into channels: the reader selects
         ok = prod.out_features == a[0].numel()
@@ -119,6 +139,20 @@ def _traced(model:nn.Module, # the network
         return None, f'what {name} produces reaches {reader} mixed across units (a layer between them combines units)'
     return name, None
 
+# %% ../nbs/08_pruning.ipynb #d73069fa
+def _traced(model:nn.Module, # the network
+            reader:str, # the layer whose input units are read
+            x, # one batch of model inputs
+            forward:Callable|None=None, # (model, x) -> output (default model(x))
+           ) -> tuple[str|None, str|None]:
+    """(producer, None) — the Linear/conv whose output flows into `reader` in a forward pass on `x` — or (None, why
+    not); (None, None) when the pass builds no autograd graph to follow."""
+    outs, a = _record_flow(model, reader, x, forward)
+    if a is None or a.grad_fn is None: return None, None
+    node, why = _walk_back(a, outs)
+    if node is None: return None, why
+    name, o = outs[node]
+    return _producer_check(model, reader, name, o, a)
 
 # %% ../nbs/08_pruning.ipynb #2c3d4e5f
 def find_producer(model:nn.Module, # the network
@@ -166,7 +200,7 @@ class ReaderStats:
     producer: str|None = None # the layer whose output flows into the reader (traced in the first batch's forward pass)
     flow: str|None = None     # why no producer was traced (None: one was, or the pass had no graph to follow)
 
-# %% ../nbs/08_pruning.ipynb #5e96319e
+# %% ../nbs/08_pruning.ipynb #b7b65551
 LIKELIHOODS = ('categorical', 'bernoulli', 'gaussian')
 
 def _likelihood(out:torch.Tensor, # the model's output (logits)
@@ -183,6 +217,7 @@ def _likelihood(out:torch.Tensor, # the model's output (logits)
           "'gaussian', or leave likelihood=None to choose from the shape")
     return kind
 
+# %% ../nbs/08_pruning.ipynb #5836e47c
 def _sampled_loss(kind:str, # categorical | bernoulli | gaussian
                   gen:torch.Generator, # draws the labels (on the output's device)
                  ) -> Callable:
@@ -197,9 +232,9 @@ def _sampled_loss(kind:str, # categorical | bernoulli | gaussian
     return lambda out: 0.5 * (out - (out.detach() + torch.randn(out.shape, generator=gen, device=out.device,
                                                                 dtype=out.dtype))).pow(2).sum()
 
-
-# %% ../nbs/08_pruning.ipynb #3d4e5f6a
-def _first(batches) -> tuple:
+# %% ../nbs/08_pruning.ipynb #7d282f43
+def _first(batches, # a tensor batch, or an iterable of batches
+          ) -> tuple:
     "The calibration batches as an iterator (a tensor is one batch) and the first batch's inputs (None: no batches)."
     if torch.is_tensor(batches): batches = [batches]
     it = iter(batches if batches is not None else ())
@@ -207,14 +242,79 @@ def _first(batches) -> tuple:
     if b is None: return iter(()), None
     return itertools.chain([b], it), b[0] if isinstance(b, (tuple, list)) else b
 
-def _moments(a, g, gs) -> dict:
+# %% ../nbs/08_pruning.ipynb #64a92543
+def _moments(a:torch.Tensor, # activations [N, U] or [N, C, H, W]
+             g:torch.Tensor, # the loss gradient at them (zeros without a loss)
+             gs:torch.Tensor, # the gradient of the sampled-label loss at them
+            ) -> dict:
     "One batch's sums: activations a, gradients g and sampled gradients gs (units last; conv positions as samples)."
     a, g, h = units_last(a.detach().double()), units_last(g.double()), units_last(gs.double()) ** 2
     return {'n': len(a), 's': a.sum(0), 'ss': a.T @ a, 'g': g.sum(0), 'h': h.sum(0), 'ha': (h * a).sum(0),
             'ha2': (h * a * a).sum(0), 'ga': (g * a).sum(0)}
 
+# %% ../nbs/08_pruning.ipynb #cd0ede9c
+def _batch_sums(out:torch.Tensor, # the model's output on the batch
+                a:torch.Tensor, # the reader's input, a leaf that requires grad
+                y, # the batch's labels (None without)
+                sampled:Callable, # the sampled-label loss (_sampled_loss)
+                loss:Callable|None, # (output, labels) -> summed loss, or None (g = 0)
+               ) -> dict:
+    "One batch's moments (`_moments`) from the gradients of the sampled-label loss and of `loss` at `a`."
+    gs, = torch.autograd.grad(sampled(out), a, retain_graph=True)
+    # E over sampled labels of ∇ log p is exactly 0, so without a loss g = 0 (no sampling noise)
+    g = torch.autograd.grad(loss(out, y), a)[0] if loss is not None else torch.zeros_like(gs)
+    return _moments(a, g, gs)
 
-# %% ../nbs/08_pruning.ipynb #fb6cb90b
+# %% ../nbs/08_pruning.ipynb #547bdb98
+def _calibration_sums(model:nn.Module, # the network (in eval mode)
+                      reader:str, # the reader
+                      fwd:Callable, # x -> output logits (`_fwd`)
+                      batches, # an iterator of model inputs or (inputs, labels)
+                      likelihood:str|None, # categorical | bernoulli | gaussian; None: by the output
+                      loss:Callable|None, # (output, labels) -> summed loss, or None
+                      seed:int, # label sampling
+                     ) -> tuple[dict, tuple]:
+    "The sums of every batch's moments at the reader's input, and the input's spatial size (() for a Linear)."
+    acc, store, sampled = None, {}, None
+    def pre(a, m):
+        store['a'] = a = a.detach().requires_grad_(True)
+        return a
+    with hooks(model, reads=[(reader, pre)]):
+        for b in batches:
+            x, y = b if isinstance(b, (tuple, list)) else (b, None)
+            out = fwd(x)
+            check(torch.isfinite(out).all(), f'the model output is not finite on the calibration data, so no '
+                  f'statistics at {reader} can be computed; check the model and the inputs')
+            if sampled is None: sampled = _sampled_loss(_likelihood(out, likelihood),
+                                                        torch.Generator(out.device).manual_seed(seed))
+            a = store['a']; store['shape'] = a.shape[2:]
+            check(a.ndim in (2, 4),
+                  f'{reader} reads activations of shape {list(a.shape)}; [N, units] or [N, C, H, W] are supported')
+            parts = _batch_sums(out, a, y, sampled, loss)
+            acc = parts if acc is None else {k: acc[k] + v for k, v in parts.items()}
+    return acc, tuple(store['shape'])
+
+# %% ../nbs/08_pruning.ipynb #73294ea4
+def _stats_from_sums(acc:dict, # the summed moments (`_calibration_sums`)
+                     reader:str, # the reader's name
+                     lin:nn.Module, # the reader layer
+                     shape:tuple, # the spatial size it reads (() for a Linear)
+                     producer:str|None, # the traced producer
+                     flow:str|None, # why none was traced
+                    ) -> ReaderStats:
+    "The `ReaderStats` of the summed moments; one clear error if any statistic is not finite."
+    n = acc['n']
+    mean = acc['s'] / n
+    cov = acc['ss'] / n - mean[:, None] * mean[None]
+    stats = ReaderStats(reader, n, mean, cov.diagonal().clamp_min(0), cov, acc['g'] / n, acc['h'] / n, acc['ha'] / n,
+                   acc['ha2'] / n, acc['ga'] / n, reader_columns(lin), shape, producer, flow)
+    for k in ('mean', 'var', 'g', 'h', 'ha', 'ha2', 'ga'):
+        check(torch.isfinite(getattr(stats, k)).all(), f'the {k} statistics at {reader} are not finite: the model '
+              'produces '
+              'NaN or infinite activations or gradients on this data; check the model and the inputs')
+    return stats
+
+# %% ../nbs/08_pruning.ipynb #19a7c49a
 def reader_stats(model:nn.Module, # the network
                  reader:str, # the Linear or 2-D (transposed) conv whose input units / channels are scored
                  batches, # a tensor batch, or an iterable of model inputs (tensors) or of (inputs, labels) tuples
@@ -231,41 +331,12 @@ def reader_stats(model:nn.Module, # the network
     fwd = _fwd(model, forward)
     batches, x0 = _first(batches)
     check(x0 is not None, 'no calibration batches were given')
-    acc, store, sampled = None, {}, None
-    def pre(a, m):
-        store['a'] = a = a.detach().requires_grad_(True)
-        return a
     was = model.training; model.eval()
     try:
         producer, flow = _traced(model, reader, x0[:64] if torch.is_tensor(x0) else x0, forward)
-        with hooks(model, reads=[(reader, pre)]):
-            for b in batches:
-                x, y = b if isinstance(b, (tuple, list)) else (b, None)
-                out = fwd(x)
-                check(torch.isfinite(out).all(), f'the model output is not finite on the calibration data, so no '
-                      f'statistics at {reader} can be computed; check the model and the inputs')
-                if sampled is None: sampled = _sampled_loss(_likelihood(out, likelihood),
-                                                            torch.Generator(out.device).manual_seed(seed))
-                a = store['a']; store['shape'] = a.shape[2:]
-                check(a.ndim in (2, 4),
-                      f'{reader} reads activations of shape {list(a.shape)}; [N, units] or [N, C, H, W] are supported')
-                gs, = torch.autograd.grad(sampled(out), a, retain_graph=True)
-                # E over sampled labels of ∇ log p is exactly 0, so without a loss g = 0 (no sampling noise)
-                g = torch.autograd.grad(loss(out, y), a)[0] if loss is not None else torch.zeros_like(gs)
-                parts = _moments(a, g, gs)
-                acc = parts if acc is None else {k: acc[k] + v for k, v in parts.items()}
+        acc, shape = _calibration_sums(model, reader, fwd, batches, likelihood, loss, seed)
     finally: model.train(was)
-    n = acc['n']
-    mean = acc['s'] / n
-    cov = acc['ss'] / n - mean[:, None] * mean[None]
-    stats = ReaderStats(reader, n, mean, cov.diagonal().clamp_min(0), cov, acc['g'] / n, acc['h'] / n, acc['ha'] / n,
-                   acc['ha2'] / n, acc['ga'] / n, reader_columns(lin), tuple(store['shape']), producer, flow)
-    for k in ('mean', 'var', 'g', 'h', 'ha', 'ha2', 'ga'):
-        check(torch.isfinite(getattr(stats, k)).all(), f'the {k} statistics at {reader} are not finite: the model '
-              'produces '
-              'NaN or infinite activations or gradients on this data; check the model and the inputs')
-    return stats
-
+    return _stats_from_sums(acc, reader, lin, shape, producer, flow)
 
 # %% ../nbs/08_pruning.ipynb #8cd0aac3
 def constant_risk(stats:ReaderStats) -> tuple[torch.Tensor, torch.Tensor]:
@@ -277,10 +348,14 @@ def constant_risk(stats:ReaderStats) -> tuple[torch.Tensor, torch.Tensor]:
                     torch.zeros_like(stats.h))
     return c, q
 
-# %% ../nbs/08_pruning.ipynb #106d3fb6
-def _ridge(cov, lam=1e-6):
+# %% ../nbs/08_pruning.ipynb #25792001
+def _ridge(cov:torch.Tensor, # a covariance matrix [U, U]
+           lam:float=1e-6, # the ridge, relative to the mean variance
+          ) -> torch.Tensor:
+    "`cov` plus `lam` times its mean variance on the diagonal."
     return cov + lam * cov.diagonal().mean().clamp_min(1e-12) * torch.eye(len(cov), dtype=cov.dtype)
 
+# %% ../nbs/08_pruning.ipynb #ec98a101
 def fold_scores(stats:ReaderStats, # the reader statistics (reader_stats)
                 keep:int, # how many units stay
                ) -> tuple[torch.Tensor, list[int]]:
@@ -350,14 +425,21 @@ def _producer_of(model:nn.Module, # the network
     return find_producer(model, stats.reader)
 
 
-# %% ../nbs/08_pruning.ipynb #1aade193
-def _conv_apply(conv, W, x):
+# %% ../nbs/08_pruning.ipynb #ee638a2f
+def _conv_apply(conv:nn.Module, # a Conv2d or ConvTranspose2d (its geometry)
+                W:torch.Tensor, # the weights to use
+                x:torch.Tensor, # the input
+               ):
     "The convolution `conv` with weights W (no bias) on x, in x's dtype."
     kw = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups)
     if isinstance(conv, nn.Conv2d): return F.conv2d(x, W, **kw)
     return F.conv_transpose2d(x, W, output_padding=conv.output_padding, **kw)
 
-def _conv_like(conv, W, bias) -> nn.Module:
+# %% ../nbs/08_pruning.ipynb #28ec1b7c
+def _conv_like(conv:nn.Module, # a Conv2d or ConvTranspose2d (its geometry)
+               W:torch.Tensor, # the weights
+               bias:torch.Tensor|None, # the bias (None: no bias)
+              ) -> nn.Module:
     "A copy of `conv`'s layer type and geometry with weights W and the given bias (None: no bias)."
     cin, cout = (W.shape[1], W.shape[0]) if isinstance(conv, nn.Conv2d) else (W.shape[0], W.shape[1])
     kw = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation, bias=bias is not None)
@@ -369,15 +451,37 @@ def _conv_like(conv, W, bias) -> nn.Module:
         if bias is not None: new.bias.copy_(bias)
     return new
 
-@torch.no_grad()
-def _compile_conv(model, stats:ReaderStats, kept, replacement, producer) -> nn.Module:
-    reader = reader_layer(model, stats.reader)
-    U, transposed = reader.in_channels, isinstance(reader, nn.ConvTranspose2d)
+# %% ../nbs/08_pruning.ipynb #daa24bea
+def _checked_kept(kept:Sequence[int], # the unit (channel) indices to keep
+                  replacement:str, # 'const', 'mean' or 'fold'
+                  U:int, # the units the reader reads
+                  what:str, # 'unit' or 'channel' (named in the messages)
+                 ) -> list[int]:
+    "`kept` sorted, after checking that it holds distinct indices in range, and that `replacement` is known."
     kept = sorted(int(k) for k in kept)
     check(1 <= len(kept) <= U and len(set(kept)) == len(kept) and all(0 <= k < U for k in kept),
-          f'kept must be 1..{U} distinct channel indices in 0..{U - 1}, got {len(kept)} channels')
+          f'kept must be 1..{U} distinct {what} indices in 0..{U - 1}, got {len(kept)} {what}s')
     check(replacement in ('const', 'mean', 'fold'),
           f"replacement must be 'const', 'mean' or 'fold', got {replacement!r}")
+    return kept
+
+# %% ../nbs/08_pruning.ipynb #c5f8c37c
+def _fold(stats:ReaderStats, # the reader's statistics
+          K:torch.Tensor, # kept unit indices
+          S:torch.Tensor, # removed unit indices
+         ) -> tuple[torch.Tensor, torch.Tensor]:
+    "The fit a_S ≈ β + B a_K (ridge, from the calibration moments): (B [S, K], β [S])."
+    B = torch.linalg.solve(_ridge(stats.cov[K][:, K]), stats.cov[K][:, S]).T          # a_S ≈ β + B a_K, [S, K]
+    return B, stats.mean[S] - B @ stats.mean[K]
+
+# %% ../nbs/08_pruning.ipynb #efe53aa0
+def _conv_pair(model:nn.Module, # the network
+               stats:ReaderStats, # statistics of a conv reader
+               reader:nn.Module, # the reader layer
+               producer:str|None, # the user's producer, if any
+              ) -> tuple[str, nn.Module, bool]:
+    "(producer name, producer layer, select): `select` when the producer is a Linear reshaped into channels."
+    U = reader.in_channels
     check(reader.groups == 1 and len(stats.in_hw) == 2, f'{stats.reader}: grouped convolutions are not supported, and '
           'the reader '
           'statistics must come from reader_stats of this version (they record the input size)')
@@ -388,18 +492,67 @@ def _compile_conv(model, stats:ReaderStats, kept, replacement, producer) -> nn.M
           (isinstance(prod, _CONV) and prod.out_channels == U and prod.groups == 1),
           f'{producer} must be a convolution with {U} output channels, or an nn.Linear with {U}·{H}·{Wd} outputs '
           f'reshaped into channels (it produces what {stats.reader} reads)')
-    K, S = torch.tensor(kept), torch.tensor([j for j in range(U) if j not in set(kept)], dtype=torch.long)
-    W = reader.weight.detach().double().cpu()                  # Conv2d [out, in, kh, kw]; transposed [in, out, kh, kw]
+    return producer, prod, select
+
+# %% ../nbs/08_pruning.ipynb #5c854538
+def _conv_replacement(reader:nn.Module, # the conv reader
+                      W:torch.Tensor, # its weights, float64 on the CPU
+                      stats:ReaderStats, # its statistics
+                      K:torch.Tensor, # kept channels
+                      S:torch.Tensor, # removed channels
+                      replacement:str, # 'const', 'mean' or 'fold'
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    "(the kernel on the kept channels, the constant each channel is held at [U]; 0 for the kept)."
+    U, transposed = reader.in_channels, isinstance(reader, nn.ConvTranspose2d)
     Wk = (W[K] if transposed else W[:, K]).clone()
     const = torch.zeros(U, dtype=torch.float64)                   # the value each removed channel is held at
     if len(S):
         if replacement == 'fold':
-            B = torch.linalg.solve(_ridge(stats.cov[K][:, K]), stats.cov[K][:, S]).T          # a_S ≈ β + B a_K, [S, K]
-            const[S] = stats.mean[S] - B @ stats.mean[K]
+            B, const[S] = _fold(stats, K, S)
             Wk += torch.einsum('sk,soij->koij', B, W[S]) if transposed else torch.einsum('sk,osij->okij', B, W[:, S])
         else: const[S] = (constant_risk(stats)[0] if replacement == 'const' else stats.mean)[S]
+    return Wk, const
+
+# %% ../nbs/08_pruning.ipynb #9e3529fb
+def _bias_map(reader:nn.Module, # the conv reader
+              W:torch.Tensor, # its weights, float64 on the CPU
+              const:torch.Tensor, # the value each channel is held at [U] (0 for the kept)
+              H:int, # the height of the channels read
+              Wd:int, # their width
+             ) -> torch.Tensor:
+    "What the held channels and the reader's bias add at every output position: [out_channels, H_out, W_out]."
+    U = reader.in_channels
     bmap = _conv_apply(reader, W, const.view(1, U, 1, 1).expand(1, U, H, Wd).contiguous())[0]
     if reader.bias is not None: bmap = bmap + reader.bias.detach().double().cpu().view(-1, 1, 1)
+    return bmap
+
+# %% ../nbs/08_pruning.ipynb #75b1470c
+def _set_module(model:nn.Module, # the network (changed in place)
+                name:str, # the dotted path of the layer replaced
+                new:nn.Module, # the module put there
+               ):
+    "Put `new` at `name` in `model`."
+    parent, _, child = name.rpartition('.')
+    setattr(get_module(model, parent) if parent else model, child, new)
+
+# %% ../nbs/08_pruning.ipynb #2e64e541
+@torch.no_grad()
+def _compile_conv(model:nn.Module, # the full network
+                  stats:ReaderStats, # statistics of a conv reader
+                  kept:Sequence[int], # channels to keep
+                  replacement:str, # 'const', 'mean' or 'fold'
+                  producer:str|None, # the producing layer (None: the one stats traced)
+                 ) -> nn.Module:
+    "`compile_abstraction` for a conv reader: a `BiasMapConv` reader, and a producer without the removed channels."
+    reader = reader_layer(model, stats.reader)
+    U = reader.in_channels
+    kept = _checked_kept(kept, replacement, U, 'channel')
+    producer, prod, select = _conv_pair(model, stats, reader, producer)
+    H, Wd = stats.in_hw
+    K, S = torch.tensor(kept), torch.tensor([j for j in range(U) if j not in set(kept)], dtype=torch.long)
+    W = reader.weight.detach().double().cpu()                  # Conv2d [out, in, kh, kw]; transposed [in, out, kh, kw]
+    Wk, const = _conv_replacement(reader, W, stats, K, S, replacement)
+    bmap = _bias_map(reader, W, const, H, Wd)
     out = copy.deepcopy(model)
     dev, dt = reader.weight.device, reader.weight.dtype
     _set_module(out, stats.reader, BiasMapConv(_conv_like(reader, Wk, None), bmap.to(dev, dt), (H, Wd),
@@ -413,18 +566,36 @@ def _compile_conv(model, stats:ReaderStats, kept, replacement, producer) -> nn.M
                        'kind': 'conv', 'in_hw': [H, Wd], 'map_shape': list(bmap.shape), 'select': select}
     return out
 
-# %% ../nbs/08_pruning.ipynb #9de5c4e6
-def _set_module(model, name, new):
-    parent, _, child = name.rpartition('.')
-    setattr(get_module(model, parent) if parent else model, child, new)
-
-
-def _resized_linear(lin:nn.Linear, W, b) -> nn.Linear:
+# %% ../nbs/08_pruning.ipynb #5a86c91c
+def _resized_linear(lin:nn.Linear, # the layer replaced (its device and dtype)
+                    W:torch.Tensor, # the new weights [out, in]
+                    b:torch.Tensor, # the new bias [out]
+                   ) -> nn.Linear:
+    "An nn.Linear with weights `W` and bias `b`, on `lin`'s device and dtype."
     new = nn.Linear(W.shape[1], W.shape[0], bias=True).to(device=lin.weight.device, dtype=lin.weight.dtype)
     with torch.no_grad(): new.weight.copy_(W); new.bias.copy_(b)
     return new
 
+# %% ../nbs/08_pruning.ipynb #22b34ba0
+def _linear_replacement(W:torch.Tensor, # the reader's weights [outputs, U], float64
+                        b:torch.Tensor, # its bias [outputs], float64
+                        stats:ReaderStats, # its statistics
+                        K:torch.Tensor, # kept units
+                        S:torch.Tensor, # removed units
+                        replacement:str, # 'const', 'mean' or 'fold'
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    "(W_K, b) with the removed units folded in: W_K + W_S B and b + W_S β (fold), or b + W_S c (a constant c)."
+    Wk, bn = W[:, K].clone(), b.clone()
+    if len(S):
+        if replacement == 'fold':
+            B, beta = _fold(stats, K, S)                                        # a_S ≈ β + B a_K
+            Wk += W[:, S] @ B; bn += W[:, S] @ beta
+        else:
+            c = constant_risk(stats)[0] if replacement == 'const' else stats.mean
+            bn += W[:, S] @ c[S]
+    return Wk, bn
 
+# %% ../nbs/08_pruning.ipynb #7242b604
 @torch.no_grad()
 def compile_abstraction(model:nn.Module, # the full network
                         stats:ReaderStats, # statistics of the reader
@@ -438,11 +609,7 @@ def compile_abstraction(model:nn.Module, # the full network
         return _compile_conv(model, stats, kept, replacement, producer)
     reader = _linear(model, stats.reader)
     U = reader.in_features
-    kept = sorted(int(k) for k in kept)
-    check(1 <= len(kept) <= U and len(set(kept)) == len(kept) and all(0 <= k < U for k in kept),
-          f'kept must be 1..{U} distinct unit indices in 0..{U - 1}, got {len(kept)} units')
-    check(replacement in ('const', 'mean', 'fold'),
-          f"replacement must be 'const', 'mean' or 'fold', got {replacement!r}")
+    kept = _checked_kept(kept, replacement, U, 'unit')
     producer = _producer_of(model, stats, producer)
     prod = _linear(model, producer, 'producer')
     check(prod.out_features == U, f'{producer} has {prod.out_features} outputs but {stats.reader} reads {U} units')
@@ -450,16 +617,7 @@ def compile_abstraction(model:nn.Module, # the full network
     W = reader.weight.double().cpu()
     b = reader.bias.double().cpu() if reader.bias is not None else torch.zeros(reader.out_features, dtype=torch.float64)
     K, S = torch.tensor(kept), torch.tensor(removed, dtype=torch.long)
-    Wk, bn = W[:, K].clone(), b.clone()
-    if removed:
-        if replacement == 'fold':
-            Skk = _ridge(stats.cov[K][:, K])
-            B = torch.linalg.solve(Skk, stats.cov[K][:, S]).T                   # a_S ≈ β + B a_K
-            beta = stats.mean[S] - B @ stats.mean[K]
-            Wk += W[:, S] @ B; bn += W[:, S] @ beta
-        else:
-            c = constant_risk(stats)[0] if replacement == 'const' else stats.mean
-            bn += W[:, S] @ c[S]
+    Wk, bn = _linear_replacement(W, b, stats, K, S, replacement)
     out = copy.deepcopy(model)
     _set_module(out, stats.reader, _resized_linear(reader, Wk, bn))
     _set_module(out, producer, _resized_linear(prod, prod.weight[K],
@@ -491,11 +649,12 @@ def abstract(model:nn.Module, # the full network
     rep = replacement or {'fold': 'fold', 'const': 'const'}.get(method, 'mean')
     return compile_abstraction(model, stats, kept, rep, producer)
 
-# %% ../nbs/08_pruning.ipynb #c4d4f3c4
+# %% ../nbs/08_pruning.ipynb #d2d6ca6c
 ABSTRACTION_MARK = 'vaecausal_nb.save_abstraction'          # in both files' metadata: what save_abstraction may replace
 ABSTRACTION_FILES = ('model.safetensors', 'abstraction.json')
 
-def _ours(f:Path) -> bool:
+def _ours(f:Path, # a file that may be in the way
+         ) -> bool:
     "Whether `f` is a file save_abstraction wrote: its mark is in the safetensors header or the JSON."
     if f.is_symlink() or not f.is_file(): return False
     try:
@@ -506,6 +665,7 @@ def _ours(f:Path) -> bool:
         with safe_open(str(f), 'pt') as s: return (s.metadata() or {}).get('written_by') == ABSTRACTION_MARK
     except Exception: return False                          # unreadable: not ours
 
+# %% ../nbs/08_pruning.ipynb #f27e52d3
 def save_abstraction(model:nn.Module, # a model made by compile_abstraction/abstract
                      path:str|Path, # a folder to write (created if needed)
                     ):
@@ -524,7 +684,6 @@ def save_abstraction(model:nn.Module, # a model made by compile_abstraction/abst
     (path / 'abstraction.json').unlink(missing_ok=True)      # replacing: an interrupted save leaves no mismatched pair
     save_weights(model, path / 'model.safetensors', metadata={'written_by': ABSTRACTION_MARK})
     save_json({**meta, 'written_by': ABSTRACTION_MARK}, path / 'abstraction.json')
-
 
 # %% ../nbs/08_pruning.ipynb #5f6a7b8c
 def _check_meta(meta:dict, # the parsed abstraction.json
@@ -556,34 +715,48 @@ def _check_meta(meta:dict, # the parsed abstraction.json
     return len(kept)
 
 
-# %% ../nbs/08_pruning.ipynb #6a7b8c9d
-def load_abstraction(path:str|Path, # a folder written by save_abstraction
-                     base:nn.Module, # a model of the original architecture
-                    ) -> nn.Module:
-    "Rebuild a saved abstraction on a copy of `base` (a model of the original architecture); no code is executed."
-    path = Path(path)
+# %% ../nbs/08_pruning.ipynb #c49875dc
+def _read_meta(path:Path, # a folder written by save_abstraction
+              ) -> tuple[dict, Path]:
+    "The abstraction.json record in `path` (without its mark) and the file's path; one clear error if it is missing."
     f = path / 'abstraction.json'
     check(f.exists(), f'{path} holds no abstraction.json; save with save_abstraction')
     meta = load_json(f)
     if isinstance(meta, dict) and 'site' in meta: meta.setdefault('reader', meta.pop('site'))   # its earlier name
     miss = [k for k in ('reader', 'producer', 'kept') if not isinstance(meta, dict) or k not in meta]
     check(not miss, f'{f} lacks {", ".join(miss)}: it was not written by save_abstraction; save it again')
-    meta = {k: v for k, v in meta.items() if k != 'written_by'}
+    return {k: v for k, v in meta.items() if k != 'written_by'}, f
+
+# %% ../nbs/08_pruning.ipynb #ba9a23a3
+def _conv_shapes(out:nn.Module, # a copy of the base model (changed in place)
+                 meta:dict, # a conv abstraction's record
+                 k:int, # the kept channels
+                 base:nn.Module, # the base model (named in the error)
+                ):
+    "Put a zero `BiasMapConv` reader and a shrunk producer (unless it selects) of the record's shapes into `out`."
+    reader, prod = reader_layer(out, meta['reader']), get_module(out, meta['producer'])
+    select = meta.get('select', False)
+    check(isinstance(reader, _CONV) and isinstance(prod, nn.Linear if select else _CONV), f'{meta["reader"]} and '
+          f'{meta["producer"]} of {type(base).__name__} are not the layers this abstraction was made from: it was '
+          'made from another architecture')
+    kw = lambda c, cin, cout: torch.zeros(*((cin, cout) if isinstance(c, nn.ConvTranspose2d) else (cout, cin)),
+                                          *c.kernel_size)
+    _set_module(out, meta['reader'], BiasMapConv(_conv_like(reader, kw(reader, k, reader.out_channels), None),
+                                               torch.zeros(meta['map_shape']), meta['in_hw'],
+                                               torch.zeros(k, dtype=torch.long) if select else None))
+    if not select: _set_module(out, meta['producer'], _conv_like(prod, kw(prod, prod.in_channels, k),
+                                                                 torch.zeros(k) if prod.bias is not None else None))
+
+# %% ../nbs/08_pruning.ipynb #6dec0cb8
+def load_abstraction(path:str|Path, # a folder written by save_abstraction
+                     base:nn.Module, # a model of the original architecture
+                    ) -> nn.Module:
+    "Rebuild a saved abstraction on a copy of `base` (a model of the original architecture); no code is executed."
+    path = Path(path)
+    meta, f = _read_meta(path)
     k = _check_meta(meta, f, base)
     out = copy.deepcopy(base)
-    if meta.get('kind') == 'conv':                      # shapes only: the weights come from the safetensors file
-        reader, prod = reader_layer(out, meta['reader']), get_module(out, meta['producer'])
-        select = meta.get('select', False)
-        check(isinstance(reader, _CONV) and isinstance(prod, nn.Linear if select else _CONV), f'{meta["reader"]} and '
-              f'{meta["producer"]} of {type(base).__name__} are not the layers this abstraction was made from: it was '
-              'made from another architecture')
-        kw = lambda c, cin, cout: torch.zeros(*((cin, cout) if isinstance(c, nn.ConvTranspose2d) else (cout, cin)),
-                                              *c.kernel_size)
-        _set_module(out, meta['reader'], BiasMapConv(_conv_like(reader, kw(reader, k, reader.out_channels), None),
-                                                   torch.zeros(meta['map_shape']), meta['in_hw'],
-                                                   torch.zeros(k, dtype=torch.long) if select else None))
-        if not select: _set_module(out, meta['producer'], _conv_like(prod, kw(prod, prod.in_channels, k),
-                                                                     torch.zeros(k) if prod.bias is not None else None))
+    if meta.get('kind') == 'conv': _conv_shapes(out, meta, k, base)   # shapes only: the weights come from the file
     else:
         reader, prod = _linear(out, meta['reader']), _linear(out, meta['producer'], 'producer')
         _set_module(out, meta['reader'], nn.Linear(k, reader.out_features))
@@ -594,15 +767,16 @@ def load_abstraction(path:str|Path, # a folder written by save_abstraction
     out.abstraction = meta
     return out.eval()
 
-
-# %% ../nbs/08_pruning.ipynb #71768a43
-def _reads(model, name) -> str:
+# %% ../nbs/08_pruning.ipynb #adfdaf06
+def _reads(model:nn.Module, # the network (full or compiled)
+           name:str, # the reader's name
+          ) -> str:
     "The layer whose input is the units at `name`: the layer itself, or a compiled conv's inner convolution."
     if isinstance(get_module(model, name), BiasMapConv): return f'{name}.conv'
     reader_layer(model, name)                                # a Linear or a convolution, or one clear error
     return name
 
-
+# %% ../nbs/08_pruning.ipynb #301d0f30
 @torch.no_grad()
 def reader_inputs(model:nn.Module, # the network
                   reader:str, # the layer whose input is read
@@ -615,7 +789,52 @@ def reader_inputs(model:nn.Module, # the network
     with hooks(model, reads=[(_reads(model, reader), grab)]): _fwd(model, forward)(x)
     return store['a']
 
-# %% ../nbs/08_pruning.ipynb #b1e02f97
+# %% ../nbs/08_pruning.ipynb #ad2eea87
+def _agreement(agree:str|Callable, # 'argmax', 'close' or f(y_full, y_comp) -> bool [N]
+               tol:float, # for 'close': RMS difference of sigmoid outputs
+              ) -> Callable:
+    "f(y_full, y_comp) -> bool [N]: the same argmax, sigmoid outputs within `tol` (RMS), or the user's function."
+    if agree == 'argmax': return lambda a, b: a.argmax(1) == b.argmax(1)
+    if agree == 'close':
+        return lambda a, b: (torch.sigmoid(a) - torch.sigmoid(b)).flatten(1).pow(2).mean(1).sqrt() < tol
+    check(callable(agree), f"agree must be 'argmax', 'close' or a function, got {agree!r}")
+    return agree
+
+# %% ../nbs/08_pruning.ipynb #398d4cb3
+def _masks(n:int, # pairs
+           k:int, # kept units
+           probabilities:Sequence[float], # interchange probabilities (p = 0 comes first)
+           seed:int, # the masks' generator
+           like:torch.Tensor, # the reader's activations: their device, and [N, C, H, W] for a conv reader
+          ):
+    "Yields (p, mask [n, k] or [n, k, 1, 1]) for p = 0 and each probability: a kept unit is interchanged with p."
+    g = torch.Generator().manual_seed(seed)
+    for p in (0.0, *probabilities):
+        check(0 <= p <= 1, f'interchange probabilities must be in [0, 1], got {p}')
+        M = (torch.rand(n, k, generator=g) < p).to(like.device)
+        yield p, M.view(*M.shape, *[1] * (like.ndim - 2))                  # a conv reader: one draw per channel
+
+# %% ../nbs/08_pruning.ipynb #499634e5
+@torch.no_grad()
+def _interchange_run(full:nn.Module, # the original network
+                     compiled:nn.Module, # its abstraction
+                     reader:str, # the reader (its input is interchanged)
+                     kept:torch.Tensor, # the kept units' indices in the full network
+                     base:torch.Tensor, # base inputs [N, ...]
+                     fs:torch.Tensor, # the full network's reader inputs on the source inputs
+                     cs:torch.Tensor, # the compiled network's reader inputs on the source inputs
+                     M:torch.Tensor, # which kept units each pair interchanges (`_masks`)
+                     forward:Callable|None, # (model, x) -> output (None: model(x))
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    "Both models' outputs on `base` with the masked kept units set to their values on the source inputs."
+    def f_full(a, m): a = a.clone(); a[:, kept] = torch.where(M, fs[:, kept], a[:, kept]); return a
+    def f_comp(a, m): return torch.where(M, cs, a)
+    with hooks(full, reads=[(_reads(full, reader), f_full)]), \
+         hooks(compiled, reads=[(_reads(compiled, reader), f_comp)]):
+        yf, yc = _fwd(full, forward)(base), _fwd(compiled, forward)(base)
+    return yf, yc
+
+# %% ../nbs/08_pruning.ipynb #931916fb
 @torch.no_grad()
 def iia(full:nn.Module, # the original network
         compiled:nn.Module, # its abstraction (from abstract / compile_abstraction)
@@ -636,24 +855,11 @@ def iia(full:nn.Module, # the original network
           f'base and source must have the same shape, got {list(base.shape)} and {list(source.shape)}')
     meta = compiled.abstraction
     reader, kept = meta['reader'], torch.tensor(meta['kept'])
-    if agree == 'argmax': agree_fn = lambda a, b: a.argmax(1) == b.argmax(1)
-    elif agree == 'close':
-        agree_fn = lambda a, b: (torch.sigmoid(a) - torch.sigmoid(b)).flatten(1).pow(2).mean(1).sqrt() < tol
-    else:
-        check(callable(agree), f"agree must be 'argmax', 'close' or a function, got {agree!r}")
-        agree_fn = agree
+    agree_fn = _agreement(agree, tol)
     fs, cs = reader_inputs(full, reader, source, forward), reader_inputs(compiled, reader, source, forward)
-    g = torch.Generator().manual_seed(seed)
     rows = []
-    for p in (0.0, *probabilities):
-        check(0 <= p <= 1, f'interchange probabilities must be in [0, 1], got {p}')
-        M = (torch.rand(len(base), len(kept), generator=g) < p).to(fs.device)
-        M = M.view(*M.shape, *[1] * (fs.ndim - 2))                  # a conv reader: one draw per channel
-        def f_full(a, m, M=M): a = a.clone(); a[:, kept] = torch.where(M, fs[:, kept], a[:, kept]); return a
-        def f_comp(a, m, M=M): return torch.where(M, cs, a)
-        with hooks(full, reads=[(_reads(full, reader), f_full)]), \
-             hooks(compiled, reads=[(_reads(compiled, reader), f_comp)]):
-            yf, yc = _fwd(full, forward)(base), _fwd(compiled, forward)(base)
+    for p, M in _masks(len(base), len(kept), probabilities, seed, fs):
+        yf, yc = _interchange_run(full, compiled, reader, kept, base, fs, cs, M, forward)
         dist = (yf - yc).flatten(1).norm(dim=1).mean() / yf.flatten(1).norm(dim=1).mean().clamp_min(1e-12)
         rows.append({'p': p, 'iia': float(agree_fn(yf, yc).float().mean()), 'distortion': float(dist)})
     return pd.DataFrame(rows).set_index('p')
