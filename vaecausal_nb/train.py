@@ -33,12 +33,12 @@ from .models import ARCHS, REVISIONS, build_model, check_hparams, check_latent_d
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['MAX_STEPS', 'COMPILE_MODES', 'CUDA_GRAPH_MODES', 'SIMD_WIDTH', 'NOT_A_RESULT', 'CKPT_FILES', 'CPU_BF16_SLOW',
-           'RUN_FILES', 'LOCK_FILE', 'ZOO_ENV', 'TrainConfig', 'compile_with', 'compile_missing', 'rng_state',
-           'set_rng_state', 'save_checkpoint', 'load_state', 'Run', 'history_frame', 'build_optimizer',
-           'default_channels_last', 'divergence_error', 'log_row', 'is_out_of_memory', 'Session', 'start_session',
-           'train_step', 'log_and_save', 'finish_session', 'OutOfTime', 'deadline', 'time_up', 'check_time',
-           'pause_session', 'train', 'check_run_dir', 'folder_lock', 'load_run', 'zoo_root', 'pretrained']
+__all__ = ['COMPILE_MODES', 'CUDA_GRAPH_MODES', 'SIMD_WIDTH', 'MAX_STEPS', 'NOT_A_RESULT', 'CKPT_FILES', 'RUN_FILES', 'LOCK_FILE',
+           'CPU_BF16_SLOW', 'ZOO_ENV', 'TrainConfig', 'compile_with', 'compile_missing', 'rng_state', 'set_rng_state',
+           'save_checkpoint', 'load_state', 'history_frame', 'Run', 'build_optimizer', 'default_channels_last',
+           'divergence_error', 'log_row', 'is_out_of_memory', 'Session', 'start_session', 'train_step', 'log_and_save',
+           'finish_session', 'OutOfTime', 'deadline', 'time_up', 'check_time', 'pause_session', 'folder_lock',
+           'check_run_dir', 'load_run', 'train', 'zoo_root', 'pretrained']
 
 # %% ../nbs/04_train.ipynb #3472ea60
 def _dataset_name(name:str, # a dataset name as a user wrote it ('3dshapes', 'dSprites', ...)
@@ -48,9 +48,7 @@ def _dataset_name(name:str, # a dataset name as a user wrote it ('3dshapes', 'dS
     key = {'3dshapes': 'shapes3d', 'norb': 'smallnorb'}.get(key, key)       # load_dataset's aliases
     return key if key in DATASETS else name
 
-# %% ../nbs/04_train.ipynb #c283728b
-MAX_STEPS = 10**8          # training steps a run may ask for (the paper preset: 300,000)
-
+# %% ../nbs/04_train.ipynb #0835119e
 @dataclass
 class TrainConfig:
     "Everything that defines a training run."
@@ -80,32 +78,7 @@ class TrainConfig:
         check(not bad, f'unknown TrainConfig field(s) {", ".join(bad)}; valid: {", ".join(sorted(names))}')
         return cls(**d)
 
-# %% ../nbs/04_train.ipynb #759e4040
-@patch
-def validate(self:TrainConfig):
-    "Check every field (one clear error for the first wrong one) and normalise the dataset name; returns `self`."
-    self.dataset = _dataset_name(self.dataset)      # as load_dataset reads it: one name, one run key
-    self.hparams = check_hparams(self.arch, self.hparams)
-    self.latent_dim = check_latent_dim(self.latent_dim)   # a bool or a size no memory holds: refused here
-    count = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1     # True is not a count
-    for k in ('steps', 'batch_size', 'latent_dim', 'checkpoint_every', 'log_every'):
-        check(count(getattr(self, k)), f'{k} must be a positive integer, got {getattr(self, k)!r}')
-    check(self.steps <= MAX_STEPS, f'steps {self.steps:,} is more than {MAX_STEPS:,}, which no machine trains '
-          'in a lifetime at these sizes (the paper preset uses 300,000); give fewer steps')
-    check(self.lr > 0 and math.isfinite(self.lr), f'lr must be a positive number, got {self.lr}')
-    check(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**32,
-          f'seed must be an integer in [0, 2**32), got {self.seed!r}')
-    if self.out_dir: check_path(self.out_dir, 'out_dir')     # a name too long for the file system: refused here
-    check(self.precision in ('fp32', 'bf16'), f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
-    check(self.compile in (False, True) or self.compile in COMPILE_MODES,
-          f'compile must be True, False or one of {", ".join(COMPILE_MODES)}, got {self.compile!r}')
-    if self.compile is not False:                   # before any folder: else the first step fails, a run begun
-        miss = compile_missing(get_device(self.device))
-        check(not miss, f'torch.compile cannot build kernels here: this machine lacks {" and ".join(miss)}; '
-              'install them, or train without compile')
-    return self
-
-# %% ../nbs/04_train.ipynb #6d12eae1
+# %% ../nbs/04_train.ipynb #23eb4bf3
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')   # torch.compile's modes
 CUDA_GRAPH_MODES = ('reduce-overhead', 'max-autotune')     # the modes that replay CUDA graphs (on a CUDA device)
 
@@ -142,6 +115,33 @@ def compile_missing(device:torch.device, # where the compiled code would run
     return ([] if found else [need]) + ([] if os.path.exists(os.path.join(inc, 'Python.h')) else
                                          [f'Python.h (not in {inc})'])
 
+# %% ../nbs/04_train.ipynb #bc58a6af
+MAX_STEPS = 10**8          # training steps a run may ask for (the paper preset: 300,000)
+
+@patch
+def validate(self:TrainConfig):
+    "Check every field (one clear error for the first wrong one) and normalise the dataset name; returns `self`."
+    self.dataset = _dataset_name(self.dataset)      # as load_dataset reads it: one name, one run key
+    self.hparams = check_hparams(self.arch, self.hparams)
+    self.latent_dim = check_latent_dim(self.latent_dim)   # a bool or a size no memory holds: refused here
+    count = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1     # True is not a count
+    for k in ('steps', 'batch_size', 'latent_dim', 'checkpoint_every', 'log_every'):
+        check(count(getattr(self, k)), f'{k} must be a positive integer, got {getattr(self, k)!r}')
+    check(self.steps <= MAX_STEPS, f'steps {self.steps:,} is more than {MAX_STEPS:,}, which no machine trains '
+          'in a lifetime at these sizes (the paper preset uses 300,000); give fewer steps')
+    check(self.lr > 0 and math.isfinite(self.lr), f'lr must be a positive number, got {self.lr}')
+    check(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**32,
+          f'seed must be an integer in [0, 2**32), got {self.seed!r}')
+    if self.out_dir: check_path(self.out_dir, 'out_dir')     # a name too long for the file system: refused here
+    check(self.precision in ('fp32', 'bf16'), f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+    check(self.compile in (False, True) or self.compile in COMPILE_MODES,
+          f'compile must be True, False or one of {", ".join(COMPILE_MODES)}, got {self.compile!r}')
+    if self.compile is not False:                   # before any folder: else the first step fails, a run begun
+        miss = compile_missing(get_device(self.device))
+        check(not miss, f'torch.compile cannot build kernels here: this machine lacks {" and ".join(miss)}; '
+              'install them, or train without compile')
+    return self
+
 # %% ../nbs/04_train.ipynb #5aad76c6
 # fields that do not change a run's result (so not in its key), and those that may differ when a run is continued
 NOT_A_RESULT = {'out_dir', 'progress', 'checkpoint_every', 'log_every', 'device', 'compile'}
@@ -159,25 +159,59 @@ def key(self:TrainConfig,
     rev = {'revision': REVISIONS[self.arch]} if self.arch in REVISIONS else {}
     return settings_key({'train': cfg, **rev, **(extra or {})}, digits)
 
-# %% ../nbs/04_train.ipynb #120d707d
+# %% ../nbs/04_train.ipynb #37f553e2
 def rng_state() -> dict:
     "PyTorch's global random state (CPU, and every CUDA device's): what a checkpoint records to resume bit-identically."
     s = {'torch': torch.get_rng_state()}
     if torch.cuda.is_available(): s['cuda'] = torch.cuda.get_rng_state_all()
     return s
 
+# %% ../nbs/04_train.ipynb #bcb74b68
 def set_rng_state(s:dict, # from `rng_state`
                  ):
     "Restore PyTorch's global random state recorded by `rng_state` (the CUDA part where CUDA is present)."
     torch.set_rng_state(s['torch'])
     if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
+# %% ../nbs/04_train.ipynb #cff60947
+def _write_history(path, history):
+    if not history: return
+    keys = list(dict.fromkeys(k for h in history for k in h))
+    with atomic_write(path, 'w') as f:
+        w = csv.DictWriter(f, keys); w.writeheader(); w.writerows(history)
+
+# %% ../nbs/04_train.ipynb #af0d4c36
+def _read_history(path, # a history.csv the trainer wrote
+                  fix:str='delete the run folder to retrain', # what the user should do if it is damaged
+                 ) -> list:
+    "The rows of a history.csv ([] if there is none); a damaged file gets one error naming it and `fix`."
+    if not Path(path).exists(): return []
+    try:
+        with open(path, newline='', encoding='utf-8') as f:
+            rows = list(csv.DictReader(f))
+        check(not rows or 'step' in rows[0], f'{path} is damaged (it has no step column); {fix}')
+        return [{k: int(float(v)) if k == 'step' else float(v) for k, v in r.items() if v != ''} for r in rows]
+    except (ValueError, TypeError, csv.Error) as e:         # text, not numbers; ragged rows; not UTF-8
+        raise VaeCausalError(f'{path} is damaged ({type(e).__name__}: {e}); {fix}') from None
+
+# %% ../nbs/04_train.ipynb #b25b893c
+def _fill_checkpoint(tmp:Path, step, model, opt, aux_opt, it, history, rng):
+    save_weights(model, tmp / 'model.safetensors')
+    state = {'step': step, 'opt': opt.state_dict(), 'rng': rng or rng_state(), 'iter': it.state_dict(),
+             'history_rows': len(history), 'threads': torch.get_num_threads()}
+    if aux_opt is not None: state['aux_opt'] = aux_opt.state_dict()
+    buf = io.BytesIO(); torch.save(state, buf)          # in memory: a full disk then fails in atomic_write, clearly
+    with atomic_write(tmp / 'state.pt') as f: f.write(buf.getvalue())
+    _write_history(tmp / 'history.csv', history)
+
+# %% ../nbs/04_train.ipynb #86f9667a
 def _run_meta(run_dir:Path) -> dict:
     "The run's `run.json`: image shape, torch threads, the checkpoints the trainer wrote ({} if there is none)."
     p = Path(run_dir) / 'run.json'
     meta = load_json(p) if p.exists() else {}
     return meta if isinstance(meta, dict) else {}
 
+# %% ../nbs/04_train.ipynb #9ae9ee4b
 def _own_checkpoints(run_dir:Path, meta:dict) -> set:
     "The checkpoints this run recorded writing (`run.json`; an older run without that record: the one `LATEST` names)."
     own = set(meta.get('checkpoints', []))
@@ -185,7 +219,7 @@ def _own_checkpoints(run_dir:Path, meta:dict) -> set:
         own.add((Path(run_dir) / 'LATEST').read_text().strip())
     return {n for n in own if isinstance(n, str) and re.fullmatch(r'ckpt-\d+', n)}
 
-# %% ../nbs/04_train.ipynb #d314eb26
+# %% ../nbs/04_train.ipynb #0e746d49
 CKPT_FILES = ('model.safetensors', 'state.pt', 'history.csv')     # what a checkpoint folder holds
 
 def _remove_checkpoint(ck:Path, # a checkpoint folder this run wrote (`run.json` lists it)
@@ -201,16 +235,7 @@ def _remove_checkpoint(ck:Path, # a checkpoint folder this run wrote (`run.json`
         logger.warning(f'{ck} holds files vaecausal_nb did not write ({theirs}); they are kept, with the folder')
         return False
 
-# %% ../nbs/04_train.ipynb #3e4c2003
-def _fill_checkpoint(tmp:Path, step, model, opt, aux_opt, it, history, rng):
-    save_weights(model, tmp / 'model.safetensors')
-    state = {'step': step, 'opt': opt.state_dict(), 'rng': rng or rng_state(), 'iter': it.state_dict(),
-             'history_rows': len(history), 'threads': torch.get_num_threads()}
-    if aux_opt is not None: state['aux_opt'] = aux_opt.state_dict()
-    buf = io.BytesIO(); torch.save(state, buf)          # in memory: a full disk then fails in atomic_write, clearly
-    with atomic_write(tmp / 'state.pt') as f: f.write(buf.getvalue())
-    _write_history(tmp / 'history.csv', history)
-
+# %% ../nbs/04_train.ipynb #bca1be49
 def save_checkpoint(run_dir:Path, # the run folder
                     step:int, # steps done
                     model, # the model
@@ -242,7 +267,15 @@ def save_checkpoint(run_dir:Path, # the run folder
     for o in sorted(own - {final.name}): _remove_checkpoint(run_dir / o)   # a folder left holds a user's files only
     save_json({**meta, 'checkpoints': [final.name]}, run_dir / 'run.json')
 
-# %% ../nbs/04_train.ipynb #cdce1eb3
+# %% ../nbs/04_train.ipynb #e615dcde
+def _latest_step(run_dir:Path) -> int:
+    latest = run_dir / 'LATEST'
+    if not latest.exists(): return 0
+    m = re.fullmatch(r'ckpt-(\d+)', latest.read_text().strip())
+    check(m is not None, f'{latest} does not name a checkpoint; delete {run_dir} to retrain')
+    return int(m.group(1))
+
+# %% ../nbs/04_train.ipynb #5126bee9
 def _load_weights(model, # the model to fill
                   path:Path, # its .safetensors file
                   fix:str, # what the user should do if the file is missing, damaged or from another model
@@ -256,6 +289,7 @@ def _load_weights(model, # the model to fill
           f'written for another architecture or latent size; {fix}')
     model.load_state_dict(sd)
 
+# %% ../nbs/04_train.ipynb #799d9b67
 def load_state(path:Path, # a checkpoint's state.pt
                fix:str='delete the run directory to retrain', # what the user should do if it cannot be read
               ) -> dict:
@@ -270,27 +304,14 @@ def load_state(path:Path, # a checkpoint's state.pt
                                  f'and numbers; {fix}') from None
         raise VaeCausalError(f'{path} is truncated or damaged ({type(e).__name__}); {fix}') from None
 
-# %% ../nbs/04_train.ipynb #5f28e042
-def _write_history(path, history):
-    if not history: return
-    keys = list(dict.fromkeys(k for h in history for k in h))
-    with atomic_write(path, 'w') as f:
-        w = csv.DictWriter(f, keys); w.writeheader(); w.writerows(history)
+# %% ../nbs/04_train.ipynb #c20cb67e
+def history_frame(history:list, # rows {'step', loss terms...} as `log_row` appends them
+                 ) -> 'pandas.DataFrame':
+    "A run's history as a DataFrame, one row per logged step."
+    import pandas as pd
+    return pd.DataFrame(history)
 
-def _read_history(path, # a history.csv the trainer wrote
-                  fix:str='delete the run folder to retrain', # what the user should do if it is damaged
-                 ) -> list:
-    "The rows of a history.csv ([] if there is none); a damaged file gets one error naming it and `fix`."
-    if not Path(path).exists(): return []
-    try:
-        with open(path, newline='', encoding='utf-8') as f:
-            rows = list(csv.DictReader(f))
-        check(not rows or 'step' in rows[0], f'{path} is damaged (it has no step column); {fix}')
-        return [{k: int(float(v)) if k == 'step' else float(v) for k, v in r.items() if v != ''} for r in rows]
-    except (ValueError, TypeError, csv.Error) as e:         # text, not numbers; ragged rows; not UTF-8
-        raise VaeCausalError(f'{path} is damaged ({type(e).__name__}: {e}); {fix}') from None
-
-# %% ../nbs/04_train.ipynb #03d555a9
+# %% ../nbs/04_train.ipynb #057ae4ad
 @dataclass
 class Run:
     "A trained model with its history and directory."
@@ -300,14 +321,7 @@ class Run:
     config: TrainConfig
     error: str|None = None     # why training stopped early (a fleet member that diverged); None: it finished
 
-
-def history_frame(history:list, # rows {'step', loss terms...} as `log_row` appends them
-                 ) -> 'pandas.DataFrame':
-    "A run's history as a DataFrame, one row per logged step."
-    import pandas as pd
-    return pd.DataFrame(history)
-
-
+# %% ../nbs/04_train.ipynb #af85ca72
 def build_optimizer(model:torch.nn.Module, # a model from `build_model`, already on its device
                     lr:float, # learning rate
                    ) -> torch.optim.Optimizer:
@@ -319,12 +333,12 @@ def build_optimizer(model:torch.nn.Module, # a model from `build_model`, already
         'cuda') and p.dtype.is_floating_point for p in params)   # one kernel, not one per tensor
     return cls(params, lr=lr, weight_decay=oc['weight_decay'], fused=fused or None)
 
-# %% ../nbs/04_train.ipynb #8383be5a
+# %% ../nbs/04_train.ipynb #067e47bc
 def default_channels_last(device) -> bool:
     "Train in channels-last (NHWC) layout? Yes on CPU (oneDNN) and CUDA (cuDNN); no elsewhere (MPS)."
     return torch.device(device).type in ('cpu', 'cuda')
 
-# %% ../nbs/04_train.ipynb #501802ab
+# %% ../nbs/04_train.ipynb #e82dc0ab
 def divergence_error(step:int, # the step whose loss is not finite
                      loss:torch.Tensor, # that loss
                      last_good:dict, # the last finite loss terms
@@ -335,7 +349,7 @@ def divergence_error(step:int, # the step whose loss is not finite
                           f'{ {k: round(v, 4) for k, v in last_good.items()} }. The last good checkpoint is kept; '
                           f'lower the learning rate ({cfg.lr}) or the regulariser weight')
 
-
+# %% ../nbs/04_train.ipynb #2a0b92a3
 def log_row(history:list, step:int, terms:dict, bar) -> dict:
     "Append the step's loss terms to `history` and show the main ones on the progress bar."
     row = {'step': step, **{k: float(v.detach()) for k, v in terms.items()}}
@@ -343,6 +357,7 @@ def log_row(history:list, step:int, terms:dict, bar) -> dict:
     bar.set_postfix({k: f'{v:.3g}' for k, v in row.items() if k in ('loss', 'recon', 'kl', 'tc', 'commit')})
     return row
 
+# %% ../nbs/04_train.ipynb #a1133820
 # torch.OutOfMemoryError is new in torch 2.5; older versions have only torch.cuda's (an except clause must not fail)
 _OOM = getattr(torch, 'OutOfMemoryError', None) or getattr(torch.cuda, 'OutOfMemoryError', MemoryError)
 
@@ -351,7 +366,44 @@ def is_out_of_memory(e:BaseException, # an exception raised while training or me
     "Whether `e` is the device or the host running out of memory (torch's OOM error, MemoryError, or their messages)."
     return isinstance(e, (_OOM, MemoryError)) or "can't allocate" in str(e) or 'out of memory' in str(e)
 
-# %% ../nbs/04_train.ipynb #ef04d64e
+# %% ../nbs/04_train.ipynb #887cb6a2
+def _source(ds:FactorDataset) -> str:
+    "Where a dataset's images come from, for messages."
+    return f'the procedural renders of {ds.name}' if ds.procedural else f"{ds.name}'s real file"
+
+# %% ../nbs/04_train.ipynb #2f61d326
+def _with_source(cfg:TrainConfig, # a config
+                 ds:FactorDataset, # the dataset it trains on
+                ) -> dict:
+    """`cfg.dataset_kwargs` with `procedural` set to what `ds` is (where `load_dataset` chose: no file, renders); a
+    dataset that is not what the config asks for is refused."""
+    want = cfg.dataset_kwargs.get('procedural')
+    check(want is None or bool(want) == bool(ds.procedural), f'train got {_source(ds)} for a config that asks for '
+          f'{"procedural renders" if want else "the real file"} (dataset_kwargs={cfg.dataset_kwargs})')
+    return {**cfg.dataset_kwargs, 'procedural': bool(ds.procedural)}
+
+# %% ../nbs/04_train.ipynb #25636d8a
+def _check_source(run_dir:Path, # the run folder
+                  ds:FactorDataset, # the dataset loaded for it now
+                 ):
+    """Refuse to go on with a run on another source of images than it was trained on (procedural renders, or the
+    real file): where `load_dataset` chooses, a real file that appeared, or went away, would change it mid-run."""
+    p = run_dir / 'config.json'
+    if not (run_dir / 'LATEST').exists() or not p.exists(): return          # nothing trained yet
+    old = load_json(p)
+    kw = old.get('dataset_kwargs') if isinstance(old, dict) else None
+    was = kw.get('procedural') if isinstance(kw, dict) else None
+    if was is None or bool(was) == bool(ds.procedural): return              # the same (or an older run: not recorded)
+    if was: raise VaeCausalError(
+        f'{run_dir} was trained on the procedural renders of {ds.name}, but {ds.name} now loads from its real file: '
+        "going on would train one model on both; pass --procedural (dataset_kwargs={'procedural': True}) to go on "
+        'with the renders, or train on the real file into a new folder')
+    raise VaeCausalError(
+        f"{run_dir} was trained on {ds.name}'s real file, but none is found now (the procedural renders would be "
+        'used): going on would train one model on both; put the file back in the data folder (data.data_root), or '
+        'train on the renders into a new folder')
+
+# %% ../nbs/04_train.ipynb #b031eb29
 @dataclass
 class Session:
     "What a run holds while it trains: model, optimisers, batch stream, steps done, logged history."
@@ -366,6 +418,7 @@ class Session:
     last_good: dict = field(default_factory=dict)   # the last logged loss terms (named when training diverges)
     threads: int|None = None    # torch threads its checkpoint was trained with (None: a new run, or not recorded)
 
+# %% ../nbs/04_train.ipynb #c9840291
 def start_session(cfg:TrainConfig, # a validated config
                   dataset:FactorDataset, # the dataset it names
                   device:torch.device, # where to train
@@ -388,42 +441,7 @@ def start_session(cfg:TrainConfig, # a validated config
     s.last_good = s.history[-1] if s.history else {}
     return s
 
-# %% ../nbs/04_train.ipynb #7789249d
-def _source(ds:FactorDataset) -> str:
-    "Where a dataset's images come from, for messages."
-    return f'the procedural renders of {ds.name}' if ds.procedural else f"{ds.name}'s real file"
-
-def _with_source(cfg:TrainConfig, # a config
-                 ds:FactorDataset, # the dataset it trains on
-                ) -> dict:
-    """`cfg.dataset_kwargs` with `procedural` set to what `ds` is (where `load_dataset` chose: no file, renders); a
-    dataset that is not what the config asks for is refused."""
-    want = cfg.dataset_kwargs.get('procedural')
-    check(want is None or bool(want) == bool(ds.procedural), f'train got {_source(ds)} for a config that asks for '
-          f'{"procedural renders" if want else "the real file"} (dataset_kwargs={cfg.dataset_kwargs})')
-    return {**cfg.dataset_kwargs, 'procedural': bool(ds.procedural)}
-
-def _check_source(run_dir:Path, # the run folder
-                  ds:FactorDataset, # the dataset loaded for it now
-                 ):
-    """Refuse to go on with a run on another source of images than it was trained on (procedural renders, or the
-    real file): where `load_dataset` chooses, a real file that appeared, or went away, would change it mid-run."""
-    p = run_dir / 'config.json'
-    if not (run_dir / 'LATEST').exists() or not p.exists(): return          # nothing trained yet
-    old = load_json(p)
-    kw = old.get('dataset_kwargs') if isinstance(old, dict) else None
-    was = kw.get('procedural') if isinstance(kw, dict) else None
-    if was is None or bool(was) == bool(ds.procedural): return              # the same (or an older run: not recorded)
-    if was: raise VaeCausalError(
-        f'{run_dir} was trained on the procedural renders of {ds.name}, but {ds.name} now loads from its real file: '
-        "going on would train one model on both; pass --procedural (dataset_kwargs={'procedural': True}) to go on "
-        'with the renders, or train on the real file into a new folder')
-    raise VaeCausalError(
-        f"{run_dir} was trained on {ds.name}'s real file, but none is found now (the procedural renders would be "
-        'used): going on would train one model on both; put the file back in the data folder (data.data_root), or '
-        'train on the renders into a new folder')
-
-# %% ../nbs/04_train.ipynb #52abd622
+# %% ../nbs/04_train.ipynb #cc42c7f8
 def train_step(s:Session, # the run
                fwd, # what runs the forward pass: `s.model` or its compiled form
                amp, # the autocast context (disabled for fp32)
@@ -447,7 +465,7 @@ def train_step(s:Session, # the run
     s.step += 1
     return terms, True
 
-# %% ../nbs/04_train.ipynb #ccabfbe2
+# %% ../nbs/04_train.ipynb #6c36c279
 def log_and_save(s:Session, # the run, just stepped
                  terms:dict, # the step's loss terms
                  bar, # its progress bar
@@ -459,16 +477,18 @@ def log_and_save(s:Session, # the run, just stepped
     if cfg.out_dir and (s.step % cfg.checkpoint_every == 0 or end):
         save_checkpoint(Path(cfg.out_dir), s.step, s.model, s.opt, s.aux_opt, s.it, s.history, rng)
 
+# %% ../nbs/04_train.ipynb #590b0f82
 def finish_session(s:Session) -> Run:
     "Hand back the trained model (in the layout `load_run` gives) and write its final weights and history."
     model = s.model.eval().to(memory_format=torch.contiguous_format)
     if s.cfg.out_dir: _finish(Path(s.cfg.out_dir), model, s.history, s.step)
     return Run(model, history_frame(s.history), Path(s.cfg.out_dir) if s.cfg.out_dir else None, s.cfg)
 
-# %% ../nbs/04_train.ipynb #da8270a2
+# %% ../nbs/04_train.ipynb #9751860b
 class OutOfTime(Exception):
     "Training stopped at the caller's deadline; every run is checkpointed where it stood: run again to go on."
 
+# %% ../nbs/04_train.ipynb #e620d1b5
 _now = time.time                     # the clock deadlines are read on (the tests put a step counter in its place)
 
 def deadline(seconds:float|None, # how long from now (None: no deadline)
@@ -476,52 +496,37 @@ def deadline(seconds:float|None, # how long from now (None: no deadline)
     "The deadline `seconds` from now, as `time_up` reads it."
     return None if seconds is None else _now() + seconds
 
+# %% ../nbs/04_train.ipynb #e01cc494
 def time_up(until:float|None, # a `time.time()` deadline, or None for none
            ) -> bool:
     "Whether the deadline `until` has passed."
     return until is not None and _now() >= until
 
+# %% ../nbs/04_train.ipynb #d4e7370c
 def check_time(until:float|None, # a `time.time()` deadline, or None for none
                what:str, # where the work stands, for `OutOfTime`'s message (e.g. 'not measured')
               ):
     "Raise `OutOfTime(what)` if the deadline `until` has passed: the check before a part of the work starts."
     if time_up(until): raise OutOfTime(what)
 
+# %% ../nbs/04_train.ipynb #a28d42b1
 def pause_session(s:Session, # a run part-way
                  ):
     "Checkpoint the run where it stands (unless its folder holds that step already), so a later call goes on from it."
     if s.cfg.out_dir and s.step > 0 and _latest_step(Path(s.cfg.out_dir)) != s.step:
         save_checkpoint(Path(s.cfg.out_dir), s.step, s.model, s.opt, s.aux_opt, s.it, s.history)
 
-# %% ../nbs/04_train.ipynb #2fd29a19
-CPU_BF16_SLOW = ("precision 'bf16' on this CPU, which has no bf16 instructions (AVX512-BF16 or AMX, as oneDNN "
-                 'reports): PyTorch emulates them, so training is slower than in fp32; train in fp32 here '
-                 "(--precision fp32), or on a GPU or a CPU with bf16 instructions")
+# %% ../nbs/04_train.ipynb #0bc25622
+def _check_threads(s:Session):
+    """Say so when a CPU run trains on with another torch thread count than its checkpoint was trained with (not when
+    it has nothing left to train)."""
+    was, now = s.threads, torch.get_num_threads()
+    if was and was != now and s.step < s.cfg.steps:
+        logger.warning(f'{s.cfg.out_dir} was trained with {was} torch threads up to step {s.step} and goes on with '
+                       f'{now}: on the CPU it is then not bit-identical to an uninterrupted run (sums are split by '
+                       f'thread); torch.set_num_threads({was}) resumes it exactly')
 
-def _cpu_has_bf16() -> bool:
-    "Whether oneDNN runs bf16 on this CPU's own instructions (not emulated); False where PyTorch cannot tell."
-    try: return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError): return False
-
-def train(cfg:TrainConfig, # what to train
-          dataset:FactorDataset|None=None, # the dataset `cfg` names, if the caller has it loaded (not reloaded)
-          until:float|None=None, # a `time.time()` deadline: past it, checkpoint and raise `OutOfTime` (None: none)
-         ) -> Run:
-    "Train (or resume) the run described by `cfg`; returns a `Run`. One process at a time writes a run folder."
-    cfg.validate()
-    device = get_device(cfg.device)
-    if device.type == 'cpu': retain_freed_memory()        # no page faults on every step's activations (core)
-    if device.type == 'cpu' and cfg.precision == 'bf16' and not _cpu_has_bf16(): logger.warning(CPU_BF16_SLOW)
-    out = Path(cfg.out_dir) if cfg.out_dir else None
-    if out: check_run_dir(out, cfg)                         # before any write
-    ds = dataset if dataset is not None else load_dataset(cfg.dataset, **cfg.dataset_kwargs)
-    if out is None: return _train_loop(cfg, ds, device, until)
-    _make_run_dir(out)
-    with folder_lock(out, 'run folder'):
-        check_run_dir(out, cfg)                 # again, holding the lock: another process may have written it since
-        return _train_loop(cfg, ds, device, until)
-
-# %% ../nbs/04_train.ipynb #50e7ea45
+# %% ../nbs/04_train.ipynb #c2eca1c6
 def _train_loop(cfg:TrainConfig, ds:FactorDataset, device:torch.device, until:float|None) -> Run:
     "`train`'s work once its folder is checked (and held): resume, step to `cfg.steps`, write the final weights."
     from tqdm.auto import tqdm
@@ -547,121 +552,13 @@ def _train_loop(cfg:TrainConfig, ds:FactorDataset, device:torch.device, until:fl
         bar.close()
     return finish_session(s)
 
-def _check_threads(s:Session):
-    """Say so when a CPU run trains on with another torch thread count than its checkpoint was trained with (not when
-    it has nothing left to train)."""
-    was, now = s.threads, torch.get_num_threads()
-    if was and was != now and s.step < s.cfg.steps:
-        logger.warning(f'{s.cfg.out_dir} was trained with {was} torch threads up to step {s.step} and goes on with '
-                       f'{now}: on the CPU it is then not bit-identical to an uninterrupted run (sums are split by '
-                       f'thread); torch.set_num_threads({was}) resumes it exactly')
-
-# %% ../nbs/04_train.ipynb #36700666
-def check_run_dir(run_dir:Path, # the run directory `train` will write
-                  cfg:TrainConfig, # the run's config
-                 ) -> int:
-    """Refuse a folder that is not this run's before anything is written; returns the steps already trained there (0 if
-    new)."""
-    check(not run_dir.exists() or run_dir.is_dir(),
-          f'{run_dir} is a file, not a folder; give a folder for the run (out_dir)')
-    cfg_path = run_dir / 'config.json'
-    if not cfg_path.exists():
-        _check_config_missing(run_dir)
-        check(not run_dir.exists() or not any(p.name != LOCK_FILE for p in run_dir.iterdir()),
-              f'{run_dir} is not empty and holds no run (no config.json): '
-              'its files were not written by vaecausal_nb and are left alone; choose a new or empty folder')
-        return 0
-    old = load_json(cfg_path)
-    check(isinstance(old, dict), f'{cfg_path} does not hold a training config (it holds a JSON {type(old).__name__}); '
-          'choose another folder, or delete this one to retrain')
-    check({'arch', 'steps'} <= set(old), f'{cfg_path} is not a vaecausal_nb training config (it has no arch and '
-          f'steps): {run_dir} holds files vaecausal_nb did not write, which are left alone; choose a new or empty '
-          'folder')
-    new = cfg.to_dict()
-    diff = sorted(k for k in set(old) | set(new)
-                  if k not in _RESUMABLE and not _same_setting(k, old.get(k), new.get(k)))
-    check(not diff,
-        f'{run_dir} holds a run with a different config '
-        f'({", ".join(f"{k}: {old.get(k)!r} != {new.get(k)!r}" for k in diff)}); '
-          'use another out_dir, or delete that directory')
-    done = _latest_step(run_dir)
-    latest = (run_dir / 'LATEST').read_text().strip() if done else ''
-    check(not done or (run_dir / latest).is_dir(), f'{run_dir / "LATEST"} names {latest}, the checkpoint to go on '
-          f'from, which is missing; put {latest} back into {run_dir}, or delete {run_dir} to retrain')
-    check(cfg.steps >= done,
-          f'{run_dir} already holds {done} trained steps, more than the {cfg.steps} asked for; ask for at '
-          f'least {done} steps, or use another folder')
-    _check_checkpoint_names(run_dir, done, cfg.steps)
-    return done
-
-def _same_setting(k:str, a, b) -> bool:
-    """Whether a run's setting `k` is `a` as before and `b` now; a dataset's `procedural` left to `load_dataset` (None)
-    agrees with either (`start_session` checks the source it chose, `_check_source`)."""
-    if k != 'dataset_kwargs' or not (isinstance(a, dict) and isinstance(b, dict)): return a == b
-    rest = lambda d: {n: v for n, v in d.items() if n != 'procedural'}
-    pa, pb = a.get('procedural'), b.get('procedural')
-    return rest(a) == rest(b) and (pa is None or pb is None or pa == pb)
-
-def _check_checkpoint_names(run_dir:Path, # a run folder holding a run
-                            done:int, # the steps trained there
-                            steps:int, # the steps asked for
-                           ):
-    """Refuse, before anything is trained, a file or folder the trainer did not write that has the name of a
-    checkpoint it may write on the way to `steps` (`ckpt-<n>`, done < n <= steps: a pause can come at any step)."""
-    own = _own_checkpoints(run_dir, _run_meta(run_dir))
-    for n in sorted(int(p.name[5:]) for p in run_dir.glob('ckpt-*') if re.fullmatch(r'ckpt-[1-9]\d*', p.name)):
-        check(not done < n <= steps or f'ckpt-{n}' in own, f'{run_dir / f"ckpt-{n}"} was not written by this run '
-              f'(run.json does not list it), and training to step {steps} may write a checkpoint of that name; it is '
-              f'left alone: move it out of {run_dir} and run again')
-
-def _check_config_missing(run_dir:Path):
-    "A folder with the trainer's own files (LATEST, run.json) but no config.json lost its config: say that."
-    latest = (run_dir / 'LATEST').read_text(errors='replace').strip() if (run_dir / 'LATEST').is_file() else ''
-    ours = ['LATEST'] * bool(re.fullmatch(r'ckpt-\d+', latest) and (run_dir / latest).is_dir()) + \
-        ['run.json'] * (run_dir / 'run.json').is_file()                 # a user's own file named LATEST is not ours
-    check(not ours, f'{run_dir} holds a vaecausal_nb run ({", ".join(ours)}) but its config.json is missing; put '
-          'config.json back (it defines the run), or delete the folder to retrain')
-
-# %% ../nbs/04_train.ipynb #133ee6dc
-def _latest_step(run_dir:Path) -> int:
-    latest = run_dir / 'LATEST'
-    if not latest.exists(): return 0
-    m = re.fullmatch(r'ckpt-(\d+)', latest.read_text().strip())
-    check(m is not None, f'{latest} does not name a checkpoint; delete {run_dir} to retrain')
-    return int(m.group(1))
-
+# %% ../nbs/04_train.ipynb #a74d22b0
 def _make_run_dir(run_dir:Path):
     try: run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise VaeCausalError(f'cannot create the run folder {run_dir}: {e.strerror}; choose a '
                                               'writable location') from None
 
-RUN_FILES = ('config.json', 'run.json', 'LATEST', 'model.safetensors', 'history.csv')   # written at the top
-
-def _resume(run_dir, cfg, model, opt, aux_opt, it) -> tuple[int, list, dict]:
-    """Restore the run's latest checkpoint, if any, then write its config and `run.json` (a damaged checkpoint is
-    refused before anything is written): (step, history, state)."""
-    step, hist, st = _restore(run_dir, model, opt, aux_opt, it) if (run_dir / 'LATEST').exists() else (0, [], {})
-    _make_run_dir(run_dir)
-    remove_write_leftovers(run_dir, RUN_FILES)          # a kill mid-write left them; we hold the folder's lock
-    save_json(cfg.to_dict(), run_dir / 'config.json')
-    meta = _run_meta(run_dir)
-    save_json({**meta, 'image_shape': list(model.image_shape),      # load_run builds the model from this
-               'threads': _thread_history(meta.get('threads'), step, cfg.steps)}, run_dir / 'run.json')
-    if step: logger.info(f'resuming {run_dir} from step {step}')
-    return step, hist, st
-
-def _thread_history(old, # run.json's record: a list of {from_step, threads}, an older run's one count, or None
-                    step:int, # the step training goes on from
-                    steps:int, # the step it trains to
-                   ) -> list[dict]:
-    """The torch thread counts a run was trained with, each from the step it started at; the count in force now is
-    added only if steps are trained under it (and one whose steps were lost with an unsaved part is dropped)."""
-    hist = ([{'from_step': 0, 'threads': old}] if isinstance(old, int) else
-            [h for h in old if isinstance(h, dict)] if isinstance(old, list) else [])
-    if step >= steps: return hist                                   # nothing to train: nothing changes
-    hist, now = [h for h in hist if h.get('from_step', 0) < step], torch.get_num_threads()
-    return hist if hist and hist[-1].get('threads') == now else hist + [{'from_step': step, 'threads': now}]
-
+# %% ../nbs/04_train.ipynb #12a7158c
 def _restore(run_dir, model, opt, aux_opt, it) -> tuple[int, list, dict]:
     "Load the checkpoint `LATEST` names into the model, optimisers and batch stream: (step, history, state)."
     latest = run_dir / 'LATEST'
@@ -687,26 +584,50 @@ def _restore(run_dir, model, opt, aux_opt, it) -> tuple[int, list, dict]:
                              f'{fix}') from None
     return int(st['step']), hist, st
 
+# %% ../nbs/04_train.ipynb #6250a8c1
+def _thread_history(old, # run.json's record: a list of {from_step, threads}, an older run's one count, or None
+                    step:int, # the step training goes on from
+                    steps:int, # the step it trains to
+                   ) -> list[dict]:
+    """The torch thread counts a run was trained with, each from the step it started at; the count in force now is
+    added only if steps are trained under it (and one whose steps were lost with an unsaved part is dropped)."""
+    hist = ([{'from_step': 0, 'threads': old}] if isinstance(old, int) else
+            [h for h in old if isinstance(h, dict)] if isinstance(old, list) else [])
+    if step >= steps: return hist                                   # nothing to train: nothing changes
+    hist, now = [h for h in hist if h.get('from_step', 0) < step], torch.get_num_threads()
+    return hist if hist and hist[-1].get('threads') == now else hist + [{'from_step': step, 'threads': now}]
+
+# %% ../nbs/04_train.ipynb #6a2b3ca4
+RUN_FILES = ('config.json', 'run.json', 'LATEST', 'model.safetensors', 'history.csv')   # written at the top
+
+def _resume(run_dir, cfg, model, opt, aux_opt, it) -> tuple[int, list, dict]:
+    """Restore the run's latest checkpoint, if any, then write its config and `run.json` (a damaged checkpoint is
+    refused before anything is written): (step, history, state)."""
+    step, hist, st = _restore(run_dir, model, opt, aux_opt, it) if (run_dir / 'LATEST').exists() else (0, [], {})
+    _make_run_dir(run_dir)
+    remove_write_leftovers(run_dir, RUN_FILES)          # a kill mid-write left them; we hold the folder's lock
+    save_json(cfg.to_dict(), run_dir / 'config.json')
+    meta = _run_meta(run_dir)
+    save_json({**meta, 'image_shape': list(model.image_shape),      # load_run builds the model from this
+               'threads': _thread_history(meta.get('threads'), step, cfg.steps)}, run_dir / 'run.json')
+    if step: logger.info(f'resuming {run_dir} from step {step}')
+    return step, hist, st
+
+# %% ../nbs/04_train.ipynb #8e897005
 def _finish(run_dir, model, history, step:int):
     "The final weights (with the step and torch threads they were taken at in their header) and history."
     save_weights(model, run_dir / 'model.safetensors',
                  metadata={'step': str(step), 'threads': str(torch.get_num_threads())})
     _write_history(run_dir / 'history.csv', history)
 
-# %% ../nbs/04_train.ipynb #43a358c1
-LOCK_FILE = '.vaecausal.lock'      # in a run folder while a process writes it
-
-@contextmanager
-def folder_lock(folder:str|Path, # an existing folder that one process at a time may write
-                what:str='folder', # what it is, for the error message (e.g. 'run folder')
-               ):
-    """Hold `folder/.vaecausal.lock` while writing `folder`: a second holder, in this process or another, gets one
-    error naming the folder and the holder's pid. The lock is the kernel's `flock`, which ends with its process, so a
-    lock file left by a killed process is simply taken over; the file is removed on release. Without `fcntl`
-    (Windows) nothing is locked."""
-    try: import fcntl
-    except ImportError: yield None; return
-    path = Path(folder) / LOCK_FILE
+# %% ../nbs/04_train.ipynb #6ea518e3
+def _take_lock(path:Path, # the lock file
+               folder:str|Path, # the folder it locks, for the error message
+               what:str, # what the folder is, for the error message
+              ) -> int:
+    """Open `path` and hold the kernel's `flock` on it; returns the open file. A lock another holder has is one error
+    naming the folder (and the holder's pid, once written); a file its holder removed as it was opened is opened again."""
+    import fcntl
     while True:
         try: fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e: raise VaeCausalError(f'cannot write the lock file {path}: {e.strerror}; choose a '
@@ -720,6 +641,23 @@ def folder_lock(folder:str|Path, # an existing folder that one process at a time
         except FileNotFoundError: same = False
         if same: break
         os.close(fd)                            # its holder removed it as we opened it: take the new one
+    return fd
+
+# %% ../nbs/04_train.ipynb #fef1d78a
+LOCK_FILE = '.vaecausal.lock'      # in a run folder while a process writes it
+
+@contextmanager
+def folder_lock(folder:str|Path, # an existing folder that one process at a time may write
+                what:str='folder', # what it is, for the error message (e.g. 'run folder')
+               ):
+    """Hold `folder/.vaecausal.lock` while writing `folder`: a second holder, in this process or another, gets one
+    error naming the folder and the holder's pid. The lock is the kernel's `flock`, which ends with its process, so a
+    lock file left by a killed process is simply taken over; the file is removed on release. Without `fcntl`
+    (Windows) nothing is locked."""
+    try: import fcntl  # noqa: F401 (whether it exists: `_take_lock` uses it)
+    except ImportError: yield None; return
+    path = Path(folder) / LOCK_FILE
+    fd = _take_lock(path, folder, what)
     try:
         try: os.ftruncate(fd, 0); os.write(fd, f'{os.getpid()}\n'.encode())
         except OSError: pass                    # the pid only names the holder in the error above
@@ -727,7 +665,92 @@ def folder_lock(folder:str|Path, # an existing folder that one process at a time
     finally:
         path.unlink(missing_ok=True); os.close(fd)
 
-# %% ../nbs/04_train.ipynb #e62181f7
+# %% ../nbs/04_train.ipynb #4121063f
+def _check_config_missing(run_dir:Path):
+    "A folder with the trainer's own files (LATEST, run.json) but no config.json lost its config: say that."
+    latest = (run_dir / 'LATEST').read_text(errors='replace').strip() if (run_dir / 'LATEST').is_file() else ''
+    ours = ['LATEST'] * bool(re.fullmatch(r'ckpt-\d+', latest) and (run_dir / latest).is_dir()) + \
+        ['run.json'] * (run_dir / 'run.json').is_file()                 # a user's own file named LATEST is not ours
+    check(not ours, f'{run_dir} holds a vaecausal_nb run ({", ".join(ours)}) but its config.json is missing; put '
+          'config.json back (it defines the run), or delete the folder to retrain')
+
+# %% ../nbs/04_train.ipynb #7478b17a
+def _check_new_folder(run_dir:Path, # a run folder without config.json
+                     ):
+    """A folder without `config.json` is new or empty (its lock aside); one that lost its config, or holds files the
+    trainer did not write, is refused."""
+    _check_config_missing(run_dir)
+    check(not run_dir.exists() or not any(p.name != LOCK_FILE for p in run_dir.iterdir()),
+          f'{run_dir} is not empty and holds no run (no config.json): '
+          'its files were not written by vaecausal_nb and are left alone; choose a new or empty folder')
+
+# %% ../nbs/04_train.ipynb #06de11b7
+def _same_setting(k:str, a, b) -> bool:
+    """Whether a run's setting `k` is `a` as before and `b` now; a dataset's `procedural` left to `load_dataset` (None)
+    agrees with either (`start_session` checks the source it chose, `_check_source`)."""
+    if k != 'dataset_kwargs' or not (isinstance(a, dict) and isinstance(b, dict)): return a == b
+    rest = lambda d: {n: v for n, v in d.items() if n != 'procedural'}
+    pa, pb = a.get('procedural'), b.get('procedural')
+    return rest(a) == rest(b) and (pa is None or pb is None or pa == pb)
+
+# %% ../nbs/04_train.ipynb #19be7220
+def _check_same_config(run_dir:Path, # a run folder holding a config.json
+                       cfg_path:Path, # that config.json
+                       cfg:TrainConfig, # the config to train into the folder
+                      ):
+    """Refuse a `config.json` that is not a training config, or that of another run (the fields of `_RESUMABLE`
+    may differ: a longer `steps`, another device, progress or checkpoint setting)."""
+    old = load_json(cfg_path)
+    check(isinstance(old, dict), f'{cfg_path} does not hold a training config (it holds a JSON {type(old).__name__}); '
+          'choose another folder, or delete this one to retrain')
+    check({'arch', 'steps'} <= set(old), f'{cfg_path} is not a vaecausal_nb training config (it has no arch and '
+          f'steps): {run_dir} holds files vaecausal_nb did not write, which are left alone; choose a new or empty '
+          'folder')
+    new = cfg.to_dict()
+    diff = sorted(k for k in set(old) | set(new)
+                  if k not in _RESUMABLE and not _same_setting(k, old.get(k), new.get(k)))
+    check(not diff,
+        f'{run_dir} holds a run with a different config '
+        f'({", ".join(f"{k}: {old.get(k)!r} != {new.get(k)!r}" for k in diff)}); '
+          'use another out_dir, or delete that directory')
+
+# %% ../nbs/04_train.ipynb #73a678c1
+def _check_checkpoint_names(run_dir:Path, # a run folder holding a run
+                            done:int, # the steps trained there
+                            steps:int, # the steps asked for
+                           ):
+    """Refuse, before anything is trained, a file or folder the trainer did not write that has the name of a
+    checkpoint it may write on the way to `steps` (`ckpt-<n>`, done < n <= steps: a pause can come at any step)."""
+    own = _own_checkpoints(run_dir, _run_meta(run_dir))
+    for n in sorted(int(p.name[5:]) for p in run_dir.glob('ckpt-*') if re.fullmatch(r'ckpt-[1-9]\d*', p.name)):
+        check(not done < n <= steps or f'ckpt-{n}' in own, f'{run_dir / f"ckpt-{n}"} was not written by this run '
+              f'(run.json does not list it), and training to step {steps} may write a checkpoint of that name; it is '
+              f'left alone: move it out of {run_dir} and run again')
+
+# %% ../nbs/04_train.ipynb #e3c32fa0
+def check_run_dir(run_dir:Path, # the run directory `train` will write
+                  cfg:TrainConfig, # the run's config
+                 ) -> int:
+    """Refuse a folder that is not this run's before anything is written; returns the steps already trained there (0 if
+    new)."""
+    check(not run_dir.exists() or run_dir.is_dir(),
+          f'{run_dir} is a file, not a folder; give a folder for the run (out_dir)')
+    cfg_path = run_dir / 'config.json'
+    if not cfg_path.exists():
+        _check_new_folder(run_dir)
+        return 0
+    _check_same_config(run_dir, cfg_path, cfg)
+    done = _latest_step(run_dir)
+    latest = (run_dir / 'LATEST').read_text().strip() if done else ''
+    check(not done or (run_dir / latest).is_dir(), f'{run_dir / "LATEST"} names {latest}, the checkpoint to go on '
+          f'from, which is missing; put {latest} back into {run_dir}, or delete {run_dir} to retrain')
+    check(cfg.steps >= done,
+          f'{run_dir} already holds {done} trained steps, more than the {cfg.steps} asked for; ask for at '
+          f'least {done} steps, or use another folder')
+    _check_checkpoint_names(run_dir, done, cfg.steps)
+    return done
+
+# %% ../nbs/04_train.ipynb #bdc33316
 def _weights_step(path:Path) -> int|None:
     "The step final weights were taken at (in their header); None for older runs' files and unreadable ones."
     from safetensors import safe_open
@@ -736,6 +759,7 @@ def _weights_step(path:Path) -> int|None:
     except Exception: return None
     return int(step) if step.isdigit() else None
 
+# %% ../nbs/04_train.ipynb #c11030aa
 def _final_is_current(path:Path, # a run folder with final weights
                       steps:int, # the steps its config.json asks for
                      ) -> bool:
@@ -743,6 +767,7 @@ def _final_is_current(path:Path, # a run folder with final weights
     at = _weights_step(path / 'model.safetensors')
     return at == steps if at is not None else _latest_step(path) in (0, steps)
 
+# %% ../nbs/04_train.ipynb #66127bd2
 def _check_finished(path:Path, cfg:TrainConfig):
     "Refuse final weights left from before the run was continued to more steps (a continued run stopped part-way)."
     at, latest = _weights_step(path / 'model.safetensors'), _latest_step(path)
@@ -799,13 +824,43 @@ def load_run(path:str|Path, # a run folder written by `train`
     _load_weights(model, w, fix)
     return Run(model.to(get_device(device)).eval(), history_frame(_read_history(hist, fix)), path, cfg)
 
-# %% ../nbs/04_train.ipynb #7c0d4643
+# %% ../nbs/04_train.ipynb #6076f59b
+CPU_BF16_SLOW = ("precision 'bf16' on this CPU, which has no bf16 instructions (AVX512-BF16 or AMX, as oneDNN "
+                 'reports): PyTorch emulates them, so training is slower than in fp32; train in fp32 here '
+                 "(--precision fp32), or on a GPU or a CPU with bf16 instructions")
+
+def _cpu_has_bf16() -> bool:
+    "Whether oneDNN runs bf16 on this CPU's own instructions (not emulated); False where PyTorch cannot tell."
+    try: return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError): return False
+
+# %% ../nbs/04_train.ipynb #d8593b4c
+def train(cfg:TrainConfig, # what to train
+          dataset:FactorDataset|None=None, # the dataset `cfg` names, if the caller has it loaded (not reloaded)
+          until:float|None=None, # a `time.time()` deadline: past it, checkpoint and raise `OutOfTime` (None: none)
+         ) -> Run:
+    "Train (or resume) the run described by `cfg`; returns a `Run`. One process at a time writes a run folder."
+    cfg.validate()
+    device = get_device(cfg.device)
+    if device.type == 'cpu': retain_freed_memory()        # no page faults on every step's activations (core)
+    if device.type == 'cpu' and cfg.precision == 'bf16' and not _cpu_has_bf16(): logger.warning(CPU_BF16_SLOW)
+    out = Path(cfg.out_dir) if cfg.out_dir else None
+    if out: check_run_dir(out, cfg)                         # before any write
+    ds = dataset if dataset is not None else load_dataset(cfg.dataset, **cfg.dataset_kwargs)
+    if out is None: return _train_loop(cfg, ds, device, until)
+    _make_run_dir(out)
+    with folder_lock(out, 'run folder'):
+        check_run_dir(out, cfg)                 # again, holding the lock: another process may have written it since
+        return _train_loop(cfg, ds, device, until)
+
+# %% ../nbs/04_train.ipynb #27ef0b6a
 ZOO_ENV = 'VAECAUSAL_ZOO'
 
 def zoo_root(root:str|Path|None=None) -> Path:
     "Directory of the trained-model cache: `root`, else `$VAECAUSAL_ZOO`, else `core.cache_root()/zoo`."
     return cache_root('zoo', ZOO_ENV, root)
 
+# %% ../nbs/04_train.ipynb #fff0bc89
 def pretrained(arch:str='beta_vae', # one of models.ARCHS
                steps:int=3000, # training steps (more steps than cached = continue training)
                root:str|Path|None=None, # cache directory (see `zoo_root`)
