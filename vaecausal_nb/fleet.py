@@ -36,17 +36,17 @@ __all__ = ['STRUCTURAL', 'SHARED', 'WEIGHT_COPIES', 'CHUNK', 'SYNC_EVERY', 'MODE
            'fleet_capacity', 'member_threads', 'fleet_batches', 'train_fleet', 'fleet_timing', 'fleet_step_seconds']
 
 # %% ../nbs/04a_fleet.ipynb #fd5c6f8f
-# hyperparameters that shape the network or enter its forward pass as Python numbers: one value per fleet
-STRUCTURAL = ('disc_hidden', 'disc_layers', 'num_codes', 'code_dim', 'n_values', 'posterior_var', 'decay')
-# settings every member shares: one network, one batch shape, one device, one numeric format, memory layout, compiler
-SHARED = ('arch', 'latent_dim', 'batch_size', 'device', 'precision', 'channels_last', 'compile')
-
 def _hparams(cfg:TrainConfig) -> dict:
     "Every hyperparameter of `cfg`'s architecture, defaults filled in."
     m = MODELS[cfg.arch]
     return {**m.shared, **m.defaults, **cfg.hparams}
 
 # %% ../nbs/04a_fleet.ipynb #73b424ff
+# hyperparameters that shape the network or enter its forward pass as Python numbers: one value per fleet
+STRUCTURAL = ('disc_hidden', 'disc_layers', 'num_codes', 'code_dim', 'n_values', 'posterior_var', 'decay')
+# settings every member shares: one network, one batch shape, one device, one numeric format, memory layout, compiler
+SHARED = ('arch', 'latent_dim', 'batch_size', 'device', 'precision', 'channels_last', 'compile')
+
 def _check_agree(cfgs:list[TrainConfig]):
     "One clear error when members differ in a shared setting or a structural hyperparameter."
     for k in SHARED:
@@ -123,6 +123,7 @@ class _Member:
     fwd: object = None             # the loop executor's forward pass: the model, compiled as its config says
     error: str|None = None
 
+# %% ../nbs/04a_fleet.ipynb #6dd63948
 @contextlib.contextmanager
 def _own_rng(m:_Member):
     "Run the block on member `m`'s RNG stream; the process's stream is put back after."
@@ -130,11 +131,19 @@ def _own_rng(m:_Member):
     try: yield
     finally: m.rng = rng_state(); set_rng_state(outer)
 
+# %% ../nbs/04a_fleet.ipynb #7ed9d1de
 def _start(cfg:TrainConfig, ds, device) -> _Member:
     "Build (or resume) a member exactly as `train` would, keeping the RNG state it ends with."
     outer = rng_state()
     try: s = start_session(cfg, ds, device); return _Member(s, rng_state(), compile_with(s.model, cfg.compile))
     finally: set_rng_state(outer)
+
+# %% ../nbs/04a_fleet.ipynb #ecad6d48
+class _NoBar:
+    "A progress bar that shows nothing (for timing)."
+    def update(self, n=1): pass
+    def set_postfix(self, *a, **k): pass
+    def close(self): pass
 
 # %% ../nbs/04a_fleet.ipynb #c0d0e62b
 def _steps(m:_Member, # the member
@@ -187,19 +196,7 @@ def member_threads(fleet:int, # members in the whole fleet
     return max(1, cores // min(fleet, cores))
 
 
-# %% ../nbs/04a_fleet.ipynb #eda5d4aa
-def _threaded_phase(members:list[_Member], # members at one step, on the CPU
-                    steps:int, # how many steps each takes
-                    amp, # autocast context
-                    bar, # the fleet's progress bar
-                    until:float|None=None, # a `time.time()` deadline (see `train`)
-                    fleet:int|None=None, # members in the whole fleet: they set each one's share (None: this phase's)
-                   ):
-    "Train the members on threads at once, each on its own generator and a share of the cores (see above)."
-    share = member_threads(fleet or len(members))                  # the fleet's, whoever is in this phase
-    n_threads = min(len(members), torch.get_num_threads() // share)
-    with torch_threads(share): return _threads(members, steps, amp, bar, until, n_threads)
-
+# %% ../nbs/04a_fleet.ipynb #b68cb72b
 def _threads(members:list[_Member], # members at one step, on the CPU
              steps:int, # how many steps each takes
              amp, # autocast context
@@ -224,6 +221,19 @@ def _threads(members:list[_Member], # members at one step, on the CPU
     with ThreadPoolExecutor(n_threads) as ex: done = [ex.submit(work) for _ in range(n_threads)]
     errs = [e for f in done if (e := f.exception())]       # an error before a deadline the others then met
     if errs: raise next((e for e in errs if not isinstance(e, OutOfTime)), errs[0])
+
+# %% ../nbs/04a_fleet.ipynb #eda5d4aa
+def _threaded_phase(members:list[_Member], # members at one step, on the CPU
+                    steps:int, # how many steps each takes
+                    amp, # autocast context
+                    bar, # the fleet's progress bar
+                    until:float|None=None, # a `time.time()` deadline (see `train`)
+                    fleet:int|None=None, # members in the whole fleet: they set each one's share (None: this phase's)
+                   ):
+    "Train the members on threads at once, each on its own generator and a share of the cores (see above)."
+    share = member_threads(fleet or len(members))                  # the fleet's, whoever is in this phase
+    n_threads = min(len(members), torch.get_num_threads() // share)
+    with torch_threads(share): return _threads(members, steps, amp, bar, until, n_threads)
 
 # %% ../nbs/04a_fleet.ipynb #d6bb5ef0
 def _adam(p:torch.Tensor, # stacked parameter [K, ...] (updated in place)
@@ -294,6 +304,7 @@ def update(self:_StackedOpt, grads:list, # gradients of the stacked parameters (
     with torch.no_grad(): _adam(self.flat, g, self.mf, self.vf, self.step.clamp(min=1), self.lr * ok, self.betas,
                                 self.eps, self.wd)
 
+# %% ../nbs/04a_fleet.ipynb #758becea
 @patch
 def put_state(self:_StackedOpt, k:int, # the member
              ):
@@ -376,6 +387,16 @@ def _graph_mode(model:torch.nn.Module, # a member
                           f'only for functions that leave their inputs alone; the stacked step is compiled with '
                           f'compile={plain!r} instead of {how!r}')
 
+# %% ../nbs/04a_fleet.ipynb #dc9ebe0a
+def _generators(rng:dict, # a member's RNG state (as `train` saves it)
+                dev:torch.device, # where the fleet trains
+               ) -> tuple:
+    "The member's (CPU, device) generators, set to its state: the device one draws the noise, the CPU one permutations."
+    cpu = torch.Generator(); cpu.set_state(rng['torch'])
+    if dev.type != 'cuda': return cpu, cpu
+    g = torch.Generator(dev); g.set_state(rng['cuda'][dev.index or 0])
+    return cpu, g
+
 # %% ../nbs/04a_fleet.ipynb #9807ce4c
 class _Stack:
     "K members as one stacked model: parameters and buffers stacked, the step mapped over members, one backward."
@@ -400,22 +421,11 @@ class _Stack:
         hps = [m.s.model.hparams for m in members]
         self.hp = {k: to_device(torch.tensor([float(h[k]) for h in hps]), self.dev) for k, v in hps[0].items()
                    if isinstance(v, (int, float)) and len({h[k] for h in hps}) > 1}
-        self.gens = [self._generators(m.rng) for m in members]
+        self.gens = [_generators(m.rng, self.dev) for m in members]
         self.alive = torch.ones(len(members), dtype=torch.bool, device=self.dev)   # not yet stopped by a bad loss
         how, self.graphs, why = _graph_mode(models[0], self.dev, members[0].s.cfg.compile)   # graphs: replayed
         if why: log_once(why, logging.WARNING)
         self._call, self.fwd = _mapped(models[0], self.hp, how)
-
-# %% ../nbs/04a_fleet.ipynb #dc9ebe0a
-@patch
-def _generators(self:_Stack, rng:dict, # a member's RNG state (as `train` saves it)
-               ) -> tuple:
-    "The member's (CPU, device) generators, set to its state: the device one draws the noise, the CPU one permutations."
-    cpu = torch.Generator(); cpu.set_state(rng['torch'])
-    if self.dev.type != 'cuda': return cpu, cpu
-    g = torch.Generator(self.dev); g.set_state(rng['cuda'][self.dev.index or 0])
-    return cpu, g
-
 
 # %% ../nbs/04a_fleet.ipynb #11a8d6f7
 @patch
@@ -558,6 +568,7 @@ def _executor(mode:str, # one of MODES
     threads = device.type == 'cpu' and torch.get_num_threads() > 1 and not compiled
     return 'threads' if len(cfgs) > 1 and threads else 'loop'
 
+# %% ../nbs/04a_fleet.ipynb #4af1bb80
 def _run_phase(mode:str, # the executor (`_executor`)
                members:list[_Member], # members at one step
                steps:int, # how many steps to take
@@ -570,14 +581,6 @@ def _run_phase(mode:str, # the executor (`_executor`)
     if mode == 'stacked': return _stacked_phase(members, steps, amp, dtype, bar, until)
     if mode == 'threads': return _threaded_phase(members, steps, amp, bar, until, fleet)
     _loop_phase(members, steps, amp, bar, until)
-
-# %% ../nbs/04a_fleet.ipynb #ecad6d48
-class _NoBar:
-    "A progress bar that shows nothing (for timing)."
-    def update(self, n=1): pass
-    def set_postfix(self, *a, **k): pass
-    def close(self): pass
-
 
 # %% ../nbs/04a_fleet.ipynb #08c9c661
 def _datasets(cfgs:list[TrainConfig], # the members
@@ -594,13 +597,13 @@ def _datasets(cfgs:list[TrainConfig], # the members
         return cache[key]
     return [get(c) for c in cfgs]
 
+# %% ../nbs/04a_fleet.ipynb #73bbdd87
 def _phases(members:list[_Member]):
     "Yield (members furthest behind, steps to take) until every member has finished or stopped."
     while todo := [m for m in members if not m.error and m.s.step < m.s.cfg.steps]:
         at = min(m.s.step for m in todo)
         group = [m for m in todo if m.s.step == at]
         yield group, min([m.s.cfg.steps for m in group] + [m.s.step for m in todo if m.s.step > at]) - at
-
 
 # %% ../nbs/04a_fleet.ipynb #63ec45e7
 def _to_hold(draws:list, # (dataset, images a member will draw from it), one pair per member
@@ -614,6 +617,7 @@ def _to_hold(draws:list, # (dataset, images a member will draw from it), one pai
     return [ds for ds, n in tot.values()
             if (resident and not held(ds)) or (resident is None and should_materialise(ds, device, n))]
 
+# %% ../nbs/04a_fleet.ipynb #a326eabd
 def _hold_data(members:list[_Member], # the started members
                device:torch.device, # where they train
                resident:bool|None, # as in `_to_hold`
@@ -622,6 +626,78 @@ def _hold_data(members:list[_Member], # the started members
     draws = [(m.s.it.ds, (m.s.cfg.steps - m.s.step) * m.s.cfg.batch_size) for m in members]
     for ds in _to_hold(draws, device, resident): ds.materialise(device)
 
+# %% ../nbs/04a_fleet.ipynb #4435757d
+def _image_shape(dss:list, # each member's dataset
+                ) -> tuple:
+    "The one image shape of the members' datasets; one clear error if they have several."
+    shapes = sorted({tuple(d.image_shape) for d in dss})
+    check(len(shapes) == 1, f'a fleet trains on one image shape, but its datasets have {shapes}; split the members '
+          'into one fleet per image shape')
+    return shapes[0]
+
+# %% ../nbs/04a_fleet.ipynb #9db7cde0
+def _check_memory(cfgs:list[TrainConfig], # the members
+                  dss:list, # their datasets
+                  shape:tuple, # their images' (C, H, W)
+                  device:torch.device, # where they train
+                  memory:int|None, # bytes of device memory to plan for (None: what is free now)
+                  resident:bool|None, # hold the datasets on the device whole (None: when it pays, see `_to_hold`)
+                 ):
+    "One clear error if the members, beside the datasets held on the device for them, do not fit in its memory."
+    data = sum(len(d) * math.prod(d.image_shape)        # the datasets it will hold there take their bytes first
+               for d in _to_hold([(d, c.steps * c.batch_size) for c, d in zip(cfgs, dss)], device, resident))
+    cap = fleet_capacity(cfgs[0], shape, device, (memory if memory is not None else free_memory(device)) - data)
+    beside = f' beside the datasets it holds there ({data / 2**30:.1f} GiB; resident=False holds none)' if data else ''
+    check(len(cfgs) <= cap, f'{len(cfgs)} members do not fit: about {max(cap, 0)} fit in the free {device.type} '
+          f'memory{beside} ({member_bytes(cfgs[0], shape) / 2**20:.0f} MiB each at batch_size '
+          f'{cfgs[0].batch_size}); train fewer members per fleet, or lower batch_size')
+
+# %% ../nbs/04a_fleet.ipynb #71b0a216
+def _pause_all(members:list[_Member], # the fleet's members, stopped at a deadline
+               own, # a context that sets the torch threads the members train with
+              ):
+    "Checkpoint every member still going where it stands (`pause_session`), each on its own RNG."
+    for m in members:
+        if not m.error:
+            with _own_rng(m), own(): pause_session(m.s)
+
+# %% ../nbs/04a_fleet.ipynb #6cfd9c74
+def _train_members(cfgs:list[TrainConfig], # the members, checked (`check_fleet`)
+                   dss:list, # their datasets
+                   device:torch.device, # where they train
+                   mode:str, # the executor (`_executor`)
+                   resident:bool|None, # hold the datasets on the device whole (None: when it pays, see `_hold_data`)
+                   progress:bool, # one tqdm bar over all members' steps
+                   until:float|None, # a `time.time()` deadline: past it, checkpoint every member, raise `OutOfTime`
+                   own, # a context that sets the torch threads the members train with
+                  ) -> list[_Member]:
+    "The members, started (or resumed) and trained: every phase of them, each on the executor `mode`."
+    from tqdm.auto import tqdm
+    members, bar = [], _NoBar()
+    try:                                         # members, data and steps: an out-of-memory anywhere is said clearly
+        with own(): members += [_start(c, d, device) for c, d in zip(cfgs, dss)]
+        _hold_data(members, device, resident)
+        bar = tqdm(total=sum(c.steps for c in cfgs), initial=sum(m.s.step for m in members), leave=False,
+                   desc=f'fleet of {len(cfgs)} {cfgs[0].arch}', disable=not progress)
+        for group, n in _phases(members): _run_phase(mode, group, n, bar, until, len(members))
+    except OutOfTime:
+        _pause_all(members, own)
+        raise OutOfTime(f'a fleet of {len(cfgs)} {cfgs[0].arch} stopped at steps {[m.s.step for m in members]} of '
+                        f'{[c.steps for c in cfgs]}') from None
+    except (MemoryError, RuntimeError) as e:       # torch's OutOfMemoryError is a RuntimeError (any version)
+        if not is_out_of_memory(e): raise
+        raise VaeCausalError(f'{len(cfgs)} members at batch_size {cfgs[0].batch_size} (their models, data and a '
+                             f'step) do not fit in {device.type} memory; train fewer members per fleet, or pass '
+                             'resident=False (the last checkpoints are kept)') from None
+    finally: bar.close()
+    return members
+
+# %% ../nbs/04a_fleet.ipynb #e303ced0
+def _member_run(m:_Member, # a member, finished or stopped
+               ) -> Run:
+    "The member's `Run`: `finish_session`'s (final weights written), or its model and error if it diverged."
+    return Run(m.s.model.eval(), history_frame(m.s.history), Path(m.s.cfg.out_dir) if m.s.cfg.out_dir else
+               None, m.s.cfg, m.error) if m.error else finish_session(m.s)
 
 # %% ../nbs/04a_fleet.ipynb #b120c1ec
 def train_fleet(configs:list[TrainConfig], # members: one architecture, latent size, batch size and image shape
@@ -633,45 +709,15 @@ def train_fleet(configs:list[TrainConfig], # members: one architecture, latent s
                 until:float|None=None, # a `time.time()` deadline: past it, checkpoint every member, raise `OutOfTime`
                ) -> list[Run]:
     "Train (or resume) K runs as one fleet; each member's result equals `train(cfg)` of its config (see the tolerance)."
-    from tqdm.auto import tqdm
     cfgs = check_fleet(configs)
     device, dss = get_device(cfgs[0].device), _datasets(cfgs, dataset)
     mode = _executor(mode, device, cfgs)
-    shapes = sorted({tuple(d.image_shape) for d in dss})
-    check(len(shapes) == 1, f'a fleet trains on one image shape, but its datasets have {shapes}; split the members '
-          'into one fleet per image shape')
-    data = sum(len(d) * math.prod(d.image_shape)        # the datasets it will hold there take their bytes first
-               for d in _to_hold([(d, c.steps * c.batch_size) for c, d in zip(cfgs, dss)], device, resident))
-    cap = fleet_capacity(cfgs[0], shapes[0], device, (memory if memory is not None else free_memory(device)) - data)
-    beside = f' beside the datasets it holds there ({data / 2**30:.1f} GiB; resident=False holds none)' if data else ''
-    check(len(cfgs) <= cap, f'{len(cfgs)} members do not fit: about {max(cap, 0)} fit in the free {device.type} '
-          f'memory{beside} ({member_bytes(cfgs[0], shapes[0]) / 2**20:.0f} MiB each at batch_size '
-          f'{cfgs[0].batch_size}); train fewer members per fleet, or lower batch_size')
+    _check_memory(cfgs, dss, _image_shape(dss), device, memory, resident)
     if device.type == 'cpu': retain_freed_memory()
-    members, bar = [], _NoBar()
     share = member_threads(len(cfgs)) if mode == 'threads' else None
     own = lambda: torch_threads(share)           # the threads members train with are what their runs record
-    try:                                         # members, data and steps: an out-of-memory anywhere is said clearly
-        with own(): members += [_start(c, d, device) for c, d in zip(cfgs, dss)]
-        _hold_data(members, device, resident)
-        bar = tqdm(total=sum(c.steps for c in cfgs), initial=sum(m.s.step for m in members), leave=False,
-                   desc=f'fleet of {len(cfgs)} {cfgs[0].arch}', disable=not progress)
-        for group, n in _phases(members): _run_phase(mode, group, n, bar, until, len(members))
-    except OutOfTime:
-        for m in members:
-            if not m.error:
-                with _own_rng(m), own(): pause_session(m.s)
-        raise OutOfTime(f'a fleet of {len(cfgs)} {cfgs[0].arch} stopped at steps {[m.s.step for m in members]} of '
-                        f'{[c.steps for c in cfgs]}') from None
-    except (MemoryError, RuntimeError) as e:       # torch's OutOfMemoryError is a RuntimeError (any version)
-        if not is_out_of_memory(e): raise
-        raise VaeCausalError(f'{len(cfgs)} members at batch_size {cfgs[0].batch_size} (their models, data and a '
-                             f'step) do not fit in {device.type} memory; train fewer members per fleet, or pass '
-                             'resident=False (the last checkpoints are kept)') from None
-    finally: bar.close()
-    with own():
-        return [Run(m.s.model.eval(), history_frame(m.s.history), Path(m.s.cfg.out_dir) if m.s.cfg.out_dir else
-                    None, m.s.cfg, m.error) if m.error else finish_session(m.s) for m in members]
+    members = _train_members(cfgs, dss, device, mode, resident, progress, until, own)
+    with own(): return [_member_run(m) for m in members]
 
 # %% ../nbs/04a_fleet.ipynb #65c703c5
 def fleet_timing(configs:list[TrainConfig], # the members (their `out_dir` is ignored: nothing is written)
@@ -693,6 +739,7 @@ def fleet_timing(configs:list[TrainConfig], # the members (their `out_dir` is ig
     step = (time.perf_counter() - t1) / steps
     return {'step': step, 'start': max(0.0, t1 - t0 - warm * step)}
 
+# %% ../nbs/04a_fleet.ipynb #a215cdb8
 def fleet_step_seconds(configs:list[TrainConfig], # the members
                        steps:int=3, # timed steps
                        **kw, # `fleet_timing`'s other arguments
