@@ -95,6 +95,7 @@ def control_measures(model:nn.Module, # a trained model
                      seed:int=0, # the controls' seed
                      batch_size:int=64, # refit_decoder's batch size
                      lr:float=5e-4, # refit_decoder's learning rate
+                     axis_bases:int=0, # random bases of each control's axis baseline (0: not measured)
                     ) -> dict:
     "The causal metrics of each decoder control as `{control}_{metric}` floats, and the seconds each took."
     bad = [c for c in controls if c not in CONTROLS]
@@ -105,7 +106,7 @@ def control_measures(model:nn.Module, # a trained model
         t = time.perf_counter()
         m = (random_decoder(model, seed) if c == 'random_decoder' else
              refit_decoder(model, dataset, steps, batch_size=batch_size, lr=lr, seed=seed))
-        res = causal_summary(m, x, probe=probe, modularity_images=modularity_images)
+        res = causal_summary(m, x, probe=probe, modularity_images=modularity_images, axis_bases=axis_bases)
         out.update({f'{c}_{k}': v for k, v in res.items() if not k.startswith('seconds')})
         out[f'seconds_{c}'] = time.perf_counter() - t
     return out
