@@ -21,6 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+# %% auto #0
+__all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'CPU_HPARAMS', 'SWEEP', 'CAPACITY_DIMS', 'PILOT_SWEEP', 'PRESETS', 'UNFINISHED',
+           'ROW_TEXT', 'ROW_FLAGS', 'UNIT_METRICS', 'ROW_NEEDS', 'StudySpec', 'configurations', 'preset', 'run_key',
+           'jobs', 'run_job', 'fleets', 'run_fleet', 'config_label', 'load_results', 'study_status', 'study_specs',
+           'run_study', 'plan_study']
+
+# %% ../nbs/10_study.ipynb #e830f402
 from fastcore.basics import patch
 import torch
 
@@ -39,18 +46,9 @@ from .train import OutOfTime, TrainConfig, check_time, deadline, time_up, train
 
 if TYPE_CHECKING: import pandas
 
-# %% auto #0
-__all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'CPU_HPARAMS', 'SWEEP', 'CAPACITY_DIMS', 'PILOT_SWEEP', 'PRESETS', 'UNFINISHED',
-           'ROW_TEXT', 'ROW_FLAGS', 'UNIT_METRICS', 'ROW_NEEDS', 'StudySpec', 'configurations', 'preset', 'run_key',
-           'jobs', 'run_job', 'fleets', 'run_fleet', 'study_specs', 'run_study', 'plan_study', 'config_label',
-           'load_results', 'study_status']
-
 # %% ../nbs/10_study.ipynb #ef859e92
 SPEC_VERSION = 1
 STUDY_ARCHS = ('vae', 'beta_vae', 'factor_vae', 'beta_tc_vae', 'dip_vae_ii', 'vq_vae')
-
-# A lighter FactorVAE discriminator for the CPU presets (the paper preset keeps disentanglement_lib's 1000×6).
-CPU_HPARAMS = {'factor_vae': {'disc_hidden': 256, 'disc_layers': 3}}
 
 @dataclass
 class StudySpec:
@@ -80,16 +78,6 @@ class StudySpec:
     controls: tuple = ()                 # the referee's controls (controls.CONTROLS) measured or trained with each run
     version: int = SPEC_VERSION
 
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        return json.loads(json.dumps(d, default=list))
-    @classmethod
-    def from_dict(cls, d:dict):
-        names = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(d) - names)
-        check(not bad, f'unknown StudySpec field(s) {", ".join(bad)}; valid: {", ".join(sorted(names))}')
-        return cls(**d).validate()
-
 # %% ../nbs/10_study.ipynb #db465a41
 _LIST_FIELDS = {'archs': '["vae", "beta_vae"]', 'datasets': '["dsprites"]', 'seeds': '[0, 1]', 'latent_dims': '[10]',
                 'controls': '["random_decoder"]', 'metrics': '["mig", "sap"]'}
@@ -116,63 +104,52 @@ def _check_types(spec:StudySpec):
           f'allow_procedural must be true or false, got {shown(spec.allow_procedural)}')
 
 
-# %% ../nbs/10_study.ipynb #e75d0ef2
-@patch
-def validate(self:StudySpec):
-    _check_types(self)                               # lists and objects as they should be, before they are read
-    for k in ('archs', 'datasets', 'seeds', 'latent_dims', 'controls', 'metrics'):
-        setattr(self, k, tuple(getattr(self, k)))
-    bad = [c for c in self.controls if c not in CONTROLS]
+# %% ../nbs/10_study.ipynb #d714689a
+def _check_choices(spec:StudySpec, # the spec checked (its lists already tuples)
+                  ):
+    "The controls and metrics `spec` names exist, and it measures at least one metric."
+    bad = [c for c in spec.controls if c not in CONTROLS]
     check(not bad, f'unknown control(s) {", ".join(map(repr, bad))}; choose from {", ".join(CONTROLS)}')
-    bad = [m for m in self.metrics if m not in METRICS]
+    bad = [m for m in spec.metrics if m not in METRICS]
     check(not bad, f'unknown metric(s) {", ".join(map(repr, bad))}; choose from {", ".join(METRICS)}')
-    check(len(self.metrics) > 0, f'metrics is empty: name at least one of {", ".join(METRICS)}, or leave it out to '
+    check(len(spec.metrics) > 0, f'metrics is empty: name at least one of {", ".join(METRICS)}, or leave it out to '
           'measure all seven')
-    self.extra_latent_dims = {a: tuple(int(L) for L in v) for a, v in self.extra_latent_dims.items()}
-    self.extra_seeds = {a: tuple(v) for a, v in self.extra_seeds.items()}
-    if isinstance(self.metric_sizes, dict):
-        self.metric_sizes = {m: tuple(v) if isinstance(v, (list, tuple)) else v for m, v in self.metric_sizes.items()}
-    resolve_sizes(self.metric_sizes)                 # a bad size fails here, not after hours of training
-    TrainConfig(precision=self.precision, compile=self.compile).validate()     # the same checks as a run's
+
+# %% ../nbs/10_study.ipynb #a42965e7
+def _check_grid(spec:StudySpec, # the spec checked (its lists already tuples)
+               ):
+    "Seeds and latent dims are integers, the architectures and datasets exist, and no axis names a value twice."
     for k in ('seeds', 'latent_dims'):
         lo = 0 if k == 'seeds' else 1
-        bad = [v for v in getattr(self, k) if not isinstance(v, int) or isinstance(v, bool) or v < lo]
+        bad = [v for v in getattr(spec, k) if not isinstance(v, int) or isinstance(v, bool) or v < lo]
         check(not bad, f'{k} must be integers >= {lo}, got {", ".join(map(repr, bad))}')
-    bad = [a for a in self.archs if a not in ARCHS]
+    bad = [a for a in spec.archs if a not in ARCHS]
     check(not bad, f'unknown architecture(s) {", ".join(map(repr, bad))}; choose from {", ".join(ARCHS)}')
-    bad = [d for d in self.datasets if d not in DATASETS]
+    bad = [d for d in spec.datasets if d not in DATASETS]
     check(not bad, f'unknown dataset(s) {", ".join(map(repr, bad))}; choose from {", ".join(DATASETS)}')
-    check(self.archs and self.datasets and self.seeds, 'a study needs at least one architecture, dataset and seed')
-    rep = {k: sorted({v for v in getattr(self, k) if getattr(self, k).count(v) > 1}, key=str)
+    check(spec.archs and spec.datasets and spec.seeds, 'a study needs at least one architecture, dataset and seed')
+    rep = {k: sorted({v for v in getattr(spec, k) if getattr(spec, k).count(v) > 1}, key=str)
            for k in ('archs', 'datasets', 'seeds', 'latent_dims', 'controls', 'metrics')}
     check(not any(rep.values()), 'a study names each value once, but ' + '; '.join(
         f'{k} repeats {", ".join(map(repr, v))}' for k, v in rep.items() if v) + ': remove the repeats')
-    check(isinstance(self.name, str) and re.fullmatch(r'[\w.-]+', self.name) and self.name not in ('.', '..'),
+
+# %% ../nbs/10_study.ipynb #2aa38626
+def _check_name(spec:StudySpec, # the spec checked
+               ):
+    "`spec.name` is a plain folder name of at most 100 bytes (it names the study's folder under study_runs/)."
+    check(isinstance(spec.name, str) and re.fullmatch(r'[\w.-]+', spec.name) and spec.name not in ('.', '..'),
           f"name must be a plain folder name (letters, digits, '.', '_', '-'): it names the study's folder under "
-          f'study_runs/, got {self.name!r}')
-    check(len(self.name.encode()) <= 100, f'name is {len(self.name.encode())} bytes long: it names the study\'s '
+          f'study_runs/, got {spec.name!r}')
+    check(len(spec.name.encode()) <= 100, f'name is {len(spec.name.encode())} bytes long: it names the study\'s '
           'folder under study_runs/, so give at most 100')
-    for a, hp in self.hparams.items():
-        check(a in ARCHS, f'hparams names an unknown architecture {a!r}')
-        check_hparams(a, hp)
-    _check_sweep(self)
-    for k in ('extra_latent_dims', 'extra_seeds'):
-        for a, vs in getattr(self, k).items():
-            check(a in self.archs, f'{k} names {a!r}, which is not in archs')
-            bad = [v for v in vs if not isinstance(v, int) or isinstance(v, bool) or v < (k == 'extra_latent_dims')]
-            check(not bad, f'{k}[{a!r}] must be integers >= {int(k == "extra_latent_dims")}, got '
-                  f'{", ".join(map(repr, bad))}')
-    for k in ('steps', 'batch_size', 'causal_images', 'modularity_images', 'probe_steps', 'threads'):
-        check(isinstance(getattr(self, k), int) and not isinstance(getattr(self, k), bool) and getattr(self, k) >= 1,
-              f'{k} must be a positive integer, got {getattr(self, k)!r}')
-    check(self.threads <= 1024, f'threads {self.threads} is more than 1024; give at most the cores a worker has')
-    check(self.causal_images >= 2 and self.modularity_images >= 2,
-          'causal_images and modularity_images must be at least 2')
-    check_measure_sizes(self.metric_sizes, self.causal_images, self.modularity_images, self.probe_steps)  # not too many
-    check(self.version == SPEC_VERSION,
-          f'this study spec has version {self.version}, but this vaecausal_nb reads version '
-          f'{SPEC_VERSION}; start a new study root, or install the vaecausal_nb that wrote it')
-    return self
+
+# %% ../nbs/10_study.ipynb #deefca9f
+def configurations(spec:StudySpec, # a study spec
+                   arch:str, # one of its architectures
+                  ) -> list[dict]:
+    "The swept hyperparameters of each configuration of `arch` (`[{}]` when it is not swept), in grid order."
+    grid = spec.sweep.get(arch, {})
+    return [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())]
 
 # %% ../nbs/10_study.ipynb #e264d2bd
 def _check_sweep(spec:StudySpec):
@@ -186,14 +163,75 @@ def _check_sweep(spec:StudySpec):
         check(not empty, f'sweep[{a!r}] gives no values for {", ".join(empty)}')
         for hp in configurations(spec, a): check_hparams(a, {**spec.hparams.get(a, {}), **hp})
 
-def configurations(spec:StudySpec, # a study spec
-                   arch:str, # one of its architectures
-                  ) -> list[dict]:
-    "The swept hyperparameters of each configuration of `arch` (`[{}]` when it is not swept), in grid order."
-    grid = spec.sweep.get(arch, {})
-    return [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())]
+# %% ../nbs/10_study.ipynb #ce7194fc
+def _check_extras(spec:StudySpec, # the spec checked (extra_latent_dims and extra_seeds already tuples)
+                 ):
+    "The settings per architecture name architectures of `spec` and give valid values."
+    for a, hp in spec.hparams.items():
+        check(a in ARCHS, f'hparams names an unknown architecture {a!r}')
+        check_hparams(a, hp)
+    _check_sweep(spec)
+    for k in ('extra_latent_dims', 'extra_seeds'):
+        for a, vs in getattr(spec, k).items():
+            check(a in spec.archs, f'{k} names {a!r}, which is not in archs')
+            bad = [v for v in vs if not isinstance(v, int) or isinstance(v, bool) or v < (k == 'extra_latent_dims')]
+            check(not bad, f'{k}[{a!r}] must be integers >= {int(k == "extra_latent_dims")}, got '
+                  f'{", ".join(map(repr, bad))}')
+
+# %% ../nbs/10_study.ipynb #8470b4c3
+def _check_sizes(spec:StudySpec, # the spec checked
+                ):
+    "The counts of `spec` are positive integers, and the measurement's sizes fit in memory."
+    for k in ('steps', 'batch_size', 'causal_images', 'modularity_images', 'probe_steps', 'threads'):
+        check(isinstance(getattr(spec, k), int) and not isinstance(getattr(spec, k), bool) and getattr(spec, k) >= 1,
+              f'{k} must be a positive integer, got {getattr(spec, k)!r}')
+    check(spec.threads <= 1024, f'threads {spec.threads} is more than 1024; give at most the cores a worker has')
+    check(spec.causal_images >= 2 and spec.modularity_images >= 2,
+          'causal_images and modularity_images must be at least 2')
+    check_measure_sizes(spec.metric_sizes, spec.causal_images, spec.modularity_images, spec.probe_steps)  # not too many
+
+# %% ../nbs/10_study.ipynb #e75d0ef2
+@patch
+def validate(self:StudySpec):
+    "Make the spec's lists tuples and check every field; returns the spec."
+    _check_types(self)                               # lists and objects as they should be, before they are read
+    for k in ('archs', 'datasets', 'seeds', 'latent_dims', 'controls', 'metrics'):
+        setattr(self, k, tuple(getattr(self, k)))
+    _check_choices(self)
+    self.extra_latent_dims = {a: tuple(int(L) for L in v) for a, v in self.extra_latent_dims.items()}
+    self.extra_seeds = {a: tuple(v) for a, v in self.extra_seeds.items()}
+    if isinstance(self.metric_sizes, dict):
+        self.metric_sizes = {m: tuple(v) if isinstance(v, (list, tuple)) else v for m, v in self.metric_sizes.items()}
+    resolve_sizes(self.metric_sizes)                 # a bad size fails here, not after hours of training
+    TrainConfig(precision=self.precision, compile=self.compile).validate()     # the same checks as a run's
+    _check_grid(self)
+    _check_name(self)
+    _check_extras(self)
+    _check_sizes(self)
+    check(self.version == SPEC_VERSION,
+          f'this study spec has version {self.version}, but this vaecausal_nb reads version '
+          f'{SPEC_VERSION}; start a new study root, or install the vaecausal_nb that wrote it')
+    return self
+
+# %% ../nbs/10_study.ipynb #a5f456b8
+@patch
+def to_dict(self:StudySpec) -> dict:
+    "The spec as JSON values (tuples as lists)."
+    d = dataclasses.asdict(self)
+    return json.loads(json.dumps(d, default=list))
+
+# %% ../nbs/10_study.ipynb #c25809b4
+@patch(cls_method=True)
+def from_dict(cls:StudySpec, d:dict):
+    "The spec of a dict (a spec file's, or `to_dict`'s), checked; a field it does not know is an error."
+    names = {f.name for f in dataclasses.fields(cls)}
+    bad = sorted(set(d) - names)
+    check(not bad, f'unknown StudySpec field(s) {", ".join(bad)}; valid: {", ".join(sorted(names))}')
+    return cls(**d).validate()
 
 # %% ../nbs/10_study.ipynb #177b9580
+# A lighter FactorVAE discriminator for the CPU presets (the paper preset keeps disentanglement_lib's 1000×6).
+CPU_HPARAMS = {'factor_vae': {'disc_hidden': 256, 'disc_layers': 3}}
 # The powered design: five values of each architecture's own hyperparameter, and the capacity grid (β × latent
 # dim, the plain VAE as β = 1): 4 + 20 + 4 × 5 = 44 configurations a dataset.
 SWEEP = {'beta_vae': {'beta': (2., 4., 6., 8., 16.)}, 'factor_vae': {'gamma': (10., 20., 35., 50., 100.)},
@@ -217,6 +255,7 @@ PRESETS = {
                   controls=('random_decoder', 'refit_decoder', 'fixed_variance')),
 }
 
+# %% ../nbs/10_study.ipynb #3b098f0f
 def preset(name:str, # 'quick', 'standard', 'gpu', 'paper' (see PRESETS)
            **overrides, # StudySpec fields to change, e.g. seeds=(0, 1)
           ) -> StudySpec:
@@ -224,7 +263,13 @@ def preset(name:str, # 'quick', 'standard', 'gpu', 'paper' (see PRESETS)
     check(name in PRESETS, f'unknown preset {name!r}; choose one of {", ".join(PRESETS)}')
     return StudySpec(**{**copy.deepcopy(PRESETS[name]), **overrides}).validate()
 
-# %% ../nbs/10_study.ipynb #9a1aa8ca
+# %% ../nbs/10_study.ipynb #a968a833
+def _sized(kw:dict, name:str, sizes, metrics=METRICS) -> dict:
+    "The dataset kwargs `kw`, once the metric sizes are checked against the dataset they load (`check_metric_sizes`)."
+    check_metric_sizes(sizes, load_dataset(name, **kw), metrics)
+    return kw
+
+# %% ../nbs/10_study.ipynb #0bfd0cb6
 def _resolve_dataset(name:str, procedural, allow:bool, sizes, metrics=METRICS) -> dict:
     """The dataset kwargs for a job: {'procedural': True|False}, with the real-file check and the metric sizes' check
     (`check_metric_sizes`) done now."""
@@ -242,73 +287,96 @@ def _resolve_dataset(name:str, procedural, allow:bool, sizes, metrics=METRICS) -
     check_metric_sizes(sizes, ds, metrics)
     return {'procedural': False}
 
-def _sized(kw:dict, name:str, sizes, metrics=METRICS) -> dict:
-    check_metric_sizes(sizes, load_dataset(name, **kw), metrics)
-    return kw
-
+# %% ../nbs/10_study.ipynb #5eed1ff2
 def run_key(job:dict) -> str:
     """The 12-hex-digit hash of what defines a job's result: `TrainConfig.key` with the evaluation settings and spec
     version."""
     return TrainConfig.from_dict(job['train']).key(extra={'eval': job['eval'], 'version': job['version']})
 
+# %% ../nbs/10_study.ipynb #3922730d
+def _eval_settings(spec:StudySpec, # a validated spec
+                  ) -> dict:
+    """The evaluation settings of the spec's jobs (part of each key): the metric sizes, images and probe steps, and
+    the decoder controls and metrics where the spec names them."""
+    ev = {'metric_sizes': spec.metric_sizes, 'causal_images': spec.causal_images,
+          'modularity_images': spec.modularity_images, 'probe_steps': spec.probe_steps}
+    decoder_controls = [c for c in spec.controls if c != 'fixed_variance']
+    if decoder_controls: ev['controls'] = decoder_controls        # (absent when none: older run keys stay valid)
+    if set(spec.metrics) != set(METRICS): ev['metrics'] = [m for m in METRICS if m in spec.metrics]   # (absent: all)
+    return ev
+
+# %% ../nbs/10_study.ipynb #61631ba3
+def _study_seeds(spec:StudySpec, # a validated spec
+                ) -> list:
+    "The spec's seeds, then the seeds only some architectures have (`extra_seeds`), each once."
+    return list(spec.seeds) + sorted({s for v in spec.extra_seeds.values() for s in v} - set(spec.seeds))
+
+# %% ../nbs/10_study.ipynb #6929179a
+def _latent_dims(spec:StudySpec, # a validated spec
+                 arch:str, # one of its architectures
+                 seed:int, # one of its seeds or extra seeds
+                ) -> list:
+    """The latent dims `arch` is trained at with `seed`: the spec's and the architecture's extra ones; at an extra
+    seed the spec's only, and only for an architecture that has that seed."""
+    dims = list(spec.latent_dims) + [L for L in spec.extra_latent_dims.get(arch, ()) if L not in spec.latent_dims]
+    if seed not in spec.seeds: dims = list(spec.latent_dims) if seed in spec.extra_seeds.get(arch, ()) else []
+    return dims
+
+# %% ../nbs/10_study.ipynb #a0b428ae
+def _variants(spec:StudySpec, arch:str) -> list[bool]:
+    "Whether to train each architecture as is (False) and, with the fixed_variance control, with σ² fixed (True)."
+    gaussian = MODELS[arch].gaussian_posterior
+    return [False] + [True] * ('fixed_variance' in spec.controls and gaussian)
+
+# %% ../nbs/10_study.ipynb #f41cfe26
+def _job(spec:StudySpec, # a validated spec
+         arch:str, # the architecture
+         sw:dict, # its swept hyperparameters in this configuration (from `configurations`)
+         dataset:str, # the dataset
+         ds_kw:dict, # its kwargs (from `_resolve_dataset`)
+         L:int, # the latent dim
+         seed:int, # the seed
+         variant:bool, # σ² fixed (the fixed_variance control)
+         ev:dict, # the evaluation settings (from `_eval_settings`)
+        ) -> dict:
+    "One run of the grid: its `TrainConfig` (as a dict), evaluation settings and spec version, with its key and name."
+    hp = {**spec.hparams.get(arch, {}), **sw, **({'posterior_var': FIXED_VARIANCE} if variant else {})}
+    cfg = TrainConfig(arch=arch, hparams=hp, dataset=dataset, dataset_kwargs=ds_kw,
+                      latent_dim=int(L), steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
+                      seed=int(seed), precision=spec.precision, compile=spec.compile,
+                      progress=False).validate()
+    job = {'train': cfg.to_dict(), 'eval': ev, 'version': spec.version}
+    key = run_key(job)
+    tag = ''.join(f'-{k}{v:g}' for k, v in sw.items()) + '-fixedvar' * variant
+    return {**job, 'key': key, 'name': f'{arch}{tag}-{dataset}-L{L}-s{seed}-{key}', 'threads': spec.threads}
+
+# %% ../nbs/10_study.ipynb #4b29737e
 def jobs(spec:StudySpec) -> list[dict]:
     """One job per run of the grid (architecture × configuration × latent dim × variant, per dataset and seed):
     {'key', 'name', 'train' (TrainConfig dict), 'eval' (settings), 'version', 'threads' (torch's, not in the key)}."""
     spec.validate()
     ds_kw = {d: _resolve_dataset(d, spec.procedural, spec.allow_procedural, spec.metric_sizes, spec.metrics)
              for d in spec.datasets}
-    ev = {'metric_sizes': spec.metric_sizes, 'causal_images': spec.causal_images,
-          'modularity_images': spec.modularity_images, 'probe_steps': spec.probe_steps}
-    decoder_controls = [c for c in spec.controls if c != 'fixed_variance']
-    if decoder_controls: ev['controls'] = decoder_controls        # (absent when none: older run keys stay valid)
-    if set(spec.metrics) != set(METRICS): ev['metrics'] = [m for m in METRICS if m in spec.metrics]   # (absent: all)
-    out, extra = [], spec.extra_seeds
-    seeds = list(spec.seeds) + sorted({s for v in extra.values() for s in v} - set(spec.seeds))
-    for s in seeds:                        # seeds outermost: a study stopped half-way has every cell with fewer seeds
+    ev, out = _eval_settings(spec), []
+    for s in _study_seeds(spec):          # seeds outermost: a study stopped half-way has every cell with fewer seeds
         for d in spec.datasets:
             for a, sw in [(arch, sw) for arch in spec.archs for sw in configurations(spec, arch)]:
-                dims = list(spec.latent_dims) + [L for L in spec.extra_latent_dims.get(a,
-                    ()) if L not in spec.latent_dims]
-                if s not in spec.seeds: dims = list(spec.latent_dims) if s in extra.get(a, ()) else []
-                for L, variant in [(L, v) for L in dims for v in _variants(spec, a)]:
-                    hp = {**spec.hparams.get(a, {}), **sw, **({'posterior_var': FIXED_VARIANCE} if variant else {})}
-                    cfg = TrainConfig(arch=a, hparams=hp, dataset=d, dataset_kwargs=ds_kw[d],
-                                      latent_dim=int(L), steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
-                                      seed=int(s), precision=spec.precision, compile=spec.compile,
-                                      progress=False).validate()
-                    job = {'train': cfg.to_dict(), 'eval': ev, 'version': spec.version}
-                    key = run_key(job)
-                    tag = ''.join(f'-{k}{v:g}' for k, v in sw.items()) + '-fixedvar' * variant
-                    out.append({**job, 'key': key, 'name': f'{a}{tag}-{d}-L{L}-s{s}-{key}', 'threads': spec.threads})
+                for L, variant in [(L, v) for L in _latent_dims(spec, a, s) for v in _variants(spec, a)]:
+                    out.append(_job(spec, a, sw, d, ds_kw[d], L, s, variant, ev))
     return out
-
-def _variants(spec:StudySpec, arch:str) -> list[bool]:
-    "Whether to train each architecture as is (False) and, with the fixed_variance control, with σ² fixed (True)."
-    gaussian = MODELS[arch].gaussian_posterior
-    return [False] + [True] * ('fixed_variance' in spec.controls and gaussian)
 
 # %% ../nbs/10_study.ipynb #8ed13c77
 def _probe(root:Path, dataset, steps:int):
     "The study's factor probe of `dataset` (trained once into `root/probes/`, before any run)."
     return factor_probe(dataset, steps=steps, root=root / 'probes', progress=False)
 
-# %% ../nbs/10_study.ipynb #66888c12
-def run_job(job:dict, # from `jobs`
-            root:str|Path, # the study root
-            cores:int|None=None, # CPU cores it may use: DCI's classifiers fitted in parallel (None: its torch threads)
-            until:float|None=None, # a `time.time()` deadline: not started, or checkpointed, past it (`OutOfTime`)
-           ) -> dict:
-    """Train (or resume) and measure one job on `job['threads']` torch threads (`StudySpec.threads`, whatever runs
-    beside it); returns its row (also in `root/runs/<name>/metrics.json`). A finished run is read, not redone."""
-    root = Path(root); d = root / 'runs' / job['name']
-    done = d / 'metrics.json'
-    if done.exists(): return load_json(done)
-    check_time(until, 'not started')
-    d.parent.mkdir(parents=True, exist_ok=True)
-    with _run_lock(d.parent / f'.{job["name"]}.lock', d), _unit_context(job.get('threads'), cores) as n_jobs:
-        if done.exists(): return load_json(done)
-        return _train_and_measure(job, root, d, done, until, n_jobs)
-
+# %% ../nbs/10_study.ipynb #3a848c80
+def _job_config(job:dict, # from `jobs`
+                d:Path, # its run folder
+               ) -> TrainConfig:
+    "A job's `TrainConfig`, written into `d` with four checkpoints over the run."
+    return TrainConfig.from_dict({**job['train'], 'out_dir': str(d),
+                                  'checkpoint_every': max(1, job['train']['steps'] // 4)})
 
 # %% ../nbs/10_study.ipynb #411b9fd9
 @contextmanager
@@ -339,23 +407,7 @@ def _run_lock(path:Path, run_dir:Path):
         try: yield
         finally: path.unlink(missing_ok=True)            # still ours while we hold the lock: remove it with the run
 
-# %% ../nbs/10_study.ipynb #55800db6
-def _job_config(job:dict, # from `jobs`
-                d:Path, # its run folder
-               ) -> TrainConfig:
-    "A job's `TrainConfig`, written into `d` with four checkpoints over the run."
-    return TrainConfig.from_dict({**job['train'], 'out_dir': str(d),
-                                  'checkpoint_every': max(1, job['train']['steps'] // 4)})
-
-def _train_and_measure(job, root, d, done, until=None, n_jobs:int=1) -> dict:
-    cfg = _job_config(job, d)
-    ds = load_dataset(cfg.dataset, **cfg.dataset_kwargs)   # loaded once, for training, the figure and measurement
-    t0 = time.perf_counter()
-    run = train(cfg, ds, until=until)
-    check_time(until, 'trained, not measured')
-    return _measure_run(job, root, d, done, run, ds, time.perf_counter() - t0, n_jobs, until)
-
-# %% ../nbs/10_study.ipynb #0953bdec
+# %% ../nbs/10_study.ipynb #86f9092c
 def _measure_row(job, root, d, run, ds, t_train:float, fleet_size:int=1, dci_later=None, n_jobs:int=1,
                  until=None) -> dict:
     """A trained job's row: its traversal figure (written to `d`), every metric, the controls (DCI: see `measure`);
@@ -379,13 +431,42 @@ def _measure_row(job, root, d, run, ds, t_train:float, fleet_size:int=1, dci_lat
            **m, 'seconds_train': t_train, 'fleet_size': fleet_size}
     return row
 
+# %% ../nbs/10_study.ipynb #d4032135
 def _measure_run(job, root, d, done, run, ds, t_train:float, n_jobs:int=1, until=None) -> dict:
     "Measure a trained job and write its row to `done`."
     row = _measure_row(job, root, d, run, ds, t_train, n_jobs=n_jobs, until=until)
     save_json(row, done)
     return row
 
-# %% ../nbs/10_study.ipynb #7a120749
+# %% ../nbs/10_study.ipynb #8626241d
+def _train_and_measure(job, root, d, done, until=None, n_jobs:int=1) -> dict:
+    "Train (or resume) a job's run in `d`, then measure it and write its row to `done`."
+    cfg = _job_config(job, d)
+    ds = load_dataset(cfg.dataset, **cfg.dataset_kwargs)   # loaded once, for training, the figure and measurement
+    t0 = time.perf_counter()
+    run = train(cfg, ds, until=until)
+    check_time(until, 'trained, not measured')
+    return _measure_run(job, root, d, done, run, ds, time.perf_counter() - t0, n_jobs, until)
+
+# %% ../nbs/10_study.ipynb #66888c12
+def run_job(job:dict, # from `jobs`
+            root:str|Path, # the study root
+            cores:int|None=None, # CPU cores it may use: DCI's classifiers fitted in parallel (None: its torch threads)
+            until:float|None=None, # a `time.time()` deadline: not started, or checkpointed, past it (`OutOfTime`)
+           ) -> dict:
+    """Train (or resume) and measure one job on `job['threads']` torch threads (`StudySpec.threads`, whatever runs
+    beside it); returns its row (also in `root/runs/<name>/metrics.json`). A finished run is read, not redone."""
+    root = Path(root); d = root / 'runs' / job['name']
+    done = d / 'metrics.json'
+    if done.exists(): return load_json(done)
+    check_time(until, 'not started')
+    d.parent.mkdir(parents=True, exist_ok=True)
+    with _run_lock(d.parent / f'.{job["name"]}.lock', d), _unit_context(job.get('threads'), cores) as n_jobs:
+        if done.exists(): return load_json(done)
+        return _train_and_measure(job, root, d, done, until, n_jobs)
+
+
+# %% ../nbs/10_study.ipynb #d3607e4c
 def _fleet_key(job:dict, shapes:dict) -> tuple:
     "What members of one fleet share (see `fleet.SHARED` and `fleet.STRUCTURAL`)."
     t = job['train']
@@ -393,6 +474,7 @@ def _fleet_key(job:dict, shapes:dict) -> tuple:
     return (t['arch'], t['latent_dim'], t['batch_size'], shapes[t['dataset']], t['precision'], t['device'],
             repr(t['channels_last']), repr([hp.get(k) for k in STRUCTURAL]))
 
+# %% ../nbs/10_study.ipynb #86cdd019
 def fleets(todo:list[dict], # jobs (from `jobs`)
            size:int|str, # members per fleet at most, or 'auto' (what fits in the free device memory)
            workers:int=1, # processes that will train fleets side by side ('auto' leaves each a share of the jobs)
@@ -416,43 +498,6 @@ def fleets(todo:list[dict], # jobs (from `jobs`)
         out += [js[i:i + k] for i in range(0, len(js), k)]
     return out
 
-# %% ../nbs/10_study.ipynb #40531ebb
-def run_fleet(fleet_jobs:list[dict], # jobs of one fleet (from `fleets`)
-              root:str|Path, # the study root
-              cores:int|None=None, # CPU cores it may use: DCI's classifiers in parallel (None: its torch threads)
-              mode:str='auto', # the fleet's executor (`fleet.train_fleet`)
-              until:float|None=None, # a `time.time()` deadline: runs not finished by then come back as UNFINISHED
-             ) -> list[tuple]:
-    """Train a fleet's unfinished jobs together on the jobs' torch threads, then measure each (every member's DCI
-    classifiers in one pool); `(key, row, error)` per job (finished ones are read)."""
-    root = Path(root); runs_dir = root / 'runs'
-    d = {j['key']: runs_dir / j['name'] for j in fleet_jobs}
-    out = [(j['key'], load_json(d[j['key']] / 'metrics.json'), None) for j in fleet_jobs
-           if (d[j['key']] / 'metrics.json').exists()]
-    todo = [j for j in fleet_jobs if not (d[j['key']] / 'metrics.json').exists()]
-    if not todo: return out
-    if time_up(until): return out + [(j['key'], None, UNFINISHED) for j in todo]
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as locks:
-        for j in todo: locks.enter_context(_run_lock(runs_dir / f'.{j["name"]}.lock', d[j['key']]))
-        n_jobs = locks.enter_context(_unit_context(todo[0].get('threads'), cores))
-        cfgs = [_job_config(j, d[j['key']]) for j in todo]
-        dss = {c.dataset: None for c in cfgs}
-        for c in cfgs: dss[c.dataset] = dss[c.dataset] or load_dataset(c.dataset, **c.dataset_kwargs)
-        t0 = time.perf_counter()
-        try: runs = train_fleet(cfgs, mode=mode, dataset=list(dss.values()), progress=False, until=until)
-        except OutOfTime: return out + [(j['key'], None, UNFINISHED) for j in todo]
-        share, pending = (time.perf_counter() - t0) / len(todo), []
-        for j, r in zip(todo, runs):               # measured one after another, but for DCI (below, all at once)
-            if r.error or time_up(until): out.append((j['key'], None, r.error or UNFINISHED)); continue
-            later = []
-            try: pending.append((j, _measure_row(j, root, d[j['key']], r, dss[r.config.dataset], share, len(todo),
-                                                 later, n_jobs, until), later))
-            except OutOfTime: out.append((j['key'], None, UNFINISHED))
-            except VaeCausalError as e: out.append((j['key'], None, str(e)))
-        if time_up(until): return out + [(j['key'], None, UNFINISHED) for j, *_ in pending]   # DCI not started
-        return out + _fit_pending(pending, runs_dir, n_jobs)
-
 # %% ../nbs/10_study.ipynb #021be5b7
 def _fit_pending(pending:list, # (job, row, DCI's arguments) of members measured but for DCI
                  runs_dir:Path, # the study's runs folder
@@ -470,6 +515,62 @@ def _fit_pending(pending:list, # (job, row, DCI's arguments) of members measured
         save_json(row, runs_dir / j['name'] / 'metrics.json'); out.append((j['key'], row, None))
     return out
 
+# %% ../nbs/10_study.ipynb #7ed52964
+def _finished(fleet_jobs:list[dict], # jobs of one fleet
+              d:dict, # key -> run folder
+             ) -> tuple[list, list]:
+    "The fleet's finished jobs as `(key, row, None)`, their rows read from metrics.json, and the jobs still to run."
+    out = [(j['key'], load_json(d[j['key']] / 'metrics.json'), None) for j in fleet_jobs
+           if (d[j['key']] / 'metrics.json').exists()]
+    todo = [j for j in fleet_jobs if not (d[j['key']] / 'metrics.json').exists()]
+    return out, todo
+
+# %% ../nbs/10_study.ipynb #cad2b4c3
+def _train_members(todo:list[dict], # the fleet's jobs still to run
+                   d:dict, # key -> run folder
+                   mode:str='auto', # the fleet's executor (`fleet.train_fleet`)
+                   until:float|None=None, # a `time.time()` deadline (`OutOfTime` past it)
+                  ) -> tuple:
+    """Train the jobs as one fleet: `(runs, datasets, share)`, the datasets by name and `share` each member's part of
+    the training time."""
+    cfgs = [_job_config(j, d[j['key']]) for j in todo]
+    dss = {c.dataset: None for c in cfgs}
+    for c in cfgs: dss[c.dataset] = dss[c.dataset] or load_dataset(c.dataset, **c.dataset_kwargs)
+    t0 = time.perf_counter()
+    runs = train_fleet(cfgs, mode=mode, dataset=list(dss.values()), progress=False, until=until)
+    return runs, dss, (time.perf_counter() - t0) / len(todo)
+
+# %% ../nbs/10_study.ipynb #40531ebb
+def run_fleet(fleet_jobs:list[dict], # jobs of one fleet (from `fleets`)
+              root:str|Path, # the study root
+              cores:int|None=None, # CPU cores it may use: DCI's classifiers in parallel (None: its torch threads)
+              mode:str='auto', # the fleet's executor (`fleet.train_fleet`)
+              until:float|None=None, # a `time.time()` deadline: runs not finished by then come back as UNFINISHED
+             ) -> list[tuple]:
+    """Train a fleet's unfinished jobs together on the jobs' torch threads, then measure each (every member's DCI
+    classifiers in one pool); `(key, row, error)` per job (finished ones are read)."""
+    root = Path(root); runs_dir = root / 'runs'
+    d = {j['key']: runs_dir / j['name'] for j in fleet_jobs}
+    out, todo = _finished(fleet_jobs, d)
+    if not todo: return out
+    if time_up(until): return out + [(j['key'], None, UNFINISHED) for j in todo]
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as locks:
+        for j in todo: locks.enter_context(_run_lock(runs_dir / f'.{j["name"]}.lock', d[j['key']]))
+        n_jobs = locks.enter_context(_unit_context(todo[0].get('threads'), cores))
+        try: runs, dss, share = _train_members(todo, d, mode, until)
+        except OutOfTime: return out + [(j['key'], None, UNFINISHED) for j in todo]
+        pending = []
+        for j, r in zip(todo, runs):               # measured one after another, but for DCI (below, all at once)
+            if r.error or time_up(until): out.append((j['key'], None, r.error or UNFINISHED)); continue
+            later = []
+            try: pending.append((j, _measure_row(j, root, d[j['key']], r, dss[r.config.dataset], share, len(todo),
+                                                 later, n_jobs, until), later))
+            except OutOfTime: out.append((j['key'], None, UNFINISHED))
+            except VaeCausalError as e: out.append((j['key'], None, str(e)))
+        if time_up(until): return out + [(j['key'], None, UNFINISHED) for j, *_ in pending]   # DCI not started
+        return out + _fit_pending(pending, runs_dir, n_jobs)
+
 # %% ../nbs/10_study.ipynb #b5586209
 UNFINISHED = 'unfinished: the time limit came first'   # the "error" of a run stopped by the deadline
 
@@ -482,17 +583,80 @@ def _run_unit(unit:list[dict], root, cores=None, catch=(VaeCausalError,), until=
     except catch as e: return [(unit[0]['key'], None, str(e) if isinstance(e, VaeCausalError) else
                                 f'{type(e).__name__}: {e}')]
 
-# %% ../nbs/10_study.ipynb #58f10838
-def study_specs(root:Path) -> list[dict]:
-    "The specs recorded in `root/study.json`, checked to be the file a study writes: an object with a list of specs."
-    f = Path(root) / 'study.json'
-    d = load_json(f)
-    ok = isinstance(d, dict) and 'version' in d and isinstance(d.get('specs'), list) and all(
-        isinstance(s, dict) for s in d['specs'])
-    check(ok, f'{f} is not a study file (a JSON object {{"version": {SPEC_VERSION}, "specs": [StudySpec objects]}}, '
-          'as vaecausal_nb writes it): move it away, or give another study root')
-    return d['specs']
+# %% ../nbs/10_study.ipynb #8ef61bf9
+def config_label(arch:str, # the architecture
+                 hparams:str|dict, # its hyperparameters (a dict or a results table's JSON text)
+                 latent_dim:int, # its latent dim
+                 precision:str='fp32', # its numeric format ('bf16' is named in the label)
+                 steps:int|None=None, # its training steps, to be named (where a table mixes step counts)
+                ) -> str:
+    "A configuration's name: everything that defines a run but its seed and dataset, e.g. `beta_vae beta=4 L10`."
+    hp = json.loads(hparams) if isinstance(hparams, str) else hparams
+    return ' '.join([arch, *(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k, v in sorted(hp.items())),
+                     f'L{int(latent_dim)}', *(['bf16'] if precision == 'bf16' else []),
+                     *([f'{int(steps)} steps'] if steps else [])])
 
+# %% ../nbs/10_study.ipynb #d7aa4ec9
+ROW_TEXT = ('key', 'name', 'arch', 'dataset', 'hparams', 'precision', 'variant')   # a row's text; the rest are numbers
+ROW_FLAGS = ('procedural',)           # true or false; every other number is one (a metric of true is a mistake)
+UNIT_METRICS = ('dci_disentanglement', 'dci_completeness', 'dci_informativeness_train', 'dci_informativeness_test',
+                'mig', 'sap', 'factor_vae', 'beta_vae', 'irs')    # each in [0, 1] by its definition
+ROW_NEEDS = ('key', 'name', 'arch', 'dataset', 'hparams', 'latent_dim', 'seed', 'steps', 'seconds_train',
+             'seconds_eval')
+
+def _row_problem(row) -> str|None:
+    "What keeps `row` (a metrics.json's content) from being a run's results, or None."
+    if not isinstance(row, dict): return f'a JSON {type(row).__name__}, not an object'
+    miss = [k for k in ROW_NEEDS if k not in row]
+    if miss: return f'no {", ".join(miss)}'
+    for k, v in row.items():
+        if k in ROW_TEXT and not isinstance(v, str): return f'{k} is {json.dumps(v)}, not text'
+        if (k not in ROW_TEXT and not isinstance(v, (int, float))) or (isinstance(v, bool) and k not in ROW_FLAGS):
+            return f'{k} is {json.dumps(v)}, not a number'
+    bad = [k for k in ('latent_dim', 'seed', 'steps') if not float(row[k]).is_integer()]
+    if bad: return f'{bad[0]} is {row[bad[0]]}, not an integer'
+    out = [k for k in UNIT_METRICS if k in row and math.isfinite(row[k]) and not -1e-6 <= row[k] <= 1 + 1e-6]
+    if out: return f'{out[0]} is {row[out[0]]}, outside the 0–1 that metric takes'
+    try: hp = json.loads(row['hparams'])
+    except json.JSONDecodeError: hp = None
+    if not isinstance(hp, dict): return 'hparams is not the JSON text of an object'
+
+# %% ../nbs/10_study.ipynb #7bb84c0e
+def _load_row(path:Path) -> dict:
+    "A run's row from its metrics.json, checked (one clear error naming the file)."
+    row = load_json(path)
+    why = _row_problem(row)
+    check(why is None, f'{path} does not hold a run\'s results ({why}); delete it (running the study again measures '
+          'that run again) or move it out of the study root')
+    return row
+
+# %% ../nbs/10_study.ipynb #6a650e4a
+def load_results(root:str|Path, # a study root
+                 keys:set|None=None, # only these run keys (default: every finished run)
+                ) -> 'pandas.DataFrame':
+    """One row per finished run under `root`, with every metric and its `config` (what its seeds replicate); a
+    metrics.json that is not a run's row (`ROW_NEEDS`, text in `ROW_TEXT`, numbers elsewhere) is one clear error."""
+    import pandas as pd
+    root = Path(root)
+    check((root / 'runs').is_dir() or (root / 'study.json').exists(),
+          f'{root} is not a study root (no runs/ and no study.json)')
+    rows = [_load_row(p) for p in sorted((root / 'runs').glob('*/metrics.json'))] if (root / 'runs').is_dir() else []
+    df = pd.DataFrame(rows)
+    if keys is not None and len(df): df = df[df['key'].isin(keys)]
+    if len(df):
+        prec = df['precision'].fillna('fp32') if 'precision' in df else ['fp32'] * len(df)    # older rows: fp32
+        steps = df['steps'] if df['steps'].nunique() > 1 else [None] * len(df)
+        df['config'] = [config_label(*r) for r in zip(df.arch, df.hparams, df.latent_dim, prec, steps)]
+    return df.reset_index(drop=True)
+
+# %% ../nbs/10_study.ipynb #4882bb9e
+def study_status(root:str|Path) -> dict:
+    "How many run directories under `root` are finished, and which are not."
+    runs = sorted(p for p in (Path(root) / 'runs').glob('*') if p.is_dir())
+    open_ = [p.name for p in runs if not (p / 'metrics.json').exists()]
+    return {'runs': len(runs), 'finished': len(runs) - len(open_), 'unfinished': open_}
+
+# %% ../nbs/10_study.ipynb #7f6f1e2a
 def _check_root(root:Path, spec:StudySpec):
     "Make `root` a study root for `spec`: refuse a folder whose study.json, runs/ or probes/ a study did not write."
     check(not root.is_file(), f'cannot create the study root {root}: it is a file; give a folder (a new one, or a '
@@ -518,7 +682,18 @@ def _check_root(root:Path, spec:StudySpec):
     if spec.to_dict() not in specs or not f.exists():
         save_json({'version': SPEC_VERSION, 'specs': specs + [spec.to_dict()] * (spec.to_dict() not in specs)}, f)
 
+# %% ../nbs/10_study.ipynb #e332d0a3
+def study_specs(root:Path) -> list[dict]:
+    "The specs recorded in `root/study.json`, checked to be the file a study writes: an object with a list of specs."
+    f = Path(root) / 'study.json'
+    d = load_json(f)
+    ok = isinstance(d, dict) and 'version' in d and isinstance(d.get('specs'), list) and all(
+        isinstance(s, dict) for s in d['specs'])
+    check(ok, f'{f} is not a study file (a JSON object {{"version": {SPEC_VERSION}, "specs": [StudySpec objects]}}, '
+          'as vaecausal_nb writes it): move it away, or give another study root')
+    return d['specs']
 
+# %% ../nbs/10_study.ipynb #5c394ce2
 def _die_with_parent(parent:int):
     """Pool worker and loky worker initializer: end this process when the one that started it dies, even by SIGKILL
     (Linux: PR_SET_PDEATHSIG)."""
@@ -529,20 +704,21 @@ def _die_with_parent(parent:int):
         except (OSError, AttributeError): pass
     if os.getppid() != parent: os._exit(1)                   # the runner died before the line above
 
-
-# %% ../nbs/10_study.ipynb #ac6a33fb
+# %% ../nbs/10_study.ipynb #1b315439
 def _share_device(share:float, # the part of the device the task holds (a pool of W workers: 1/W; Ray: its num_gpus)
                  ):
     """A dataset held whole takes at most `0.5 × share` of the free device memory (`data.RESIDENT_SHARE`), so tasks
     side by side on one GPU, each holding its datasets, do not run it out of memory."""
     data_module.RESIDENT_SHARE = 0.5 * min(1.0, share)
 
+# %% ../nbs/10_study.ipynb #eee6c238
 def _unit_gpus(unit:list[dict], # a job or a fleet
                gpus:float, # `gpus_per_run` (Ray's num_gpus of a task)
               ) -> float:
     "The GPUs a Ray task asks for: a fleet holds a whole GPU (when the runs use GPUs at all), a single run `gpus`."
     return max(gpus, 1.0) if gpus > 0 and len(unit) > 1 else gpus
 
+# %% ../nbs/10_study.ipynb #3eefba0f
 def _worker_unit(args):
     """A pool or Ray task: one unit (a job or a fleet) holding `share` of its device; every error is returned, not
     raised. The unit's device memory (its datasets held whole, the caching allocator's blocks) goes back to the driver
@@ -552,62 +728,6 @@ def _worker_unit(args):
     try: return _run_unit(unit, root, cores, catch=(Exception,), until=until)
     finally:
         if torch.cuda.is_initialized(): gc.collect(); torch.cuda.empty_cache()
-
-# %% ../nbs/10_study.ipynb #b04ef729
-def run_study(spec:StudySpec|str, # a StudySpec or a preset name
-              root:str|Path|None=None, # the study root (runs, probes, report); default study_runs/<spec name>
-              backend:str='local', # 'local' or 'ray'
-              workers:int|None=None, # local: processes (None: 2 if there are 2+ CPU cores, else 1); ray: ignored
-              address:str|None=None, # ray: None = a local instance, 'auto' or 'ray://host:port' = a cluster
-              cpus_per_run:float=1, # ray: num_cpus of each task
-              gpus_per_run:float=0, # ray: num_gpus of each task (fractions pack several runs on one GPU)
-              progress:bool=True, # tqdm bar over runs
-              fleet:int|str=1, # members per fleet (1: each run alone; 'auto': what fits in the free device memory)
-              time_limit:float|None=None, # seconds: then training stops at a checkpoint, no run starts (None: none)
-             ) -> 'pandas.DataFrame':
-    """Run every unfinished job of `spec` under `root` (finished runs are skipped, interrupted ones resumed); returns
-    `load_results(root)` for this spec, with `attrs['unfinished']` the runs left for another call by `time_limit`."""
-    from tqdm.auto import tqdm
-    if isinstance(spec, str): spec = preset(spec)
-    spec.validate()
-    check(backend in ('local', 'ray'), f"backend must be 'local' or 'ray', got {backend!r}")
-    if workers is None: workers = min(2, os.cpu_count() or 1)
-    check(isinstance(workers, int) and workers >= 1, f'workers must be a positive integer, got {workers!r}')
-    check(fleet == 'auto' or (isinstance(fleet, int) and not isinstance(fleet, bool) and fleet >= 1),
-          f"fleet must be a positive integer or 'auto', got {fleet!r}")
-    check(time_limit is None or time_limit >= 0, f'time_limit must be seconds >= 0, got {time_limit!r}')
-    until = deadline(time_limit)
-    root = Path(root) if root is not None else Path('study_runs') / spec.name
-    todo_all = jobs(spec)                      # resolves the datasets: a missing file fails here, before any write
-    _check_root(root, spec)
-    todo = [j for j in todo_all if not (root / 'runs' / j['name'] / 'metrics.json').exists()]
-    logger.info(f'study {spec.name!r} in {root}: {len(todo_all)} runs, {len(todo_all) - len(todo)} already finished, '
-                f'{len(todo)} to do ({backend})')
-    _train_probes(root, spec, todo, until)   # probes first: one per dataset, never trained twice at once
-    units = [[j] for j in todo] if fleet == 1 else fleets(todo, fleet, workers if backend == 'local' else 1)
-    failed, unfinished = {}, set()
-    bar = tqdm(total=len(todo), desc=f'study {spec.name}', disable=not progress or not todo)   # no empty 0it bar
-    def done(results):
-        for key, _, err in results:
-            if err == UNFINISHED: unfinished.add(key)
-            elif err: failed[key] = err
-        bar.update(sum(err != UNFINISHED for _, _, err in results))
-    if backend == 'ray': _run_ray(units, root, address, cpus_per_run, gpus_per_run, done, until)
-    elif workers == 1:
-        for u in units:
-            bar.set_postfix_str(u[0]['name'] if len(u) == 1 else f'fleet of {len(u)} {u[0]["train"]["arch"]}')
-            done(_run_unit(u, root, os.cpu_count(), until=until))
-    else: _run_pool(units, root, workers, done, until)
-    bar.close()
-    if failed:
-        names = {j['key']: j['name'] for j in todo}
-        raise VaeCausalError(f'{len(failed)} of {len(todo)} runs failed (the others are stored; run the study again to '
-                             'retry these):\n' + '\n'.join(f'  {names[k]}: {e}' for k, e in failed.items()))
-    if unfinished: logger.info(f'{len(unfinished)} of {len(todo)} runs unfinished at the time limit '
-                               f'({time_limit:g} s): run the study again to go on from their checkpoints')
-    df = load_results(root, keys={j['key'] for j in todo_all})
-    df.attrs['unfinished'] = len(unfinished)
-    return df
 
 # %% ../nbs/10_study.ipynb #afc66e59
 def _train_probes(root:Path, # the study root
@@ -641,6 +761,7 @@ def _run_pool(units, root, workers:int, done, until=None):
 
 # %% ../nbs/10_study.ipynb #f245e999
 def _run_ray(units, root, address, cpus, gpus, done, until=None):
+    "Run the units as Ray tasks (`_worker_unit`), each asking for `cpus` CPUs and its GPUs."
     try: import ray
     except ImportError: raise VaeCausalError("backend='ray' needs Ray: pip install 'vaecausal_nb[ray]'") from None
     started = not ray.is_initialized()
@@ -659,6 +780,114 @@ def _run_ray(units, root, address, cpus, gpus, done, until=None):
     finally:
         if started: ray.shutdown()
 
+# %% ../nbs/10_study.ipynb #83132fca
+def _check_run_args(backend:str, # 'local' or 'ray'
+                    workers:int|None, # local processes (None: 2 if there are 2+ CPU cores, else 1)
+                    fleet:int|str, # members per fleet, or 'auto'
+                    time_limit:float|None, # seconds, or None
+                   ) -> int:
+    "Check `run_study`'s arguments; returns the number of local workers."
+    check(backend in ('local', 'ray'), f"backend must be 'local' or 'ray', got {backend!r}")
+    if workers is None: workers = min(2, os.cpu_count() or 1)
+    check(isinstance(workers, int) and workers >= 1, f'workers must be a positive integer, got {workers!r}')
+    check(fleet == 'auto' or (isinstance(fleet, int) and not isinstance(fleet, bool) and fleet >= 1),
+          f"fleet must be a positive integer or 'auto', got {fleet!r}")
+    check(time_limit is None or time_limit >= 0, f'time_limit must be seconds >= 0, got {time_limit!r}')
+    return workers
+
+# %% ../nbs/10_study.ipynb #4117de49
+def _study_jobs(spec:StudySpec, # the study
+                root:Path, # its root
+                backend:str, # the backend (for the log line)
+               ) -> tuple[list, list]:
+    """Every job of `spec`, and those not finished under `root`, once `root` is checked to be (or made) its study
+    root."""
+    todo_all = jobs(spec)                      # resolves the datasets: a missing file fails here, before any write
+    _check_root(root, spec)
+    todo = [j for j in todo_all if not (root / 'runs' / j['name'] / 'metrics.json').exists()]
+    logger.info(f'study {spec.name!r} in {root}: {len(todo_all)} runs, {len(todo_all) - len(todo)} already finished, '
+                f'{len(todo)} to do ({backend})')
+    return todo_all, todo
+
+# %% ../nbs/10_study.ipynb #3219d7b9
+def _tally(bar, # the tqdm bar over the runs
+          ) -> tuple:
+    """`(done, failed, unfinished)`: `done(results)` takes a unit's `(key, row, error)`s, keeps each failed run's error
+    in `failed` and the runs the time limit stopped in `unfinished`, and moves `bar` on by the others."""
+    failed, unfinished = {}, set()
+    def done(results):
+        for key, _, err in results:
+            if err == UNFINISHED: unfinished.add(key)
+            elif err: failed[key] = err
+        bar.update(sum(err != UNFINISHED for _, _, err in results))
+    return done, failed, unfinished
+
+# %% ../nbs/10_study.ipynb #4021b109
+def _run_units(units:list[list[dict]], # jobs and fleets
+               root:Path, # the study root
+               backend:str, # 'local' or 'ray'
+               workers:int, # local processes
+               address:str|None, # ray: the cluster (None: a local instance)
+               cpus_per_run:float, # ray: num_cpus of each task
+               gpus_per_run:float, # ray: num_gpus of each task
+               done, # called with each unit's `(key, row, error)`s
+               until:float|None, # the deadline (`time.time()`), or None
+               bar, # the tqdm bar over runs (one worker: it names the unit running)
+              ):
+    "Run the units as Ray tasks, one after another in this process (one worker) or in a pool of `workers` processes."
+    if backend == 'ray': _run_ray(units, root, address, cpus_per_run, gpus_per_run, done, until)
+    elif workers == 1:
+        for u in units:
+            bar.set_postfix_str(u[0]['name'] if len(u) == 1 else f'fleet of {len(u)} {u[0]["train"]["arch"]}')
+            done(_run_unit(u, root, os.cpu_count(), until=until))
+    else: _run_pool(units, root, workers, done, until)
+
+# %% ../nbs/10_study.ipynb #fa65cb2d
+def _report_outcome(failed:dict, # key -> error of each failed run
+                    unfinished:set, # keys of the runs the time limit stopped
+                    todo:list[dict], # the jobs this call ran
+                    time_limit:float|None, # its time limit (seconds)
+                   ):
+    "Raise one error naming every failed run; log how many runs the time limit left for the next call."
+    if failed:
+        names = {j['key']: j['name'] for j in todo}
+        raise VaeCausalError(f'{len(failed)} of {len(todo)} runs failed (the others are stored; run the study again to '
+                             'retry these):\n' + '\n'.join(f'  {names[k]}: {e}' for k, e in failed.items()))
+    if unfinished: logger.info(f'{len(unfinished)} of {len(todo)} runs unfinished at the time limit '
+                               f'({time_limit:g} s): run the study again to go on from their checkpoints')
+
+# %% ../nbs/10_study.ipynb #b04ef729
+def run_study(spec:StudySpec|str, # a StudySpec or a preset name
+              root:str|Path|None=None, # the study root (runs, probes, report); default study_runs/<spec name>
+              backend:str='local', # 'local' or 'ray'
+              workers:int|None=None, # local: processes (None: 2 if there are 2+ CPU cores, else 1); ray: ignored
+              address:str|None=None, # ray: None = a local instance, 'auto' or 'ray://host:port' = a cluster
+              cpus_per_run:float=1, # ray: num_cpus of each task
+              gpus_per_run:float=0, # ray: num_gpus of each task (fractions pack several runs on one GPU)
+              progress:bool=True, # tqdm bar over runs
+              fleet:int|str=1, # members per fleet (1: each run alone; 'auto': what fits in the free device memory)
+              time_limit:float|None=None, # seconds: then training stops at a checkpoint, no run starts (None: none)
+             ) -> 'pandas.DataFrame':
+    """Run every unfinished job of `spec` under `root` (finished runs are skipped, interrupted ones resumed); returns
+    `load_results(root)` for this spec, with `attrs['unfinished']` the runs left for another call by `time_limit`."""
+    from tqdm.auto import tqdm
+    if isinstance(spec, str): spec = preset(spec)
+    spec.validate()
+    workers = _check_run_args(backend, workers, fleet, time_limit)
+    until = deadline(time_limit)
+    root = Path(root) if root is not None else Path('study_runs') / spec.name
+    todo_all, todo = _study_jobs(spec, root, backend)
+    _train_probes(root, spec, todo, until)   # probes first: one per dataset, never trained twice at once
+    units = [[j] for j in todo] if fleet == 1 else fleets(todo, fleet, workers if backend == 'local' else 1)
+    bar = tqdm(total=len(todo), desc=f'study {spec.name}', disable=not progress or not todo)   # no empty 0it bar
+    done, failed, unfinished = _tally(bar)
+    _run_units(units, root, backend, workers, address, cpus_per_run, gpus_per_run, done, until, bar)
+    bar.close()
+    _report_outcome(failed, unfinished, todo, time_limit)
+    df = load_results(root, keys={j['key'] for j in todo_all})
+    df.attrs['unfinished'] = len(unfinished)
+    return df
+
 # %% ../nbs/10_study.ipynb #e0b8401a
 def _unit_kinds(units:list[list[dict]], shapes:dict) -> dict:
     "Units grouped by what their step time depends on (fleet key and size): kind -> (an example unit, units, steps)."
@@ -669,40 +898,20 @@ def _unit_kinds(units:list[list[dict]], shapes:dict) -> dict:
         kinds[k] = (ex, n + 1, steps + max(j['train']['steps'] for j in u))
     return kinds
 
-# %% ../nbs/10_study.ipynb #cea5d534
-def plan_study(spec:StudySpec|str, # a StudySpec or a preset name
-               fleet:int|str=1, # members per fleet, as `run_study` would use
-               workers:int|None=None, # local processes, as `run_study` would use (None: its default)
-               timed_steps:int=5, # training steps timed per kind of unit
-              ) -> dict:
-    """Estimated wall time of `run_study(spec, fleet=fleet, workers=workers)` on this machine (see the formula):
-    `units` and `measure` tables and the totals in seconds."""
-    import pandas as pd
-    spec = preset(spec) if isinstance(spec, str) else spec.validate()
-    if workers is None: workers = min(2, os.cpu_count() or 1)
-    todo = jobs(spec)
-    units = [[j] for j in todo] if fleet == 1 else fleets(todo, fleet, workers)
-    dss = {d: load_dataset(d, **next(j['train']['dataset_kwargs'] for j in todo if j['train']['dataset'] == d))
-           for d in spec.datasets}
-    kinds = _unit_kinds(units, {d: tuple(ds.image_shape) for d, ds in dss.items()})
-    probe = {d: _probe_seconds(ds, spec.probe_steps) for d, ds in dss.items()}    # as run_study: first, every core
-    with _unit_context(spec.threads, max(1, (os.cpu_count() or 1) // workers)) as n_jobs:   # as a worker would
-        rows = []
-        for (key, k), (ex, n, steps) in kinds.items():
-            cfgs = [TrainConfig.from_dict(j['train']) for j in ex]
-            t = fleet_timing(cfgs, timed_steps, dataset=list(dss.values()))
-            rows.append({'arch': key[0], 'latent_dim': key[1], 'dataset': ex[0]['train']['dataset'], 'members': k,
-                         'units': n, 'seconds_a_step': t['step'], 'seconds_start': t['start'],
-                         'seconds_train': t['step'] * steps + t['start'] * n})
-        meas = [{'dataset': d, 'runs': sum(j['train']['dataset'] == d for j in todo), 'seconds_probe': probe[d],
-                 'seconds_a_run': _measure_seconds(next(j for j in todo if j['train']['dataset'] == d), ds, n_jobs)}
-                for d, ds in dss.items()]
-    units_df, meas_df = pd.DataFrame(rows), pd.DataFrame(meas)
-    tt, tm = float(units_df.seconds_train.sum()), float((meas_df.runs * meas_df.seconds_a_run).sum())
-    tp, cuda = float(sum(probe.values())), get_device(todo[0]['train']['device']).type == 'cuda'
-    return {'units': units_df, 'measure': meas_df, 'runs': len(todo), 'workers': workers, 'probe_seconds': tp,
-            'train_seconds': tt, 'measure_seconds': tm,
-            'wall_seconds': tp + max(tt if cuda else 0.0, (tt + tm) / workers)}
+# %% ../nbs/10_study.ipynb #24e4f965
+def _timed_units(kinds:dict, # from `_unit_kinds`
+                 dss:dict, # dataset name -> dataset
+                 timed_steps:int, # training steps timed per kind of unit
+                ) -> list[dict]:
+    "One row per kind of unit: its time a step and to start (`fleet.fleet_timing`) and its training time in all."
+    rows = []
+    for (key, k), (ex, n, steps) in kinds.items():
+        cfgs = [TrainConfig.from_dict(j['train']) for j in ex]
+        t = fleet_timing(cfgs, timed_steps, dataset=list(dss.values()))
+        rows.append({'arch': key[0], 'latent_dim': key[1], 'dataset': ex[0]['train']['dataset'], 'members': k,
+                     'units': n, 'seconds_a_step': t['step'], 'seconds_start': t['start'],
+                     'seconds_train': t['step'] * steps + t['start'] * n})
+    return rows
 
 # %% ../nbs/10_study.ipynb #b8201c81
 def _measure_seconds(job:dict, # a job of the dataset
@@ -734,74 +943,31 @@ def _probe_seconds(ds, # the dataset
         t0 = time.perf_counter(); train_probe(ds, n, progress=False); t.append(time.perf_counter() - t0)
     return t[0] + (steps - 1) * max(0.0, t[1] - t[0]) / timed
 
-# %% ../nbs/10_study.ipynb #8ef61bf9
-def config_label(arch:str, # the architecture
-                 hparams:str|dict, # its hyperparameters (a dict or a results table's JSON text)
-                 latent_dim:int, # its latent dim
-                 precision:str='fp32', # its numeric format ('bf16' is named in the label)
-                 steps:int|None=None, # its training steps, to be named (where a table mixes step counts)
-                ) -> str:
-    "A configuration's name: everything that defines a run but its seed and dataset, e.g. `beta_vae beta=4 L10`."
-    hp = json.loads(hparams) if isinstance(hparams, str) else hparams
-    return ' '.join([arch, *(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k, v in sorted(hp.items())),
-                     f'L{int(latent_dim)}', *(['bf16'] if precision == 'bf16' else []),
-                     *([f'{int(steps)} steps'] if steps else [])])
-
-# %% ../nbs/10_study.ipynb #156e3c10
-ROW_TEXT = ('key', 'name', 'arch', 'dataset', 'hparams', 'precision', 'variant')   # a row's text; the rest are numbers
-ROW_FLAGS = ('procedural',)           # true or false; every other number is one (a metric of true is a mistake)
-UNIT_METRICS = ('dci_disentanglement', 'dci_completeness', 'dci_informativeness_train', 'dci_informativeness_test',
-                'mig', 'sap', 'factor_vae', 'beta_vae', 'irs')    # each in [0, 1] by its definition
-ROW_NEEDS = ('key', 'name', 'arch', 'dataset', 'hparams', 'latent_dim', 'seed', 'steps', 'seconds_train',
-             'seconds_eval')
-
-def _row_problem(row) -> str|None:
-    "What keeps `row` (a metrics.json's content) from being a run's results, or None."
-    if not isinstance(row, dict): return f'a JSON {type(row).__name__}, not an object'
-    miss = [k for k in ROW_NEEDS if k not in row]
-    if miss: return f'no {", ".join(miss)}'
-    for k, v in row.items():
-        if k in ROW_TEXT and not isinstance(v, str): return f'{k} is {json.dumps(v)}, not text'
-        if (k not in ROW_TEXT and not isinstance(v, (int, float))) or (isinstance(v, bool) and k not in ROW_FLAGS):
-            return f'{k} is {json.dumps(v)}, not a number'
-    bad = [k for k in ('latent_dim', 'seed', 'steps') if not float(row[k]).is_integer()]
-    if bad: return f'{bad[0]} is {row[bad[0]]}, not an integer'
-    out = [k for k in UNIT_METRICS if k in row and math.isfinite(row[k]) and not -1e-6 <= row[k] <= 1 + 1e-6]
-    if out: return f'{out[0]} is {row[out[0]]}, outside the 0–1 that metric takes'
-    try: hp = json.loads(row['hparams'])
-    except json.JSONDecodeError: hp = None
-    if not isinstance(hp, dict): return 'hparams is not the JSON text of an object'
-
-def _load_row(path:Path) -> dict:
-    "A run's row from its metrics.json, checked (one clear error naming the file)."
-    row = load_json(path)
-    why = _row_problem(row)
-    check(why is None, f'{path} does not hold a run\'s results ({why}); delete it (running the study again measures '
-          'that run again) or move it out of the study root')
-    return row
-
-
-# %% ../nbs/10_study.ipynb #c4719ddc
-def load_results(root:str|Path, # a study root
-                 keys:set|None=None, # only these run keys (default: every finished run)
-                ) -> 'pandas.DataFrame':
-    """One row per finished run under `root`, with every metric and its `config` (what its seeds replicate); a
-    metrics.json that is not a run's row (`ROW_NEEDS`, text in `ROW_TEXT`, numbers elsewhere) is one clear error."""
+# %% ../nbs/10_study.ipynb #cea5d534
+def plan_study(spec:StudySpec|str, # a StudySpec or a preset name
+               fleet:int|str=1, # members per fleet, as `run_study` would use
+               workers:int|None=None, # local processes, as `run_study` would use (None: its default)
+               timed_steps:int=5, # training steps timed per kind of unit
+              ) -> dict:
+    """Estimated wall time of `run_study(spec, fleet=fleet, workers=workers)` on this machine (see the formula):
+    `units` and `measure` tables and the totals in seconds."""
     import pandas as pd
-    root = Path(root)
-    check((root / 'runs').is_dir() or (root / 'study.json').exists(),
-          f'{root} is not a study root (no runs/ and no study.json)')
-    rows = [_load_row(p) for p in sorted((root / 'runs').glob('*/metrics.json'))] if (root / 'runs').is_dir() else []
-    df = pd.DataFrame(rows)
-    if keys is not None and len(df): df = df[df['key'].isin(keys)]
-    if len(df):
-        prec = df['precision'].fillna('fp32') if 'precision' in df else ['fp32'] * len(df)    # older rows: fp32
-        steps = df['steps'] if df['steps'].nunique() > 1 else [None] * len(df)
-        df['config'] = [config_label(*r) for r in zip(df.arch, df.hparams, df.latent_dim, prec, steps)]
-    return df.reset_index(drop=True)
-
-def study_status(root:str|Path) -> dict:
-    "How many run directories under `root` are finished, and which are not."
-    runs = sorted(p for p in (Path(root) / 'runs').glob('*') if p.is_dir())
-    open_ = [p.name for p in runs if not (p / 'metrics.json').exists()]
-    return {'runs': len(runs), 'finished': len(runs) - len(open_), 'unfinished': open_}
+    spec = preset(spec) if isinstance(spec, str) else spec.validate()
+    if workers is None: workers = min(2, os.cpu_count() or 1)
+    todo = jobs(spec)
+    units = [[j] for j in todo] if fleet == 1 else fleets(todo, fleet, workers)
+    dss = {d: load_dataset(d, **next(j['train']['dataset_kwargs'] for j in todo if j['train']['dataset'] == d))
+           for d in spec.datasets}
+    kinds = _unit_kinds(units, {d: tuple(ds.image_shape) for d, ds in dss.items()})
+    probe = {d: _probe_seconds(ds, spec.probe_steps) for d, ds in dss.items()}    # as run_study: first, every core
+    with _unit_context(spec.threads, max(1, (os.cpu_count() or 1) // workers)) as n_jobs:   # as a worker would
+        rows = _timed_units(kinds, dss, timed_steps)
+        meas = [{'dataset': d, 'runs': sum(j['train']['dataset'] == d for j in todo), 'seconds_probe': probe[d],
+                 'seconds_a_run': _measure_seconds(next(j for j in todo if j['train']['dataset'] == d), ds, n_jobs)}
+                for d, ds in dss.items()]
+    units_df, meas_df = pd.DataFrame(rows), pd.DataFrame(meas)
+    tt, tm = float(units_df.seconds_train.sum()), float((meas_df.runs * meas_df.seconds_a_run).sum())
+    tp, cuda = float(sum(probe.values())), get_device(todo[0]['train']['device']).type == 'cuda'
+    return {'units': units_df, 'measure': meas_df, 'runs': len(todo), 'workers': workers, 'probe_seconds': tp,
+            'train_seconds': tt, 'measure_seconds': tm,
+            'wall_seconds': tp + max(tt if cuda else 0.0, (tt + tm) / workers)}
