@@ -14,6 +14,7 @@ from .controls import CONTROLS
 from .core import VaeCausalError, check, check_path, load_json
 from .data import load_dataset
 from .interventions import save_traversal
+from .causal_metrics import AXIS_BASES
 from .measure import measure_run, measurement_path, measurement_settings
 from .metrics import METRICS, SIZES
 from .models import ARCHS
@@ -140,6 +141,8 @@ def _add_measure(sub, # the `vaecausal` parser's subparsers
                    help='images for CES, specificity and active latents (default 64)')
     e.add_argument('--modularity-images', type=int, default=16, help='images for circuit modularity (default 16)')
     e.add_argument('--probe-steps', type=int, default=600, help='factor-probe training steps (cached; default 600)')
+    e.add_argument('--axis-bases', type=int, default=AXIS_BASES, help='random bases of the axis baseline, which asks '
+                   f'whether the axes are more specific than other directions (0: not measured; default {AXIS_BASES})')
     e.add_argument('--metrics', default=None, help='comma-separated disentanglement metrics to measure (default all: '
                    f'{", ".join(METRICS)})')
     e.add_argument('--no-progress', action='store_true', help='no progress bars')
@@ -257,10 +260,11 @@ def _measure_command(args:argparse.Namespace, # parsed `vaecausal measure` argum
     "Measure one run folder (`measure.measure_run`), print the numbers and where they are stored."
     metrics = METRICS if args.metrics is None else _csv(args.metrics)      # given but empty: refused below
     m = measure_run(args.run, args.sizes, args.causal_images, args.modularity_images, args.probe_steps, metrics,
-                    not args.no_progress)
+                    not args.no_progress, args.axis_bases)
     width = max(map(len, m))
     print('\n'.join(f'{k:<{width}}  {v:.4g}' for k, v in m.items()))
-    settings = measurement_settings(args.sizes, args.causal_images, args.modularity_images, args.probe_steps, metrics)
+    settings = measurement_settings(args.sizes, args.causal_images, args.modularity_images, args.probe_steps, metrics,
+                                    args.axis_bases)
     print(f'written to {measurement_path(args.run, settings, load_run(args.run).config.key()).resolve()}')
     return 0
 

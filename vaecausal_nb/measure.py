@@ -203,11 +203,12 @@ def measure_run(path:str|Path, # a run directory (written by `train` or a study)
                 probe_steps:int=600, # factor-probe training steps (cached in the model cache)
                 metrics:tuple=METRICS, # the disentanglement metrics measured (a subset of metrics.METRICS)
                 progress:bool=True, # tqdm bars
+                axis_bases:int=AXIS_BASES, # random bases of the axis baseline (0: not measured)
                ) -> dict:
     """Every metric of the run in `path` (`measure`), returned, and stored in `path` at `measurement_path` with the
     settings and the run it measured (key, steps); a number that is not finite is stored as null."""
     check(str(path).strip() != '', 'path is empty; give the run folder (written by train or a study)')
-    settings = measurement_settings(sizes, causal_images, modularity_images, probe_steps, metrics)
+    settings = measurement_settings(sizes, causal_images, modularity_images, probe_steps, metrics, axis_bases)
     run = load_run(path, finished=True)                                 # a run trained part-way: refused
     out = measurement_path(path, settings, run.config.key())
     check(os.access(out.parent, os.W_OK), f'{out.parent} is not writable, and the measurement is written there '
