@@ -625,8 +625,9 @@ def _take_lock(path:Path, # the lock file
                folder:str|Path, # the folder it locks, for the error message
                what:str, # what the folder is, for the error message
               ) -> int:
-    """Open `path` and hold the kernel's `flock` on it; returns the open file. A lock another holder has is one error
-    naming the folder (and the holder's pid, once written); a file its holder removed as it was opened is opened again."""
+    """Open `path` and hold the kernel's `flock` on it; returns the open file. A lock another holder has is one
+    error naming the folder (and the holder's pid, once written); a file its holder removed as it was opened is
+    opened again."""
     import fcntl
     while True:
         try: fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
