@@ -32,6 +32,7 @@ from fastcore.basics import patch
 import torch
 
 import vaecausal_nb.data as data_module
+from .causal_metrics import AXIS_BASES
 from .controls import CONTROLS, FIXED_VARIANCE, control_measures
 from .interventions import save_traversal
 from .core import (
@@ -39,7 +40,7 @@ from .core import (
 from .data import DATASETS, PROCEDURAL, load_dataset
 from .metrics import METRICS, SIZES, dci_many, resolve_sizes
 from .models import ARCHS, MODELS, check_hparams
-from .measure import causal_images, check_measure_sizes, check_metric_sizes, measure
+from .measure import MAX_AXIS_BASES, causal_images, check_measure_sizes, check_metric_sizes, measure
 from .probes import factor_probe, train_probe
 from .fleet import STRUCTURAL, fleet_capacity, fleet_timing, train_fleet
 from .train import OutOfTime, TrainConfig, check_time, deadline, time_up, train
@@ -73,6 +74,7 @@ class StudySpec:
     causal_images: int = 64              # images for CES, specificity and active latents
     modularity_images: int = 8           # images for circuit modularity (2 × ~65 decodes per image, latent, value)
     probe_steps: int = 600               # factor-probe training steps (one probe per dataset, cached in the study root)
+    axis_bases: int = AXIS_BASES         # random bases of the axis baseline (causal_metrics.axis_baseline; 0: none)
     procedural: bool|None = True         # True: generators; None: real files where present; False: real files only
     allow_procedural: bool = False       # with procedural=None/False: fall back to a generator when a file is missing
     controls: tuple = ()                 # the referee's controls (controls.CONTROLS) measured or trained with each run
@@ -189,6 +191,9 @@ def _check_sizes(spec:StudySpec, # the spec checked
     check(spec.causal_images >= 2 and spec.modularity_images >= 2,
           'causal_images and modularity_images must be at least 2')
     check_measure_sizes(spec.metric_sizes, spec.causal_images, spec.modularity_images, spec.probe_steps)  # not too many
+    b = spec.axis_bases
+    check(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= MAX_AXIS_BASES,
+          f'axis_bases must be an integer in 0..{MAX_AXIS_BASES} (0: no axis baseline), got {b!r}')
 
 # %% ../nbs/10_study.ipynb #e75d0ef2
 @patch
@@ -303,6 +308,7 @@ def _eval_settings(spec:StudySpec, # a validated spec
     decoder_controls = [c for c in spec.controls if c != 'fixed_variance']
     if decoder_controls: ev['controls'] = decoder_controls        # (absent when none: older run keys stay valid)
     if set(spec.metrics) != set(METRICS): ev['metrics'] = [m for m in METRICS if m in spec.metrics]   # (absent: all)
+    if spec.axis_bases != AXIS_BASES: ev['axis_bases'] = spec.axis_bases                            # (absent: default)
     return ev
 
 # %% ../nbs/10_study.ipynb #61631ba3
