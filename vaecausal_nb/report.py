@@ -20,14 +20,15 @@ from .study import StudySpec, config_label, jobs, load_results, study_specs, stu
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['MAIN_METRICS', 'CAUSAL', 'DISENTANGLEMENT', 'COLUMNS', 'REPORT_FILES', 'completeness', 'check_report_folder',
-           'write_report']
+__all__ = ['MAIN_METRICS', 'CAUSAL', 'DISENTANGLEMENT', 'SCORE_COLUMNS', 'COLUMNS', 'REPORT_FILES', 'completeness',
+           'check_report_folder', 'write_report']
 
 # %% ../nbs/10b_report.ipynb #79c48a0f
 MAIN_METRICS = ['final_recon', 'final_kl', 'dci_disentanglement', 'dci_completeness', 'dci_informativeness_train',
                 'dci_informativeness_test', 'mig', 'sap', 'factor_vae', 'beta_vae', 'irs', 'infom', 'infoc', 'infoe',
-                'n_active', 'ces', 'specificity_pixel', 'specificity_factor', 'modularity']
-CAUSAL = ['ces', 'specificity_pixel', 'specificity_factor', 'modularity']
+                'n_active', 'ces', 'ces_total', 'specificity_pixel', 'specificity_pixel_axis_excess',
+                'specificity_factor', 'specificity_factor_axis_excess', 'modularity', 'modularity_axis_excess']
+CAUSAL = ['ces', 'ces_total', 'specificity_pixel', 'specificity_factor', 'modularity']
 DISENTANGLEMENT = ['dci_disentanglement', 'mig', 'sap', 'factor_vae', 'beta_vae', 'irs', 'infom', 'infoc', 'infoe']
 
 # %% ../nbs/10b_report.ipynb #88d1a377
@@ -88,12 +89,28 @@ def _results_section(core) -> list:
             f'out): {runs}. Columns are defined at the end.', '',
             _md(table), '']
 
+# %% ../nbs/10b_report.ipynb #4ee0e529
+def _ces_dci_figure(cfg, # configurations (`stats.by_config`): one point each
+                    figs:Path, # the report's figures folder (ces_vs_dci.png is written there)
+                   ):
+    "The CES–DCI scatter, one panel per dataset, with its Pearson r and bootstrap CI."
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    ds_names = sorted(cfg.dataset.unique())
+    fig, axs = plt.subplots(1, len(ds_names), figsize=(3.6 * len(ds_names), 3.2), squeeze=False)
+    for ax, d in zip(axs[0], ds_names):
+        dd = cfg[cfg.dataset == d]
+        sns.scatterplot(data=dd, x='dci_disentanglement', y='ces', hue='arch', ax=ax, s=40, legend=ax is axs[0, -1])
+        c = correlation(dd['dci_disentanglement'], dd['ces'], n_boot=1000)
+        ax.set_title(f'{d}: r = {c["pearson"]:.2f} [{c["pearson_ci"][0]:.2f}, {c["pearson_ci"][1]:.2f}]', fontsize=9)
+        ax.set_xlabel('DCI disentanglement'); ax.set_ylabel('CES')
+    if axs[0, -1].get_legend(): sns.move_legend(axs[0, -1], 'upper left', bbox_to_anchor=(1, 1), fontsize=7)
+    write_owned(figs.parent, 'figures/ces_vs_dci.png', _png(fig))
+
 # %% ../nbs/10b_report.ipynb #6e9cfed6
 def _correlation_section(runs, figs:Path) -> list:
     """Within-dataset correlations of CES with each disentanglement metric over configurations (seeds averaged), the
     mixed model over runs, and the CES-DCI scatter (4+ configurations per dataset)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
     cfg = by_config(runs)
     if cfg.groupby('dataset').size().min() < 4: return []
     ct = correlation_table(runs, 'ces', [m for m in DISENTANGLEMENT if m in runs.columns], n_boot=1000)
@@ -109,16 +126,7 @@ def _correlation_section(runs, figs:Path) -> list:
     md += [f'Mixed model over all {me["n_runs"]} runs ({me["model"]}; DCI disentanglement ~ CES + reconstruction + '
           'dataset, random intercepts for architecture and configuration; standardised within dataset): CES '
           f'coefficient {me["coef"]:.3f}, 95 % CI [{me["ci"][0]:.3f}, {me["ci"][1]:.3f}], p = {me["p"]:.3g}.', '']
-    ds_names = sorted(cfg.dataset.unique())
-    fig, axs = plt.subplots(1, len(ds_names), figsize=(3.6 * len(ds_names), 3.2), squeeze=False)
-    for ax, d in zip(axs[0], ds_names):
-        dd = cfg[cfg.dataset == d]
-        sns.scatterplot(data=dd, x='dci_disentanglement', y='ces', hue='arch', ax=ax, s=40, legend=ax is axs[0, -1])
-        c = correlation(dd['dci_disentanglement'], dd['ces'], n_boot=1000)
-        ax.set_title(f'{d}: r = {c["pearson"]:.2f} [{c["pearson_ci"][0]:.2f}, {c["pearson_ci"][1]:.2f}]', fontsize=9)
-        ax.set_xlabel('DCI disentanglement'); ax.set_ylabel('CES')
-    if axs[0, -1].get_legend(): sns.move_legend(axs[0, -1], 'upper left', bbox_to_anchor=(1, 1), fontsize=7)
-    write_owned(figs.parent, 'figures/ces_vs_dci.png', _png(fig))
+    _ces_dci_figure(cfg, figs)
     return md + ['![CES vs DCI](figures/ces_vs_dci.png)', '']
 
 # %% ../nbs/10b_report.ipynb #7a2ea9d5
@@ -200,7 +208,7 @@ def _traversal_section(core, root:Path, figs:Path) -> list:
     return md
 
 # %% ../nbs/10b_report.ipynb #e8e679d5
-COLUMNS = {
+SCORE_COLUMNS = {      # the loss terms and the disentanglement metrics
     'final_recon': 'reconstruction loss on 512 held-out images (Bernoulli negative log-likelihood, nats per image)',
     'final_kl': 'KL(q(z|x) ‖ p(z)) summed over latents (nats per image; VQ-VAE/QLAE: none)',
     'dci_disentanglement': 'DCI disentanglement (0–1; quantised models per slot)',
@@ -218,13 +226,23 @@ COLUMNS = {
     'infoe': 'InfoE, InfoMEC explicitness: 1 − the log loss of a linear (multinomial logistic) reader of the whole '
              'code over log(number of classes) of each factor, mean over factors; fitted and scored on the same '
              'points, so pure noise scores a little above 0 (0–1; quantised models per slot)',
+}
+
+# %% ../nbs/10b_report.ipynb #75ba2eb3
+COLUMNS = {**SCORE_COLUMNS,    # and the causal metrics: every column the report defines
     'n_active': 'active latents (KL ≥ 0.01 nats; quantised: slots with codeword entropy ≥ 0.01 nats)',
     'ces': 'causal effect strength: RMS pixel change per intervention, mean over active latents (probabilities, 0–1)',
+    'ces_total': 'the sum of CES over the active latents: the code\'s whole effect, not divided by the latent count',
     'specificity_pixel': '1 − entropy of the pixel-change distribution / log P, over active latents (0–1); the '
                          'ground-truth factors score 0.29–0.46 on dSprites, 0.09–0.30 on Shapes3D '
                          '(causal_metrics.factor_pixel_specificity)',
     'specificity_factor': 'max / sum of the factor-probe changes, weighted by effect size (0–1)',
     'modularity': '1 − mean cosine of the latents\' NIE vectors over decoder channels (0–1); with a permutation null',
+    'specificity_pixel_axis_excess': 'pixel specificity of the model\'s axes minus its mean over random orthonormal '
+                                     'bases of the active latent subspace (> 0: the axes are special; ≈ 0: any basis '
+                                     'would do; causal_metrics.axis_baseline)',
+    'specificity_factor_axis_excess': 'factor specificity of the axes minus its mean over random bases (as above)',
+    'modularity_axis_excess': 'circuit modularity of the axes minus its mean over random bases (as above)',
 }
 
 # %% ../nbs/10b_report.ipynb #ec9bf4f2
