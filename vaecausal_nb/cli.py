@@ -74,16 +74,18 @@ def _add_train(sub, # the `vaecausal` parser's subparsers
     t.add_argument('--checkpoint-every', type=int, default=500)
     t.add_argument('--out', required=True, help='run directory (resumed if it exists)')
 
-# %% ../nbs/11_cli.ipynb #6cfd7380
-def _add_study(sub, # the `vaecausal` parser's subparsers
-              ):
-    "The `study` subcommand and its options."
-    s = sub.add_parser('study', help='run a study and write its report',
-                       description='Run a study (finished runs are skipped, interrupted ones resumed) and write its '
-                                   'report.')
+# %% ../nbs/11_cli.ipynb #a6576e4e
+def _add_study_what(s, # the `study` subcommand's parser
+                   ):
+    "Which study and where: `--preset` or `--spec`, and `--out`."
     s.add_argument('--preset', default=None, help=f'one of: {", ".join(PRESETS)} (default quick)')
     s.add_argument('--spec', default=None, metavar='FILE', help='a JSON file of StudySpec fields (instead of --preset)')
     s.add_argument('--out', default=None, help='study root (default study_runs/<preset>)')
+
+# %% ../nbs/11_cli.ipynb #3e777da4
+def _add_study_backend(s, # the `study` subcommand's parser
+                      ):
+    "Where the runs train: the local or Ray backend, its workers or resources, and fleets of runs trained as one."
     s.add_argument('--backend', default='local', choices=('local', 'ray'))
     s.add_argument('--workers', type=int, default=None,
                    help='local backend: parallel processes (default 2 on 2+ cores)')
@@ -94,6 +96,11 @@ def _add_study(sub, # the `vaecausal` parser's subparsers
                    help='ray backend: GPUs per run (0.25 packs four runs on a GPU)')
     s.add_argument('--fleet', default='1', metavar='K|auto', help='train runs of one architecture K at a time as one '
                    'model (fleet.train_fleet); auto: as many as fit in free device memory (default 1: each alone)')
+
+# %% ../nbs/11_cli.ipynb #c75dda6f
+def _add_study_overrides(s, # the `study` subcommand's parser
+                        ):
+    "Changes to the preset: the grid, the precision and compilation of training, threads, controls and metrics."
     s.add_argument('--archs', default=None, help='comma-separated architectures (override the preset)')
     s.add_argument('--datasets', default=None, help='comma-separated datasets (override the preset)')
     s.add_argument('--seeds', default=None, help='comma-separated seeds (override the preset)')
@@ -110,12 +117,26 @@ def _add_study(sub, # the `vaecausal` parser's subparsers
                    f'{", ".join(METRICS)}); DCI costs the most')
     s.add_argument('--allow-procedural', action='store_true',
                    help='paper preset: use a generator where a real file is missing')
+
+# %% ../nbs/11_cli.ipynb #ff75ebc4
+def _add_study_flow(s, # the `study` subcommand's parser
+                   ):
+    "How the command runs: a time limit, a plan only, no report, no progress bars."
     s.add_argument('--time-limit', type=float, default=None, metavar='SECONDS', help='stop training (at a checkpoint) '
                    'and start no run after this many seconds; exit status 3: run the same command again to go on')
     s.add_argument('--plan', action='store_true',
                    help='estimate how long the study takes on this machine and exit (times a few steps; keeps nothing)')
     s.add_argument('--no-report', action='store_true', help='do not write the report at the end')
     s.add_argument('--no-progress', action='store_true')
+
+# %% ../nbs/11_cli.ipynb #6cfd7380
+def _add_study(sub, # the `vaecausal` parser's subparsers
+              ):
+    "The `study` subcommand and its options."
+    s = sub.add_parser('study', help='run a study and write its report',
+                       description='Run a study (finished runs are skipped, interrupted ones resumed) and write its '
+                                   'report.')
+    for add in (_add_study_what, _add_study_backend, _add_study_overrides, _add_study_flow): add(s)
 
 # %% ../nbs/11_cli.ipynb #beefabe1
 def _add_report(sub, # the `vaecausal` parser's subparsers
