@@ -79,6 +79,60 @@ def _error_html(e) -> str:
     import html
     return f'<div style="color:#a00;font-weight:bold">vaecausal: {html.escape(str(e))}</div>'
 
+# %% ../nbs/09_widgets.ipynb #95cb8e56
+def _slider_ranges(model:nn.Module, # a model with encode/decode/representation
+                   x:torch.Tensor, # the base images, as the model takes them (`data.model_images`)
+                   ref:torch.Tensor|None, # images for the aggregate posterior (None: x)
+                  ) -> tuple:
+    "The aggregate posterior's mean and std per latent (numpy), the active latents of `ref` and the codes of `x`."
+    ref = x if ref is None else model_images(model, ref, 1)
+    check(len(ref) >= 2, 'the slider ranges need at least 2 reference images (pass ref=)')
+    agg = aggregate_posterior(model, ref)
+    mean, std = agg['mean'].cpu().numpy(), agg['std'].cpu().numpy()
+    check(np.isfinite(mean).all() and np.isfinite(std).all(),
+          'the latent range contains NaN or infinite values: '
+          'the model gives non-finite codes for these images (a diverged model?)')
+    active = active_latents(model, ref)['active']
+    with torch.no_grad(): codes = model.representation(x).cpu().numpy()
+    return mean, std, active, codes
+
+# %% ../nbs/09_widgets.ipynb #f9e56df2
+def _latent_sliders(mean:np.ndarray, # the aggregate posterior's mean per latent
+                    std:np.ndarray, # its std per latent
+                    codes:np.ndarray, # the base images' codes [B, L]; the sliders start at the first
+                    active:np.ndarray, # which latents are active (the others are marked passive)
+                    k:float, # slider range: mean ± k·std
+                    on_change, # called with the change whenever a slider moves
+                   ) -> list:
+    "One `FloatSlider` per latent, from the aggregate posterior's range and the base images' codes."
+    import ipywidgets as W
+    sliders = []
+    for i, (m, s) in enumerate(zip(mean, std)):
+        lo, hi = float(m - k * s), float(m + k * s)
+        lo, hi = min(lo, float(codes[:, i].min())), max(hi, float(codes[:, i].max()))
+        sl = W.FloatSlider(value=float(codes[0, i]), min=lo, max=hi, step=(hi - lo) / 200,
+                           readout_format='.2f',
+                           description=f'z{i}' + ('' if active[i] else ' (passive)'),
+                           style={'description_width': '90px'}, layout=W.Layout(width='360px'))
+        sl.observe(on_change, names='value')
+        sliders.append(sl)
+    return sliders
+
+# %% ../nbs/09_widgets.ipynb #94cdcac5
+def _slider_panel(n:int, # base images to choose from
+                  sliders:list, # the latent sliders
+                  views:list, # the widgets beside them: the image, the update time, the error
+                  on_reset, # called (without arguments) when the base image changes or the button is pressed
+                 ) -> tuple:
+    "The base-image slider, the reset button, and the panel that lays them out with the sliders and the views."
+    import ipywidgets as W
+    base = W.IntSlider(value=0, min=0, max=n - 1, description='base image',
+                       style={'description_width': '90px'})
+    base.observe(lambda ch: on_reset(), names='value')
+    reset_button = W.Button(description='reset to encoding', icon='undo')
+    reset_button.on_click(lambda b: on_reset())
+    return base, reset_button, W.HBox([W.VBox([base, reset_button, *sliders]), W.VBox(views)])
+
 # %% ../nbs/09_widgets.ipynb #2b04fb42
 class LatentSliders:
     """One slider per latent (range from the aggregate posterior, passive latents marked); the decoded image updates
@@ -94,36 +148,15 @@ class LatentSliders:
         self.error, self.image, self.timing = W.HTML(), W.Image(format='png'), W.HTML()
         try:
             self.x = model_images(model, x, 1)
-            ref = self.x if ref is None else model_images(model, ref, 1)
-            check(len(ref) >= 2, 'the slider ranges need at least 2 reference images (pass ref=)')
-            agg = aggregate_posterior(model, ref)
-            mean, std = agg['mean'].cpu().numpy(), agg['std'].cpu().numpy()
-            check(np.isfinite(mean).all() and np.isfinite(std).all(),
-                  'the latent range contains NaN or infinite values: '
-                  'the model gives non-finite codes for these images (a diverged model?)')
-            self.active = active_latents(model, ref)['active']
-            with torch.no_grad(): self.codes = model.representation(self.x).cpu().numpy()
+            mean, std, self.active, self.codes = _slider_ranges(model, self.x, ref)
         except VaeCausalError as e:
             self.sliders, self.error.value = [], _error_html(e)
             self.widget = W.VBox([self.error])
             return
-        self.sliders = []
-        for i, (m, s) in enumerate(zip(mean, std)):
-            lo, hi = float(m - k * s), float(m + k * s)
-            lo, hi = min(lo, float(self.codes[:, i].min())), max(hi, float(self.codes[:, i].max()))
-            sl = W.FloatSlider(value=float(self.codes[0, i]), min=lo, max=hi, step=(hi - lo) / 200,
-                               readout_format='.2f',
-                               description=f'z{i}' + ('' if self.active[i] else ' (passive)'),
-                               style={'description_width': '90px'}, layout=W.Layout(width='360px'))
-            sl.observe(self._update, names='value')
-            self.sliders.append(sl)
-        self.base = W.IntSlider(value=0, min=0, max=len(self.x) - 1, description='base image',
-                                style={'description_width': '90px'})
-        self.base.observe(lambda ch: self.reset(), names='value')
-        self.reset_button = W.Button(description='reset to encoding', icon='undo')
-        self.reset_button.on_click(lambda b: self.reset())
-        self.widget = W.HBox([W.VBox([self.base, self.reset_button, *self.sliders]), W.VBox([self.image, self.timing,
-            self.error])])
+        self.sliders = _latent_sliders(mean, std, self.codes, self.active, k, self._update)
+        views = [self.image, self.timing, self.error]
+        self.base, self.reset_button, self.widget = _slider_panel(len(self.x), self.sliders, views,
+                                                                  lambda: self.reset())
         self._update()
 
     def z(self) -> np.ndarray:
@@ -132,10 +165,25 @@ class LatentSliders:
     def render(self) -> np.ndarray:
         "The decoded image of the current sliders (uint8)."
         return render_latents(self.model, self.z())
-    def _ipython_display_(self):
-        from IPython.display import display
-        if os.environ.get('IN_TEST'): return           # nbdev_test: no front end to draw in (it would print a repr)
-        display(self.widget)
+
+# %% ../nbs/09_widgets.ipynb #24cdef18
+@patch
+def _update(self:LatentSliders, *_):
+    if self._quiet: return
+    t = time.perf_counter()
+    try:
+        self.image.value = png_bytes(self.render(), self.scale)
+        self.error.value = ''
+    except VaeCausalError as e: self.error.value = _error_html(e)
+    self.last_ms = 1000 * (time.perf_counter() - t)
+    self.timing.value = f'<small>update {self.last_ms:.0f} ms</small>'
+
+# %% ../nbs/09_widgets.ipynb #a0afd54b
+@patch
+def _ipython_display_(self:LatentSliders):
+    from IPython.display import display
+    if os.environ.get('IN_TEST'): return           # nbdev_test: no front end to draw in (it would print a repr)
+    display(self.widget)
 
 # %% ../nbs/09_widgets.ipynb #501bff67
 @patch
@@ -156,33 +204,25 @@ def reset(self:LatentSliders):
     finally: self._quiet = False
     self._update()
 
-# %% ../nbs/09_widgets.ipynb #24cdef18
-@patch
-def _update(self:LatentSliders, *_):
-    if self._quiet: return
-    t = time.perf_counter()
-    try:
-        self.image.value = png_bytes(self.render(), self.scale)
-        self.error.value = ''
-    except VaeCausalError as e: self.error.value = _error_html(e)
-    self.last_ms = 1000 * (time.perf_counter() - t)
-    self.timing.value = f'<small>update {self.last_ms:.0f} ms</small>'
-
 # %% ../nbs/09_widgets.ipynb #54a0fd13
-def _side_by_side(*imgs, gap:int=2) -> np.ndarray:
+def _side_by_side(*imgs, # uint8 images [H, W] (grey) or [H, W, 3]
+                  gap:int=2, # white pixels between them
+                 ) -> np.ndarray:
+    "The images in a row, as one RGB uint8 array."
     h = max(i.shape[0] for i in imgs)
     parts = []
     for i in imgs:
         parts += [i if i.ndim == 3 else np.repeat(i[..., None], 3, -1), np.full((h, gap, 3), 255, np.uint8)]
     return np.concatenate(parts[:-1], axis=1)
 
-
-def _heat(d:np.ndarray) -> np.ndarray:
+# %% ../nbs/09_widgets.ipynb #f93fd640
+def _heat(d:np.ndarray, # absolute differences [H, W] in [0, 1]
+         ) -> np.ndarray:
     "Absolute-difference map [H, W] in [0, 1] as an RGB uint8 image (magma colour map)."
     import matplotlib
     return (matplotlib.colormaps['magma'](np.clip(d, 0, 1))[..., :3] * 255).astype(np.uint8)
 
-
+# %% ../nbs/09_widgets.ipynb #d1d2ed52
 def bar_image(values, # one bar per value
               height:int=60, # pixels
               bar:int=4, # bar width in pixels
@@ -200,6 +240,58 @@ def bar_image(values, # one bar per value
             (31, 119, 180)
     return img
 
+# %% ../nbs/09_widgets.ipynb #9e20489c
+def _explorer_codes(model:nn.Module, # a trained model
+                    dataset:FactorDataset, # its dataset
+                    n:int, # images drawn
+                    seed:int, # which images
+                   ) -> tuple:
+    "The explorer's images, their aggregate posterior's mean and std, their codes and the active latents."
+    check(isinstance(dataset, FactorDataset), f'dataset must be a FactorDataset, got {type(dataset).__name__}')
+    g = torch.Generator().manual_seed(seed)
+    x = model_images(model, dataset.images(torch.randint(len(dataset), (n,), generator=g)))
+    agg = aggregate_posterior(model, x)
+    check(torch.isfinite(agg['mean']).all() and torch.isfinite(agg['std']).all(),
+          'the latent range contains NaN or '
+          'infinite values: the model gives non-finite codes for these images')
+    active = active_latents(model, x)['active']
+    return x, agg['mean'], agg['std'], agg['codes'], active
+
+# %% ../nbs/09_widgets.ipynb #6a96b5be
+def _decoder_sites(model:nn.Module, # a model with HookPoints
+                  ) -> list[str]:
+    "The model's decoder hook points, the sites the explorer offers for its mediation plot."
+    from vaecausal_nb.hooks import hook_points
+    return [s for s in hook_points(model) if s.startswith('decoder.')]
+
+# %% ../nbs/09_widgets.ipynb #5e427d47
+def _explorer_controls(n_latents:int, # latents in a code
+                       active:np.ndarray, # which latents are active (the others are marked passive)
+                       n:int, # images to choose from
+                       sites:list[str], # decoder sites for the mediation plot
+                       site:str|None, # the site shown first (None: none)
+                       circuit:bool, # whether the latent's circuit is drawn at first
+                      ) -> tuple:
+    "The explorer's controls: latent, value (σ), image, site and circuit check box."
+    import ipywidgets as W
+    latent = W.Dropdown(options=[(f'z{i}' + ('' if active[i] else ' (passive)'), i) for i in range(n_latents)],
+                        value=int(np.argmax(active)) if active.any() else 0, description='latent')
+    k = W.FloatSlider(value=2.0, min=-6, max=6, step=0.1, description='value (σ)', readout_format='+.1f')
+    index = W.IntSlider(value=0, min=0, max=n - 1, description='image')
+    site_box = W.Dropdown(options=sites or ['(none)'], value=site or '(none)', description='site')
+    show_circuit = W.Checkbox(value=circuit, description="latent's circuit", indent=False)
+    return latent, k, index, site_box, show_circuit
+
+# %% ../nbs/09_widgets.ipynb #bc4d047e
+def _explorer_panel(controls:tuple, # latent, value, image, site and circuit controls (`_explorer_controls`)
+                    views:list, # the widgets below them, top to bottom
+                   ):
+    "The explorer's widget: its controls in two rows, a caption, then the views."
+    import ipywidgets as W
+    latent, k, index, site_box, show_circuit = controls
+    return W.VBox([W.HBox([latent, k]), W.HBox([index, site_box, show_circuit]),
+                   W.HTML('<small>base · do(z_i = v) · |difference|</small>'), *views])
+
 # %% ../nbs/09_widgets.ipynb #eb12b98f
 class InterventionExplorer:
     """Pick a latent and a value: base vs do(z_i = v) images, the pixel difference, the probe's factor changes and the
@@ -214,46 +306,21 @@ class InterventionExplorer:
                  circuit:bool=True, # show the latent's circuit (circuits.latent_circuits) among the NIE bars
                 ):
         import ipywidgets as W
-
-        from vaecausal_nb.hooks import hook_points
         self.model, self.ds, self.probe, self.scale, self.last_ms = model.eval(), dataset, probe, scale, float('nan')
         self.error, self.image = W.HTML(), W.Image(format='png')
         self.factors, self.nie_image = W.HTML(), W.Image(format='png')
         self.nie_label, self._circuits = W.HTML(), {}
-        try:
-            check(isinstance(dataset, FactorDataset), f'dataset must be a FactorDataset, got {type(dataset).__name__}')
-            g = torch.Generator().manual_seed(seed)
-            self.x = model_images(model, dataset.images(torch.randint(len(dataset), (n,), generator=g)))
-            agg = aggregate_posterior(model, self.x)
-            self.mean, self.std = agg['mean'], agg['std']
-            check(torch.isfinite(self.mean).all() and torch.isfinite(self.std).all(),
-                  'the latent range contains NaN or '
-                  'infinite values: the model gives non-finite codes for these images')
-            self.codes = agg['codes']
-            active = active_latents(model, self.x)['active']
+        try: self.x, self.mean, self.std, self.codes, active = _explorer_codes(model, dataset, n, seed)
         except VaeCausalError as e:
             self.error.value = _error_html(e); self.widget = W.VBox([self.error]); return
-        sites = [s for s in hook_points(model) if s.startswith('decoder.')]
+        sites = _decoder_sites(model)
         default = DECODER_SITE if DECODER_SITE in sites else (sites[0] if sites else None)
         self.site = site if site is not None else default
-        L = self.codes.shape[1]
-        self.latent = W.Dropdown(options=[(f'z{i}' + ('' if active[i] else ' (passive)'), i) for i in range(L)],
-                                 value=int(np.argmax(active)) if active.any() else 0, description='latent')
-        self.k = W.FloatSlider(value=2.0, min=-6, max=6, step=0.1, description='value (σ)', readout_format='+.1f')
-        self.index = W.IntSlider(value=0, min=0, max=n - 1, description='image')
-        self.site_box = W.Dropdown(options=sites or ['(none)'], value=self.site or '(none)', description='site')
-        self.show_circuit = W.Checkbox(value=circuit, description="latent's circuit", indent=False)
-        for w in (self.latent, self.k, self.index, self.site_box, self.show_circuit):
-            w.observe(self._update, names='value')
-        self.widget = W.VBox([W.HBox([self.latent, self.k]), W.HBox([self.index, self.site_box, self.show_circuit]),
-                              W.HTML('<small>base · do(z_i = v) · |difference|</small>'), self.image, self.factors,
-                                  self.nie_label, self.nie_image, self.error])
+        controls = _explorer_controls(self.codes.shape[1], active, n, sites, self.site, circuit)
+        self.latent, self.k, self.index, self.site_box, self.show_circuit = controls
+        for w in controls: w.observe(self._update, names='value')
+        self.widget = _explorer_panel(controls, [self.image, self.factors, self.nie_label, self.nie_image, self.error])
         self._update()
-
-    def _ipython_display_(self):
-        from IPython.display import display
-        if os.environ.get('IN_TEST'): return           # nbdev_test: no front end to draw in (it would print a repr)
-        display(self.widget)
 
 # %% ../nbs/09_widgets.ipynb #7267438f
 @patch
@@ -274,17 +341,6 @@ def state(self:InterventionExplorer) -> dict:
         reader = circuit_reader(self.site_box.value)
         if self.show_circuit.value and reader is not None: out['circuit'] = self.circuit(i, reader)
     return out
-
-@patch
-def circuit(self:InterventionExplorer, i:int, # the latent
-            reader:str, # the layer reading the site's channels (circuits.circuit_reader)
-           ) -> list[int]:
-    "Latent i's circuit at `reader` over the explorer's first 32 images (computed once per latent and site)."
-    if (i, reader) not in self._circuits:
-        one = np.zeros(self.codes.shape[1], bool); one[i] = True
-        lc = latent_circuits(self.model, self.x[:32], reader=reader, active=one)
-        self._circuits[(i, reader)] = lc.circuit[0] if len(lc) else []
-    return self._circuits[(i, reader)]
 
 # %% ../nbs/09_widgets.ipynb #596565f3
 @patch
@@ -307,3 +363,22 @@ def _update(self:InterventionExplorer, *_):
         self.error.value = ''
     except VaeCausalError as e: self.error.value = _error_html(e)
     self.last_ms = 1000 * (time.perf_counter() - t)
+
+# %% ../nbs/09_widgets.ipynb #e0b55bd0
+@patch
+def circuit(self:InterventionExplorer, i:int, # the latent
+            reader:str, # the layer reading the site's channels (circuits.circuit_reader)
+           ) -> list[int]:
+    "Latent i's circuit at `reader` over the explorer's first 32 images (computed once per latent and site)."
+    if (i, reader) not in self._circuits:
+        one = np.zeros(self.codes.shape[1], bool); one[i] = True
+        lc = latent_circuits(self.model, self.x[:32], reader=reader, active=one)
+        self._circuits[(i, reader)] = lc.circuit[0] if len(lc) else []
+    return self._circuits[(i, reader)]
+
+# %% ../nbs/09_widgets.ipynb #68280622
+@patch
+def _ipython_display_(self:InterventionExplorer): # noqa: F811 (@patch adds it to this class; LatentSliders has its own)
+    from IPython.display import display
+    if os.environ.get('IN_TEST'): return           # nbdev_test: no front end to draw in (it would print a repr)
+    display(self.widget)
