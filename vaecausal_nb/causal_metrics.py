@@ -24,10 +24,10 @@ from .interventions import (
 from .models import DECODER_SITE, kl_normal
 
 # %% auto #0
-__all__ = ['MIN_FACTOR_EFFECT', 'AXIS_KEYS', 'AXIS_BASES', 'MetricResult', 'slot_codewords', 'intervention_values',
-           'active_latents', 'as_mask', 'active_mask', 'ces', 'pixel_specificity', 'intervention_specificity',
-           'factor_pixel_specificity', 'causal_profile', 'circuit_modularity', 'RotatedLatents', 'random_orthogonal',
-           'axis_baseline', 'causal_summary']
+__all__ = ['MIN_FACTOR_EFFECT', 'AXIS_KEYS', 'AXIS_BASES', 'MAX_AXIS_BASES', 'MetricResult', 'slot_codewords',
+           'intervention_values', 'active_latents', 'as_mask', 'active_mask', 'ces', 'pixel_specificity',
+           'intervention_specificity', 'factor_pixel_specificity', 'causal_profile', 'circuit_modularity',
+           'RotatedLatents', 'random_orthogonal', 'check_axis_bases', 'axis_baseline', 'causal_summary']
 
 # %% ../nbs/07_causal_metrics.ipynb #ec90f8b4
 @dataclass
@@ -203,7 +203,7 @@ def _summary(per_latent, # one value per latent
 # %% ../nbs/07_causal_metrics.ipynb #57c317f9
 def _ces_result(e:dict) -> MetricResult:
     c = _summary(e['ces'], e['active'])
-    total = float(e['ces'][e['active']].sum()) if e['active'].any() else float('nan')
+    total = float(e['ces'][e['active']].sum())                      # no active latent: no effect, 0
     return MetricResult('ces', e['ces'], c, e['active'], {'recon_rmse': e['recon_rmse'], 'all_latents': e['ces'],
                                                            'ces_total': total,
                                                            'ces_per_recon': c / max(e['recon_rmse'], 1e-12)})
@@ -389,6 +389,20 @@ def circuit_modularity(model:nn.Module, # a trained model with hook points in it
     return MetricResult('modularity', per, value, act, {'mediators': M, 'site': site, 'cosine': C,
                         **_modularity_uncertainty(Mi[idx], value, n_boot, n_null, seed)})
 
+# %% ../nbs/07_causal_metrics.ipynb #bca8b60e
+def _rotation_mask(active, # boolean mask [L] of the active latents
+                   mean:torch.Tensor, # aggregate-posterior means [L]
+                   std:torch.Tensor, # aggregate-posterior standard deviations [L]
+                  ) -> np.ndarray:
+    "The active mask, checked against the means and stds it standardises (one [L] each, every active std > 0)."
+    a = as_mask(active)
+    check(a is not None, 'active must be the boolean mask of the active latents (active_latents(model, x).active)')
+    check(mean.shape == std.shape == (len(a),), f'mean and std must have one entry per latent ({len(a)}), got '
+          f'{list(mean.shape)} and {list(std.shape)} (aggregate_posterior(model, x))')
+    check(bool((std[torch.as_tensor(a)] > 0).all()), 'every active latent needs a std > 0 to be standardised; '
+          'a latent whose code never varies is passive (leave it out of active)')
+    return a
+
 # %% ../nbs/07_causal_metrics.ipynb #6e68b3b8
 class RotatedLatents(nn.Module):
     """`model` read in another orthonormal basis `Q` of its active latent subspace, in standardised units: code
@@ -400,9 +414,12 @@ class RotatedLatents(nn.Module):
                  Q:torch.Tensor, # orthogonal [k, k], k = number of active latents
                 ):
         super().__init__()
-        A = np.flatnonzero(as_mask(active))
-        check(tuple(Q.shape) == (len(A), len(A)), f'Q must be [{len(A)}, {len(A)}] (one row per active latent), '
-              f'got {list(Q.shape)}')
+        check(not is_quantised(model) and has_gaussian_posterior(model), 'RotatedLatents reads models of the VAE '
+              f'family (encode returns mu, logvar); {type(model).__name__} has a quantised or deterministic code')
+        A, Q = np.flatnonzero(_rotation_mask(active, mean, std)), torch.as_tensor(Q, dtype=torch.float32)
+        check(tuple(Q.shape) == (len(A), len(A)) and torch.allclose(Q.T @ Q, torch.eye(len(A)), atol=1e-4),
+              f'Q must be an orthogonal [{len(A)}, {len(A)}] matrix (one row per active latent), e.g. '
+              f'random_orthogonal({len(A)}, generator); got shape {list(Q.shape)}')
         for name, child in model.named_children(): self.add_module(name, child)   # the same modules and site names
         object.__setattr__(self, 'base', model)                                     # not a second copy of its weights
         self.image_shape, self.latent_dim = getattr(model, 'image_shape', None), getattr(model, 'latent_dim', None)
@@ -483,9 +500,22 @@ def _axis_excess(stat:str, # the statistic's name (the columns' prefix)
     values = (own - float(np.nanmean(d)), float(np.nanmean(d)), float(lo), float(hi))
     return {f'{stat}_axis_{k}': v for k, v in zip(AXIS_KEYS, values)}
 
-# %% ../nbs/07_causal_metrics.ipynb #e4a15360
-AXIS_BASES = 2     # random bases per axis baseline (the study's default: ample for 10 latents, see the text)
+# %% ../nbs/07_causal_metrics.ipynb #c7de2d6a
+AXIS_BASES = 2         # random bases per axis baseline (the study's default: ample for 10 latents, see the text)
+MAX_AXIS_BASES = 64    # 32 × the default: past it a typo would cost hours
 
+def check_axis_bases(bases, # a number of random bases
+                     what:str='axis_bases', # its name in the message
+                     zero:bool=True, # whether 0 (no axis baseline) is allowed
+                    ) -> int:
+    "`bases` as an int in 0..MAX_AXIS_BASES (1.. without `zero`); one clear error otherwise."
+    lo = 0 if zero else 1
+    whole = isinstance(bases, (int, np.integer)) and not isinstance(bases, (bool, np.bool_))
+    ok = whole and lo <= bases <= MAX_AXIS_BASES
+    check(ok, f'{what} must be an integer in {lo}..{MAX_AXIS_BASES}{" (0: no axis baseline)" * zero}, got {bases!r}')
+    return int(bases)
+
+# %% ../nbs/07_causal_metrics.ipynb #e4a15360
 def axis_baseline(model:nn.Module, # a trained model of the VAE family
                   x:torch.Tensor, # images [N, C, H, W] (float)
                   probe:Callable|None=None, # the factor probe (None: no factor-level specificity)
@@ -497,7 +527,7 @@ def axis_baseline(model:nn.Module, # a trained model of the VAE family
                   own:dict|None=None, # the axes' statistics if already measured (as `_axis_stats` returns them)
                  ) -> dict:
     "Specificity's and modularity's excess on the model's axes over random bases of its active subspace."
-    check(isinstance(bases, int) and bases >= 1, f'bases must be a positive integer, got {bases!r}')
+    bases = check_axis_bases(bases, 'bases', zero=False)
     stats = ['specificity_pixel'] + ['specificity_factor'] * (probe is not None) + ['modularity']
     nan = {k: v for s in stats for k, v in _axis_excess(s, float('nan'), []).items()}
     if is_quantised(model) or not has_gaussian_posterior(model): return nan     # slots of codewords: no rotation
@@ -519,6 +549,7 @@ def causal_summary(model:nn.Module, # a trained model
                    axis_bases:int=AXIS_BASES, # random bases of the axis baseline (0: not measured, NaN)
                   ) -> dict:
     "Every causal metric of a model on images `x` as flat floats: n_active, ces, specificities, modularity (+ extras)."
+    axis_bases = check_axis_bases(axis_bases)
     act = active_latents(model, x)
     results = [act, *causal_profile(model, x, probe=probe, active=act.active).values()]    # one latent sweep
     t = time.perf_counter()

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from .core import VaeCausalError, cache_root, check, free_memory, same_device, to_device
 
 # %% auto #0
-__all__ = ['DATA_ENV', 'DATASETS', 'PROCEDURAL', 'RESIDENT_SHARE', 'to_float', 'FactorDataset', 'built_once', 'render_sprites',
-           'paste_patches', 'ProceduralDSprites', 'mosaic', 'grid_rows', 'grid_labels', 'image_grid',
+__all__ = ['DATA_ENV', 'DATASETS', 'PROCEDURAL', 'LOAD_OPTIONS', 'RESIDENT_SHARE', 'to_float', 'FactorDataset', 'built_once',
+           'render_sprites', 'paste_patches', 'ProceduralDSprites', 'mosaic', 'grid_rows', 'grid_labels', 'image_grid',
            'traversal_factors', 'show_traversals', 'hsv_to_rgb', 'shapes3d_background', 'shapes3d_objects',
            'ProceduralShapes3D', 'mpi3d_sprites', 'ProceduralMPI3D', 'data_root', 'dataset_key', 'load_dataset',
            'random_batch', 'fixed_factor_batch', 'counterfactual_pairs', 'BatchIterator', 'should_materialise',
@@ -572,21 +572,39 @@ def dataset_key(name:str, # a dataset name in any case, with or without '-' and 
     check(key in DATASETS, f'unknown dataset {name!r}; choose one of {", ".join(DATASETS)}')
     return key
 
+# %% ../nbs/01_data.ipynb #6badf367
+LOAD_OPTIONS = {'smallnorb': ('split', 'size'), 'celeba': ('size',), 'mpi3d': ('grid',)}   # the real loaders' options
+
+def _check_load_options(key:str, # a canonical dataset name
+                        procedural, # load_dataset's procedural
+                        variant, # load_dataset's variant
+                        kw:dict, # its other keywords
+                       ):
+    "One clear error for a `load_dataset` option that is not one (or not this dataset's)."
+    check(procedural in (None, True, False), f'procedural must be True, False or None, got {procedural!r}')
+    check(key != 'mpi3d' or variant in ('toy', 'realistic', 'real'),
+          f"MPI3D variant must be one of 'toy', 'realistic', 'real', got {variant!r}")
+    bad = [k for k in kw if k not in LOAD_OPTIONS.get(key, ())]
+    check(not bad, f'{key} takes no option {", ".join(map(repr, bad))} (its options: '
+          f'{", ".join(LOAD_OPTIONS.get(key, ())) or "none"})')
+
 # %% ../nbs/01_data.ipynb #8a0d01a4
 def load_dataset(name:str, # one of 'dsprites', 'shapes3d', 'mpi3d', 'smallnorb', 'celeba'
                  root:str|Path|None=None, # data folder (default: $VAECAUSAL_DATA, then ~/.cache/vaecausal_nb/data)
                  procedural:bool|None=None, # True: generator; False: real file required; None: file if present
                  variant:str='toy', # MPI3D only: 'toy', 'realistic' or 'real'
                  device='cpu', # where images are produced
-                 **kw) -> FactorDataset:
+                 **kw, # the real files' loader's options (LOAD_OPTIONS): smallnorb split, size; celeba size
+                ) -> FactorDataset:
     "A `FactorDataset` by name: the real file when found, else (dSprites/Shapes3D/MPI3D) the procedural generator."
     key = dataset_key(name)
+    _check_load_options(key, procedural, variant, kw)
     root = data_root(root)
     if procedural:
         check(key in PROCEDURAL,
               f'{key} has no procedural generator (only {", ".join(PROCEDURAL)}); give its files instead')
         return PROCEDURAL[key](device=device)
-    from vaecausal_nb.files import read_real    # the readers build on this module, so they are imported when needed
+    from vaecausal_nb.files import read_real    # files builds on this module: the one import of a module below
     found = read_real(key, root, variant=variant, required=procedural is False, **kw)
     return found.to(device) if found is not None else PROCEDURAL[key](device=device)
 

@@ -243,9 +243,6 @@ _NORB_MAGIC = {0x1E3D4C55: np.uint8, 0x1E3D4C54: np.int32}
 NORB_SPLITS = {'training': 'smallnorb-5x46789x9x18x6x2x96x96-training',
                'testing': 'smallnorb-5x01235x9x18x6x2x96x96-testing'}
 
-NORB_SPLITS = {'training': 'smallnorb-5x46789x9x18x6x2x96x96-training',
-               'testing': 'smallnorb-5x01235x9x18x6x2x96x96-testing'}
-
 def read_norb_matrix(path:str|Path) -> np.ndarray:
     "Read one NYU binary-matrix file (`-dat`, `-cat` or `-info`, optionally gzipped)."
     path = Path(path)

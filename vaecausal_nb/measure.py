@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .causal_metrics import AXIS_BASES, causal_summary
+from .causal_metrics import AXIS_BASES, causal_summary, check_axis_bases
 from .core import VaeCausalError, check, claim_files, logger, settings_key, write_owned
 from .data import load_dataset, random_batch, to_float
 from .metrics import METRICS, SIZES, evaluate, resolve_sizes
@@ -21,9 +21,9 @@ from .probes import factor_probe
 from .train import check_time, load_run
 
 # %% auto #0
-__all__ = ['MAX_POINTS', 'MAX_CAUSAL_IMAGES', 'MAX_MODULARITY_IMAGES', 'MAX_PROBE_STEPS', 'MAX_AXIS_BASES', 'BETA_VAE_MIN_TRAIN',
-           'SUMMARY_SEED', 'CAUSAL_SEED', 'check_measure_sizes', 'check_metric_sizes', 'causal_images', 'loss_summary',
-           'measure', 'measurement_settings', 'measurement_path', 'measure_run']
+__all__ = ['MAX_POINTS', 'MAX_CAUSAL_IMAGES', 'MAX_MODULARITY_IMAGES', 'MAX_PROBE_STEPS', 'BETA_VAE_MIN_TRAIN', 'SUMMARY_SEED',
+           'CAUSAL_SEED', 'check_measure_sizes', 'check_metric_sizes', 'causal_images', 'loss_summary', 'measure',
+           'measurement_settings', 'measurement_path', 'measure_run']
 
 # %% ../nbs/07c_measure.ipynb #2b4d5cd7
 # Upper bounds on what one measurement holds at once: past them a typo (1e9) would end in an out-of-memory kill
@@ -31,7 +31,6 @@ MAX_POINTS = 100_000          # a metric size: 10 × disentanglement_lib's refer
 MAX_CAUSAL_IMAGES = 4096      # 8 × the paper preset's 512
 MAX_MODULARITY_IMAGES = 256   # 4 × the paper preset's 64
 MAX_PROBE_STEPS = 100_000     # 20 × the paper preset's 5,000
-MAX_AXIS_BASES = 64           # 32 × the study's default
 
 # %% ../nbs/07c_measure.ipynb #fc18b097
 def check_measure_sizes(metric_sizes:str|dict, # metric sizes (a name in metrics.SIZES or a dict)
@@ -168,17 +167,17 @@ def measurement_settings(sizes:str|dict='quick', # 'quick', 'fast', 'standard', 
     "The settings of a measurement, checked (one clear error each), in the form of a study job's 'eval'."
     sizes = _parse_sizes(sizes)
     for k, v, lo in (('causal_images', causal_images, 2), ('modularity_images', modularity_images, 2),
-                     ('probe_steps', probe_steps, 1), ('axis_bases', axis_bases, 0)):
+                     ('probe_steps', probe_steps, 1)):
         check(isinstance(v, int) and not isinstance(v, bool) and v >= lo, f'{k} must be an integer >= {lo}, got {v!r}')
     check(isinstance(metrics, (tuple, list)) and len(metrics) > 0, f'metrics must name at least one of '
           f'{", ".join(METRICS)} (a list or tuple), got {metrics!r}')
     bad = [m for m in metrics if m not in METRICS]
     check(not bad, f'unknown metric(s) {", ".join(map(repr, bad))}; choose among {", ".join(METRICS)}')
     check_measure_sizes(sizes, causal_images, modularity_images, probe_steps)
-    check(axis_bases <= MAX_AXIS_BASES, f'axis_bases must be at most {MAX_AXIS_BASES}, got {axis_bases}')
+    axis_bases = check_axis_bases(axis_bases)
     out = {'metric_sizes': sizes, 'causal_images': causal_images, 'modularity_images': modularity_images,
            'probe_steps': probe_steps}
-    if axis_bases != AXIS_BASES: out['axis_bases'] = axis_bases       # absent at the default: keys stay as they were
+    if axis_bases != AXIS_BASES: out['axis_bases'] = axis_bases       # named only when not the default (as jobs do)
     return out | ({'metrics': [m for m in METRICS if m in metrics]} if set(metrics) != set(METRICS) else {})
 
 # %% ../nbs/07c_measure.ipynb #6331ecef

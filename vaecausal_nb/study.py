@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING
 # %% auto #0
 __all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'CPU_HPARAMS', 'SWEEP', 'CAPACITY_DIMS', 'PILOT_SWEEP', 'PRESETS', 'UNFINISHED',
            'ROW_TEXT', 'ROW_FLAGS', 'UNIT_METRICS', 'ROW_NEEDS', 'StudySpec', 'configurations', 'preset', 'run_key',
-           'jobs', 'run_job', 'fleets', 'run_fleet', 'config_label', 'load_results', 'study_status', 'study_specs',
-           'run_study', 'plan_study']
+           'jobs', 'machine_label', 'run_job', 'fleets', 'run_fleet', 'config_label', 'load_results', 'study_status',
+           'study_specs', 'run_study', 'read_rows_file', 'import_rows', 'plan_study']
 
 # %% ../nbs/10_study.ipynb #e830f402
 from fastcore.basics import patch
 import torch
 
 import vaecausal_nb.data as data_module
-from .causal_metrics import AXIS_BASES
+from .causal_metrics import AXIS_BASES, check_axis_bases
 from .controls import CONTROLS, FIXED_VARIANCE, control_measures
 from .interventions import save_traversal
 from .core import (
@@ -40,7 +40,7 @@ from .core import (
 from .data import DATASETS, PROCEDURAL, load_dataset
 from .metrics import METRICS, SIZES, dci_many, resolve_sizes
 from .models import ARCHS, MODELS, check_hparams
-from .measure import MAX_AXIS_BASES, causal_images, check_measure_sizes, check_metric_sizes, measure
+from .measure import causal_images, check_measure_sizes, check_metric_sizes, measure
 from .probes import factor_probe, train_probe
 from .fleet import STRUCTURAL, fleet_capacity, fleet_timing, train_fleet
 from .train import OutOfTime, TrainConfig, check_time, deadline, time_up, train
@@ -191,9 +191,7 @@ def _check_sizes(spec:StudySpec, # the spec checked
     check(spec.causal_images >= 2 and spec.modularity_images >= 2,
           'causal_images and modularity_images must be at least 2')
     check_measure_sizes(spec.metric_sizes, spec.causal_images, spec.modularity_images, spec.probe_steps)  # not too many
-    b = spec.axis_bases
-    check(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= MAX_AXIS_BASES,
-          f'axis_bases must be an integer in 0..{MAX_AXIS_BASES} (0: no axis baseline), got {b!r}')
+    check_axis_bases(spec.axis_bases)
 
 # %% ../nbs/10_study.ipynb #e75d0ef2
 @patch
@@ -413,6 +411,14 @@ def _run_lock(path:Path, run_dir:Path):
         try: yield
         finally: path.unlink(missing_ok=True)            # still ours while we hold the lock: remove it with the run
 
+# %% ../nbs/10_study.ipynb #333589cf
+def machine_label(device:torch.device, # the device a run trained and was measured on
+                 ) -> str:
+    "`host (device)`: the machine and the device of a row (a CUDA device by its name)."
+    import socket
+    what = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'cpu, {os.cpu_count()} cores'
+    return f'{socket.gethostname()} ({what})'
+
 # %% ../nbs/10_study.ipynb #86f9092c
 def _measure_row(job, root, d, run, ds, t_train:float, fleet_size:int=1, dci_later=None, n_jobs:int=1,
                  until=None) -> dict:
@@ -434,7 +440,8 @@ def _measure_row(job, root, d, run, ds, t_train:float, fleet_size:int=1, dci_lat
            'latent_dim': cfg.latent_dim, 'seed': cfg.seed, 'steps': cfg.steps, 'precision': cfg.precision,
            'variant': 'fixed_variance' if cfg.hparams.get('posterior_var') is not None else 'standard',
            'hparams': json.dumps(cfg.hparams, sort_keys=True), 'threads': torch.get_num_threads(),
-           **m, 'seconds_train': t_train, 'fleet_size': fleet_size}
+           **m, 'seconds_train': t_train, 'fleet_size': fleet_size, 'version': job['version'],
+           'machine': machine_label(next(run.model.parameters()).device)}
     return row
 
 # %% ../nbs/10_study.ipynb #d4032135
@@ -603,7 +610,8 @@ def config_label(arch:str, # the architecture
                      *([f'{int(steps)} steps'] if steps else [])])
 
 # %% ../nbs/10_study.ipynb #d7aa4ec9
-ROW_TEXT = ('key', 'name', 'arch', 'dataset', 'hparams', 'precision', 'variant')   # a row's text; the rest are numbers
+ROW_TEXT = ('key', 'name', 'arch', 'dataset', 'hparams', 'precision', 'variant', 'machine',
+            'imported_from')          # a row's text; the rest are numbers
 ROW_FLAGS = ('procedural',)           # true or false; every other number is one (a metric of true is a mistake)
 UNIT_METRICS = ('dci_disentanglement', 'dci_completeness', 'dci_informativeness_train', 'dci_informativeness_test',
                 'mig', 'sap', 'factor_vae', 'beta_vae', 'irs')    # each in [0, 1] by its definition
@@ -805,11 +813,13 @@ def _check_run_args(backend:str, # 'local' or 'ray'
 def _study_jobs(spec:StudySpec, # the study
                 root:Path, # its root
                 backend:str, # the backend (for the log line)
+                imports:tuple=(), # results.csv files whose finished runs join the root first (`import_rows`)
                ) -> tuple[list, list]:
     """Every job of `spec`, and those not finished under `root`, once `root` is checked to be (or made) its study
     root."""
     todo_all = jobs(spec)                      # resolves the datasets: a missing file fails here, before any write
     _check_root(root, spec)
+    for f in imports: import_rows(root, spec, f)       # all or nothing each, before anything trains
     todo = [j for j in todo_all if not (root / 'runs' / j['name'] / 'metrics.json').exists()]
     logger.info(f'study {spec.name!r} in {root}: {len(todo_all)} runs, {len(todo_all) - len(todo)} already finished, '
                 f'{len(todo)} to do ({backend})')
@@ -862,6 +872,16 @@ def _report_outcome(failed:dict, # key -> error of each failed run
     if unfinished: logger.info(f'{len(unfinished)} of {len(todo)} runs unfinished at the time limit '
                                f'({time_limit:g} s): run the study again to go on from their checkpoints')
 
+# %% ../nbs/10_study.ipynb #85c71c54
+def _study_results(root:Path, # the study root
+                   todo_all:list, # every job of the spec
+                   unfinished:set, # the keys of the runs a time limit left unfinished
+                  ) -> 'pandas.DataFrame':
+    "The spec's finished rows (`load_results`), with `attrs['unfinished']`: how many runs a time limit left."
+    df = load_results(root, keys={j['key'] for j in todo_all})
+    df.attrs['unfinished'] = len(unfinished)
+    return df
+
 # %% ../nbs/10_study.ipynb #b04ef729
 def run_study(spec:StudySpec|str, # a StudySpec or a preset name
               root:str|Path|None=None, # the study root (runs, probes, report); default study_runs/<spec name>
@@ -873,6 +893,7 @@ def run_study(spec:StudySpec|str, # a StudySpec or a preset name
               progress:bool=True, # tqdm bar over runs
               fleet:int|str=1, # members per fleet (1: each run alone; 'auto': what fits in the free device memory)
               time_limit:float|None=None, # seconds: then training stops at a checkpoint, no run starts (None: none)
+              imports:tuple=(), # results.csv files of other machines whose finished runs join the root first
              ) -> 'pandas.DataFrame':
     """Run every unfinished job of `spec` under `root` (finished runs are skipped, interrupted ones resumed); returns
     `load_results(root)` for this spec, with `attrs['unfinished']` the runs left for another call by `time_limit`."""
@@ -882,7 +903,7 @@ def run_study(spec:StudySpec|str, # a StudySpec or a preset name
     workers = _check_run_args(backend, workers, fleet, time_limit)
     until = deadline(time_limit)
     root = Path(root) if root is not None else Path('study_runs') / spec.name
-    todo_all, todo = _study_jobs(spec, root, backend)
+    todo_all, todo = _study_jobs(spec, root, backend, imports)
     _train_probes(root, spec, todo, until)   # probes first: one per dataset, never trained twice at once
     units = [[j] for j in todo] if fleet == 1 else fleets(todo, fleet, workers if backend == 'local' else 1)
     bar = tqdm(total=len(todo), desc=f'study {spec.name}', disable=not progress or not todo)   # no empty 0it bar
@@ -890,9 +911,63 @@ def run_study(spec:StudySpec|str, # a StudySpec or a preset name
     _run_units(units, root, backend, workers, address, cpus_per_run, gpus_per_run, done, until, bar)
     bar.close()
     _report_outcome(failed, unfinished, todo, time_limit)
-    df = load_results(root, keys={j['key'] for j in todo_all})
-    df.attrs['unfinished'] = len(unfinished)
-    return df
+    return _study_results(root, todo_all, unfinished)
+
+# %% ../nbs/10_study.ipynb #c9adfb1e
+def read_rows_file(path:str|Path, # a results.csv written by a study report (`report.write_report`)
+                  ) -> list[dict]:
+    "The rows of a results CSV as their metrics.json held them (an empty cell: no value); one clear error if not one."
+    import pandas as pd
+    path = Path(path)
+    check(path.is_file(), f'{path}: no such file (give the results.csv of a study report, from any machine)')
+    try: df = pd.read_csv(path, dtype={k: str for k in ROW_TEXT})
+    except Exception as e:
+        why = f'{type(e).__name__}: {str(e).strip()}'
+        raise VaeCausalError(f"{path} cannot be read as a results CSV ({why}); give a report's results.csv") from None
+    miss = [k for k in ROW_NEEDS if k not in df.columns]
+    check(not miss, f'{path} is not a study results file (no column {", ".join(miss)}); give the results.csv a study '
+          'report wrote')
+    df = df.drop(columns=[c for c in ('config',) if c in df])        # load_results adds it; a run's row has none
+    def value(v): return v.item() if hasattr(v, 'item') else v
+    return [{k: value(v) for k, v in r.items() if not pd.isna(v)} for r in df.to_dict('records')]
+
+# %% ../nbs/10_study.ipynb #fb77333f
+def _check_import(rows:list[dict], # from `read_rows_file`
+                  path:Path, # the file (named in the messages)
+                  wanted:dict, # run key -> job of the study's spec
+                  version:int, # the spec's version
+                 ):
+    "Every row a run of the spec, checked like a metrics.json, each key once; one clear error naming the line."
+    seen = {}
+    for line, row in enumerate(rows, 2):                            # line 1 is the header
+        where, no = f'{path}, line {line}', 'nothing was imported'
+        why = _row_problem(row) or next((f'no {k}' for k in ROW_NEEDS if k not in row), None)
+        check(why is None, f'{where} is not a run\'s results ({why}): the line is damaged; {no}')
+        check(row.get('version', version) == version, f'{where} was measured under study spec version '
+              f'{row.get("version")}, and this study is version {version}; {no}')
+        job = wanted.get(row['key'])
+        check(job is not None, f'{where}: run {row["name"]} (key {row["key"]}) is not a run of this study\'s spec: '
+              f'the file comes from another spec, preset or package version; {no}')
+        check(job['name'] == row['name'], f'{where}: key {row["key"]} is run {job["name"]}, not {row["name"]}; {no}')
+        check(row['key'] not in seen, f'{where} repeats the run of line {seen.get(row["key"])} ({row["name"]}): a row '
+              f'is imported once; {no}')
+        seen[row['key']] = line
+
+# %% ../nbs/10_study.ipynb #0c2dfc37
+def import_rows(root:str|Path, # the study root the rows join
+                spec:StudySpec, # its spec (the rows must be its runs)
+                path:str|Path, # a results.csv from another machine (`read_rows_file`)
+               ) -> dict:
+    "Take the finished runs of `path` into `root` (checked first: all or nothing); runs finished in `root` are kept."
+    spec.validate(); root, path = Path(root), Path(path)
+    rows = read_rows_file(path)
+    _check_import(rows, path, {j['key']: j for j in jobs(spec)}, spec.version)
+    _check_root(root, spec)
+    new = [r for r in rows if not (root / 'runs' / r['name'] / 'metrics.json').exists()]
+    for r in new: save_json({**r, 'imported_from': r.get('imported_from', str(path.resolve()))},
+                            root / 'runs' / r['name'] / 'metrics.json')
+    logger.info(f'imported {len(new)} runs from {path} into {root} ({len(rows) - len(new)} were already finished)')
+    return {'imported': len(new), 'already finished': len(rows) - len(new)}
 
 # %% ../nbs/10_study.ipynb #e0b8401a
 def _unit_kinds(units:list[list[dict]], shapes:dict) -> dict:
