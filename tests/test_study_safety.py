@@ -209,3 +209,21 @@ def test_measure_refuses_the_users_file_of_that_name(tmp_path):
     before = snapshot(run)
     one_line_error(cli('measure', run), f'{run} holds {name}, which vaecausal_nb did not write there')
     assert snapshot(run) == before                                  # refused before the probe or any metric ran
+
+
+def test_study_imports_the_runs_of_another_machine(tmp_path):
+    "A report's results.csv finishes the same spec in another root without training; another spec's is refused."
+    spec, gpu, laptop = spec_file(tmp_path, seeds=[0]), tmp_path / 'gpu', tmp_path / 'laptop'
+    assert cli('study', '--spec', spec, '--out', gpu, '--workers', '1', '--no-progress').returncode == 0
+    shared = gpu / 'results.csv'
+    r = cli('study', '--spec', spec, '--out', laptop, '--import', shared, '--workers', '1', '--no-progress')
+    assert r.returncode == 0, r.stderr[-2000:]
+    [run] = (laptop / 'runs').iterdir()
+    assert sorted(p.name for p in run.iterdir()) == ['metrics.json']          # imported, not trained again
+    assert json.loads((run / 'metrics.json').read_text())['imported_from'] == str(shared.resolve())
+    assert 'Measured on:' in (laptop / 'report.md').read_text()
+    other = tmp_path / 'other'
+    r = cli('study', '--spec', spec_file(tmp_path, seeds=[0], steps=13), '--out', other, '--import', shared,
+            '--workers', '1', '--no-progress')
+    one_line_error(r, "is not a run of this study's spec")
+    assert not other.exists()                                                 # nothing written

@@ -121,7 +121,10 @@ def _add_study_overrides(s, # the `study` subcommand's parser
 # %% ../nbs/11_cli.ipynb #ff75ebc4
 def _add_study_flow(s, # the `study` subcommand's parser
                    ):
-    "How the command runs: a time limit, a plan only, no report, no progress bars."
+    "How the command runs: rows from elsewhere, a time limit, a plan only, no report, no progress bars."
+    s.add_argument('--import', dest='imports', action='append', default=[], metavar='FILE', help='finished runs '
+                   "from another machine: its report's results.csv (repeatable); they are checked to be this spec's "
+                   'runs, and none is trained again')
     s.add_argument('--time-limit', type=float, default=None, metavar='SECONDS', help='stop training (at a checkpoint) '
                    'and start no run after this many seconds; exit status 3: run the same command again to go on')
     s.add_argument('--plan', action='store_true',
@@ -259,7 +262,7 @@ def _study_command(args:argparse.Namespace, # parsed `vaecausal study` arguments
     df = run_study(spec, root, backend=args.backend, workers=args.workers, address=args.address,
                    cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
                    progress=not args.no_progress, fleet=_parse_fleet(args.fleet),
-                   time_limit=args.time_limit)
+                   time_limit=args.time_limit, imports=tuple(args.imports))
     if df.attrs.get('unfinished'):
         print(f'\n{len(df)} runs finished, {df.attrs["unfinished"]} left at the time limit in '
               f'{root.resolve()}: run the same command again to continue')

@@ -818,8 +818,8 @@ def _study_jobs(spec:StudySpec, # the study
     """Every job of `spec`, and those not finished under `root`, once `root` is checked to be (or made) its study
     root."""
     todo_all = jobs(spec)                      # resolves the datasets: a missing file fails here, before any write
+    for f in imports: import_rows(root, spec, f)       # all or nothing each (checked before the root is made)
     _check_root(root, spec)
-    for f in imports: import_rows(root, spec, f)       # all or nothing each, before anything trains
     todo = [j for j in todo_all if not (root / 'runs' / j['name'] / 'metrics.json').exists()]
     logger.info(f'study {spec.name!r} in {root}: {len(todo_all)} runs, {len(todo_all) - len(todo)} already finished, '
                 f'{len(todo)} to do ({backend})')
