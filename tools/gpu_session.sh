@@ -38,11 +38,13 @@
 #   compiled   the benchmark's K = 8 and 64 fleets compiled, default mode and reduce-overhead, fp32 and bf16 (~8 min)
 #   plan       `vaecausal study --preset gpu --fleet auto --plan`: the time the gpu preset would take there (~2 min)
 #   dci        bench/dci_pool.py on the machine's CPU cores (CPU only, ~3 min)
-#   study      the gpu preset in a call of at most 8 minutes (--time-limit 480; exit 3 = call again to go on); a study
-#              continues only on the machine that holds its root, so its calls go back to back on one warm machine
+#   study      the gpu preset in a call of at most 8 minutes (--time-limit 480; exit 3 = call again to go on); the rows
+#              earlier loans brought back and the repo holds (GPU_ROWS, nbs/findings/data/gpu_results.csv) are imported
+#              first (`vaecausal study --import`), so a fresh machine trains only the runs not yet finished: commit
+#              $OUT/results.csv there after each loan
 # A dry run on the CPU (tests/test_gpu_script.py runs it): OUT=$(mktemp -d) bash tools/gpu_session.sh all --device cpu
 #   (tiny sizes; what needs CUDA says it is skipped).
-# Environment: PYTHON (python3), PIP ("$PYTHON -m pip"), SITE (/tmp/site), WHEELS (.whl), GPU_SESSION_WORK
+# Environment: PYTHON (python3), PIP ("$PYTHON -m pip"), SITE (/tmp/site), WHEELS (.whl), GPU_ROWS, GPU_SESSION_WORK
 #   (/tmp/gpu_session: the study's root), GPU_SESSION_SECONDS (540), GPU_SESSION_SCALE (1: every step's cap is
 #   multiplied by it; tests/test_gpu_script.py's dry run uses 10 with GPU_SESSION_SECONDS=5400, so that how busy the
 #   CPU is cannot decide its outcome).
@@ -146,6 +148,8 @@ print("compile:", why); sys.exit(0 if ok else 3)' || exit 0
 json.dump(tiny_spec(archs=("beta_vae",), seeds=(0, 1)).to_dict(), open(sys.argv[1], "w"))' "$WORK/spec.json" || return 1
         args=(--spec "$WORK/spec.json" --workers 1)
       elif [ "$1" = study ]; then args=(--preset gpu --workers 4)
+        local rows=${GPU_ROWS:-nbs/findings/data/gpu_results.csv}
+        if [ -f "$rows" ]; then args+=(--import "$rows"); echo "importing the finished rows of $rows"; fi
       else                           # a slice that can finish runs in the time left: vae on dSprites, short
         "$PY" -c 'import json, sys; from vaecausal_nb.study import preset
 s = preset("gpu", archs=("vae",), datasets=("dsprites",), steps=500, probe_steps=300, extra_latent_dims={}, sweep={})
