@@ -308,3 +308,7 @@ def main(argv:list[str]|None=None) -> int:
         print('\nvaecausal: interrupted; run the same command again to resume from the last checkpoint',
               file=sys.stderr)
         return 130
+
+# %% ../nbs/11_cli.ipynb #d69ee5ff
+#| eval: false
+if __name__ == '__main__': sys.exit(main())     # `python -m vaecausal_nb.cli …` works as `vaecausal …`

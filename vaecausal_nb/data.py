@@ -651,7 +651,12 @@ def counterfactual_pairs(dataset:FactorDataset, # a factor dataset
 # %% ../nbs/01_data.ipynb #0a370706
 class BatchIterator:
     "Infinite stream of float batches `[B,C,H,W]` in [0,1] (and factors) produced on `device`, resumable."
-    def __init__(self, dataset:FactorDataset, batch_size:int=64, device='cpu', seed:int=0, resident:bool=True):
+    def __init__(self, dataset:FactorDataset, # the dataset the batches come from
+                 batch_size:int=64, # images per batch
+                 device='cpu', # where batches are produced
+                 seed:int=0, # the draw of the image indices (resumable: `state_dict`)
+                 resident:bool=True, # an array-backed dataset is copied to the device whole
+                ):
         check(batch_size >= 1, f'batch_size must be at least 1, got {batch_size}')
         self.ds, self.batch_size, self.device = dataset, int(batch_size), torch.device(device)
         if dataset.procedural: dataset.to(self.device)

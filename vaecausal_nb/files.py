@@ -52,7 +52,14 @@ def _missing(name, root, files):
 class ArrayDataset(FactorDataset):
     "A factor grid whose images are read from an array-like (numpy array, memmap or h5py dataset) `[N, H, W(, C)]`."
     array_backed = True    # `BatchIterator` copies it to the device whole (`materialise`) rather than reading batches
-    def __init__(self, name, arr, factor_names, factor_sizes, factor_values=None, channels_last=True, scale=1):
+    def __init__(self, name:str, # the dataset's name
+                 arr, # the images [N, H, W(, C)]: a numpy array, memmap or h5py dataset
+                 factor_names:list[str], # one name per factor
+                 factor_sizes:tuple, # classes of each factor (the images enumerate them row-major)
+                 factor_values:list|None=None, # physical value of each class, one array per factor
+                 channels_last:bool=True, # a 4-D array is [N, H, W, C] (else [N, H, W] one channel)
+                 scale:int=1, # pixels are multiplied by it (dSprites' 0/1 become 0/255)
+                ):
         shape = arr.shape
         c = shape[3] if channels_last and len(shape) == 4 else 1
         super().__init__(factor_names, factor_sizes, (c, shape[1], shape[2]), factor_values)
@@ -287,7 +294,9 @@ def _norb_pairs(files:dict, # split name -> (dat, cat, info) paths
 class SmallNORB(FactorDataset):
     "SmallNORB, both splits sorted into the 5×10×9×18×6 grid; left camera, 64×64; instance is a nuisance factor."
     name, nuisance = 'smallnorb', ('instance',)
-    def __init__(self, files:dict, size:int=64):
+    def __init__(self, files:dict, # split name -> (dat, cat, info) paths
+                 size:int=64, # the side of the (square) images, resized from 96
+                ):
         dats, cats, infos = _norb_pairs(files)
         cat, info = np.concatenate(cats), np.concatenate(infos)
         fac, uniq = _value_classes(np.stack([cat, info[:, 0], info[:, 1], info[:, 2], info[:, 3]],
@@ -345,7 +354,11 @@ def read_celeba_attributes(attr_file:Path, # list_attr_celeba.txt
 class CelebA(FactorDataset):
     "CelebA faces with their 40 binary attributes (no full grid: sampling draws images, not combinations)."
     name = 'celeba'
-    def __init__(self, img_dir:Path, attr_file:Path, size:int=64, crop:int=140):
+    def __init__(self, img_dir:Path, # the folder of aligned jpgs (img_align_celeba)
+                 attr_file:Path, # list_attr_celeba.txt
+                 size:int=64, # the side of the images
+                 crop:int=140, # the side of the centre crop, before resizing
+                ):
         files, names, attrs = read_celeba_attributes(attr_file)
         super().__init__(names, (2,) * len(names), (3, size, size))
         self.files = [Path(img_dir) / f for f in files]
