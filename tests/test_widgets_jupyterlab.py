@@ -72,7 +72,9 @@ def test_slider_moves_the_image_in_jupyterlab(lab, browser):
     # the LatentSliders demo: a slider labelled z0 and an image, rendered by the widget manager
     slider = page.locator('.widget-hslider', has=page.locator('label', has_text='z0')).first
     slider.wait_for(timeout=300_000)
-    img = page.locator('.jp-OutputArea img.widget-image, .jp-OutputArea .widget-image img, .jp-OutputArea img').first
+    # its image: in the output that holds the sliders (figures drawn by earlier cells are images too)
+    area = page.locator('.jp-OutputArea-output').filter(has=page.locator('.widget-hslider')).first
+    img = area.locator('img.widget-image, .widget-image img, img').first
     img.wait_for(timeout=60_000)
     # let every cell finish (the notebook's own tests move the sliders too) before moving one ourselves
     page.wait_for_function('''() => document.querySelectorAll('.jp-InputPrompt').length > 0 &&
