@@ -65,10 +65,10 @@ def _header_section(df, root:Path) -> list:
                + ', '.join(f'{d}: {n}' for d, n in df.groupby('dataset').config.nunique().items())
                + ' configurations measured.', '']
     if 'machine' in df and df['machine'].notna().any():          # rows measured on several machines say where
-        by = df.assign(machine=df['machine'].fillna('not recorded'),
-                       imported=df['imported_from'].notna() if 'imported_from' in df else False)
-        md += ['Measured on: ' + '; '.join(f'{m}: {len(g)} runs' + (f' ({int(g.imported.sum())} imported)' * bool(
-            g.imported.sum())) for m, g in by.groupby('machine')) + '.', '']
+        imported = df['imported_from'].notna() if 'imported_from' in df else df['machine'].isna() & False
+        parts = [f'{m}: {len(rows)} runs' + (f' ({int(rows.sum())} imported)' if rows.any() else '')
+                 for m, rows in imported.groupby(df['machine'].fillna('not recorded'))]
+        md += ['Measured on: ' + '; '.join(parts) + '.', '']
     st = study_status(root)
     if st['unfinished']: md += [f'> {len(st["unfinished"])} runs are not finished; run the study again to complete '
                                 'them.', '']
