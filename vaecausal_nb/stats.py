@@ -268,6 +268,27 @@ def _mixed_fit(d:'pandas.DataFrame', # from _standardised
         else: fit, model, conv = smf.ols(f'v1 ~ {rhs}', d).fit(), 'ols (one run per configuration)', True
     return fit, model, conv
 
+# %% ../nbs/10a_stats.ipynb #b3e1c0a7
+def _mixed_note(model:str, # 'mixedlm', 'ols (one run per configuration)' or 'too few'
+                converged:bool, # whether the mixed model converged
+                fixed:list, # the fixed effects left out, described
+                n_configs:int=0, # configurations (for 'too few')
+                needed:int=0, # configurations the model needs (for 'too few')
+               ) -> dict:
+    "{'fallback', 'dropped', 'note'}: whether the fit is not the mixed model named, what it left out, and a sentence."
+    rand = ['arch (random intercept)', 'config (random intercept)']
+    if model == 'too few':
+        return {'fallback': True, 'dropped': ['the whole model'],
+                'note': f'not fitted: {n_configs} configurations, the model needs at least {needed}'}
+    dropped = (rand if model != 'mixedlm' else []) + fixed
+    if model == 'mixedlm': note = 'mixed model (MixedLM) with random intercepts for architecture and configuration'
+    else: note = ('OLS fallback: every configuration has one run, so the random intercepts for architecture and '
+                  'configuration were dropped; runs of one architecture count as independent, so if architectures '
+                  'differ the CI and p are too narrow')
+    if fixed: note += '; left out ' + ', '.join(fixed)
+    if model == 'mixedlm' and not converged: note += '; the fit did not converge (CI and p unreliable)'
+    return {'fallback': model != 'mixedlm', 'dropped': dropped, 'note': note}
+
 # %% ../nbs/10a_stats.ipynb #e2335894
 def mixed_effect(df:'pandas.DataFrame', # one row per run: x, y, covariates, `by`, `arch`, `config`
                  x:str, # the predictor (e.g. 'ces')
@@ -278,17 +299,21 @@ def mixed_effect(df:'pandas.DataFrame', # one row per run: x, y, covariates, `by
                 ) -> dict:
     """The standardised effect of x on y with random intercepts for architecture and configuration (statsmodels
     MixedLM); plain OLS when every configuration has one run. {'coef', 'se', 'p', 'ci', 'n_runs', 'n_configs',
-    'model', 'converged'}."""
+    'model', 'converged', 'fallback', 'dropped', 'note'}: `dropped` names every effect the fit left out."""
     cols = [x, y, *covariates]
     d = _standardised(df, cols, by)
-    rhs = ' + '.join([f'v{i}' for i in [0, *range(2, len(cols))]] + ['C(by)'] * (d['by'].nunique() > 1))
+    const = [i for i in range(2, len(cols)) if not d[f'v{i}'].any()]       # a covariate constant in every group
+    terms = [f'v{i}' for i in [0, *range(2, len(cols))] if i not in const]
+    rhs = ' + '.join(terms + ['C(by)'] * (d['by'].nunique() > 1))
     out = {'n_runs': len(d), 'n_configs': d.groupby(['by', 'config']).ngroups}
-    if out['n_configs'] < len(cols) + 3: return {**out, 'coef': np.nan, 'se': np.nan, 'p': np.nan,
-                                                   'ci': (np.nan, np.nan), 'model': 'too few', 'converged': False}
+    fixed = [f'{cols[i]} (fixed effect: constant within every {by})' for i in const]
+    if out['n_configs'] < len(cols) + 3:
+        return {**out, 'coef': np.nan, 'se': np.nan, 'p': np.nan, 'ci': (np.nan, np.nan), 'model': 'too few',
+                'converged': False, **_mixed_note('too few', False, fixed, out['n_configs'], len(cols) + 3)}
     fit, model, conv = _mixed_fit(d, rhs, out['n_runs'], out['n_configs'])
     lo, hi = fit.conf_int(alpha=1 - level).loc['v0']
     return {**out, 'coef': float(fit.params['v0']), 'se': float(fit.bse['v0']), 'p': float(fit.pvalues['v0']),
-            'ci': (float(lo), float(hi)), 'model': model, 'converged': conv}
+            'ci': (float(lo), float(hi)), 'model': model, 'converged': conv, **_mixed_note(model, conv, fixed)}
 
 # %% ../nbs/10a_stats.ipynb #5373b8f5
 CODEBOOK_MIN_USE = 0.25       # rule 3: the least share of codewords a VQ-VAE must use at the end of training
