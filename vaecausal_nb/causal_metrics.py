@@ -24,10 +24,7 @@ from .interventions import (
 from .models import DECODER_SITE, kl_normal
 
 # %% auto #0
-__all__ = ['MIN_FACTOR_EFFECT', 'AXIS_KEYS', 'AXIS_BASES', 'MAX_AXIS_BASES', 'MetricResult', 'slot_codewords',
-           'intervention_values', 'active_latents', 'as_mask', 'active_mask', 'ces', 'pixel_specificity',
-           'intervention_specificity', 'factor_pixel_specificity', 'causal_profile', 'circuit_modularity',
-           'RotatedLatents', 'random_orthogonal', 'check_axis_bases', 'axis_baseline', 'causal_summary']
+__all__ = ['MIN_FACTOR_EFFECT', 'AXIS_KEYS', 'AXIS_BASES', 'MAX_AXIS_BASES', 'MetricResult', 'slot_codewords', 'intervention_values', 'active_latents', 'as_mask', 'active_mask', 'ces', 'pixel_specificity', 'intervention_specificity', 'factor_pixel_specificity', 'causal_profile', 'circuit_modularity', 'RotatedLatents', 'random_orthogonal', 'check_axis_bases', 'axis_baseline', 'causal_summary', 'DAS_STEPS', 'counterfactual_factors', 'own_reconstruction', 'counterfactual_codes', 'alignment_scores', 'top_m_units', 'interchange', 'relative_error', 'interchange_accuracy', 'rotated_interchange', 'principal_basis', 'das_fit', 'counterfactual_fidelity', 'show_counterfactuals']
 
 # %% ../nbs/07_causal_metrics.ipynb #ec90f8b4
 @dataclass
@@ -564,3 +561,360 @@ def causal_summary(model:nn.Module, # a trained model
     else: out.update({k: v for s in own for k, v in _axis_excess(s, float('nan'), []).items()})
     out['seconds_axis'] = time.perf_counter() - t
     return {k: float(v) for k, v in out.items()}
+
+# %% ../nbs/07d_counterfactual.ipynb #7cd16d71
+from .data import FactorDataset, counterfactual_pairs, image_grid, to_float  # noqa: E402 (after 07's cells)
+
+# %% ../nbs/07d_counterfactual.ipynb #0adb0abe
+def counterfactual_factors(dataset:FactorDataset, # the factor dataset whose generator renders the counterfactuals
+                           factors=None, # names or indices to measure (None: every factor that varies, no nuisance)
+                          ) -> list[int]:
+    "The indices of the factors counterfactual fidelity measures; each must have more than one class."
+    check(isinstance(dataset, FactorDataset), 'dataset must be a FactorDataset (e.g. data.load_dataset(...)) that '
+          f'renders any factor combination, got {type(dataset).__name__}')
+    if factors is None:
+        ks = [k for k, (n, s) in enumerate(zip(dataset.factor_names, dataset.factor_sizes))
+              if s > 1 and n not in dataset.nuisance]
+        check(ks, f'{dataset.name} has no factor with more than one class that is not a nuisance: no pair can differ')
+        return ks
+    check(not isinstance(factors, (str, int)) and len(factors) > 0,
+          f'factors must be a non-empty list of factor names or indices, got {factors!r}')
+    ks = [dataset.factor_index(f) for f in factors]
+    for k in ks:
+        check(dataset.factor_sizes[k] > 1, f'factor {dataset.factor_names[k]!r} has a single class, so no pair can '
+              f'differ in it; leave it out of factors')
+    check(len(set(ks)) == len(ks), f'factors names a factor twice: {factors!r}')
+    return ks
+
+# %% ../nbs/07d_counterfactual.ipynb #fb3f2cdd
+@torch.no_grad()
+def own_reconstruction(model:nn.Module, # a model whose `decode` returns logits
+                       z:torch.Tensor, # codes [N, W]
+                       chunk:int=512, # codes decoded at a time
+                      ) -> torch.Tensor:
+    "The model's decoded probabilities σ(D(z)), flattened to `[N, P]`."
+    return torch.cat([torch.sigmoid(model.decode(c)).flatten(1) for c in z.split(chunk)])
+
+# %% ../nbs/07d_counterfactual.ipynb #c5bbd199
+@torch.no_grad()
+def counterfactual_codes(model:nn.Module, # a model with `representation` (codes) and `decode` (logits)
+                         dataset:FactorDataset, # the factor dataset that renders the pairs
+                         factor:int|str, # the one factor that differs within a pair
+                         n:int, # pairs
+                         generator:torch.Generator, # their draw
+                         min_distance:float=1e-3, # pairs whose own reconstructions differ by less (RMS) are left out
+                         chunk:int=512, # images encoded (codes decoded) at a time
+                        ) -> dict:
+    """`n` pairs (x, x′) that differ only in `factor`: images x, x_cf (uint8), codes z, z_cf `[n, W]`, own
+    reconstructions y, y_cf `[n, P]`, their distance `dist` and the `informative` mask (dist ≥ min_distance·√P)."""
+    x, x_cf, _, _ = counterfactual_pairs(dataset, n, factor, generator)
+    code = lambda im: torch.cat([model.representation(model_images(model, c, 1)) for c in im.split(chunk)])
+    z, z_cf = code(x), code(x_cf)
+    y, y_cf = own_reconstruction(model, z, chunk), own_reconstruction(model, z_cf, chunk)
+    dist = (y - y_cf).norm(dim=1)
+    return {'x': x, 'x_cf': x_cf, 'z': z, 'z_cf': z_cf, 'y': y, 'y_cf': y_cf, 'dist': dist,
+            'informative': dist >= min_distance * y.shape[1] ** 0.5}
+
+# %% ../nbs/07d_counterfactual.ipynb #22e2d35d
+def alignment_scores(dz:torch.Tensor, # code changes z′ − z `[N, W]` of one factor's pairs
+                     std:torch.Tensor, # each coordinate's std over the codes `[W]`
+                     slots, # the units: groups of coordinates (core.code_slots)
+                    ) -> torch.Tensor:
+    "Per unit i, its mean change in stds over the pairs: A_i = mean_n ‖(Δz_n / σ)_{s_i}‖₂, `[U]`."
+    r = dz / std.clamp_min(1e-12)
+    return torch.stack([r[:, list(s)].norm(dim=1).mean() for s in slots])
+
+# %% ../nbs/07d_counterfactual.ipynb #3d3187f3
+def top_m_units(scores:np.ndarray, # alignment scores `[K, U]`, NaN for passive units
+                m:int, # units per factor
+               ) -> list[list[int]]:
+    "Per factor, the `m` active units with the largest scores, largest first (all active ones when fewer)."
+    order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), axis=1, kind='stable')
+    n = int((~np.isnan(scores[0])).sum()) if len(scores) else 0
+    return [[int(i) for i in o[:min(m, n)]] for o in order]
+
+# %% ../nbs/07d_counterfactual.ipynb #de666c3d
+def interchange(z:torch.Tensor, # base codes `[N, W]`
+                z_cf:torch.Tensor, # source codes `[N, W]` (the counterfactuals')
+                coords, # the coordinates taken from the source
+               ) -> torch.Tensor:
+    "The interchange intervention on the axes: `z` with the coordinates `coords` set to `z_cf`'s values."
+    out, c = z.clone(), list(coords)
+    out[:, c] = z_cf[:, c]
+    return out
+
+# %% ../nbs/07d_counterfactual.ipynb #b80aeb5d
+def relative_error(model:nn.Module, # the model
+                   pairs:dict, # one factor's pairs (`counterfactual_codes`)
+                   z_swap:torch.Tensor, # the intervened codes `[N, W]`
+                  ) -> torch.Tensor:
+    "Per pair e = ‖σ(D(z_swap)) − ŷ′‖ / ‖ŷ − ŷ′‖ (ŷ, ŷ′: own reconstructions of x, x′); NaN for uninformative pairs."
+    e = (own_reconstruction(model, z_swap) - pairs['y_cf']).norm(dim=1) / pairs['dist'].clamp_min(1e-30)
+    return torch.where(pairs['informative'], e, torch.nan)
+
+# %% ../nbs/07d_counterfactual.ipynb #9001d156
+def interchange_accuracy(e:torch.Tensor, # relative errors `[N]` (NaN: uninformative pair)
+                         tolerance:float, # a pair passes when e ≤ tolerance
+                        ) -> tuple[float, float]:
+    "The share of informative pairs that pass, and their mean relative error (NaN, NaN when none is informative)."
+    e = e[~e.isnan()]
+    if not len(e): return float('nan'), float('nan')
+    return float((e <= tolerance).float().mean()), float(e.mean())
+
+# %% ../nbs/07d_counterfactual.ipynb #27de9970
+def rotated_interchange(z:torch.Tensor, # base codes `[N, W]`
+                        z_cf:torch.Tensor, # source codes `[N, W]`
+                        U:torch.Tensor, # the first d columns of a rotation of the coordinates `coords` `[n, d]`
+                        coords, # the n coordinates rotated (standardised by `std`)
+                        std:torch.Tensor, # each coordinate's std `[W]`
+                       ) -> torch.Tensor:
+    "The interchange in a rotated basis: on `coords`, u = z/σ becomes u + U Uᵀ(u′ − u); other coordinates stay."
+    c = torch.as_tensor(list(coords), dtype=torch.long, device=z.device)
+    s = std[c]
+    return z.index_add(1, c, ((z_cf[:, c] - z[:, c]) / s) @ U @ U.T * s)
+
+# %% ../nbs/07d_counterfactual.ipynb #74aa2ade
+def principal_basis(du:torch.Tensor, # standardised code changes u′ − u `[N, n]` of one factor's training pairs
+                   ) -> torch.Tensor:
+    "An orthonormal basis `[n, n]`: the principal directions of `du` (uncentred), largest first (identity if N = 0)."
+    if not len(du): return torch.eye(du.shape[1], dtype=du.dtype, device=du.device)
+    _, _, Vh = torch.linalg.svd(du.double(), full_matrices=True)
+    return Vh.T.to(du.dtype)
+
+# %% ../nbs/07d_counterfactual.ipynb #ba9126a8
+def _das_loss(model:nn.Module, # the model (its decoder frozen)
+              train:list, # each factor's training pairs (`counterfactual_codes`)
+              U:torch.Tensor, # each factor's subspace `[K, n, d]`
+              coords:list, # the rotated coordinates
+              std:torch.Tensor, # each coordinate's std `[W]`
+              batch:int, # informative pairs per factor per step
+              g:torch.Generator, # the batches' draw
+             ) -> torch.Tensor:
+    "The mean squared relative error e² of the rotated interchange on a batch of each factor's informative pairs."
+    zs, target, dist = [], [], []
+    for k, p in enumerate(train):
+        ok = p['informative'].nonzero()[:, 0].cpu()
+        if not len(ok): continue
+        i = ok[torch.randint(len(ok), (min(batch, len(ok)),), generator=g)].to(p['z'].device)
+        zs.append(rotated_interchange(p['z'][i], p['z_cf'][i], U[k], coords, std))
+        target.append(p['y_cf'][i]); dist.append(p['dist'][i])
+    y = torch.sigmoid(model.decode(torch.cat(zs))).flatten(1)
+    return (((y - torch.cat(target)) ** 2).sum(1) / torch.cat(dist) ** 2).mean()
+
+# %% ../nbs/07d_counterfactual.ipynb #1069c08d
+def _das_train(model:nn.Module, # the model (its weights are not changed)
+               train:list, # each factor's training pairs (`counterfactual_codes`)
+               B:torch.Tensor, # each factor's starting rotation `[K, n, n]`
+               coords:list, # the coordinates rotated
+               std:torch.Tensor, # each coordinate's std `[W]`
+               d:int, # rotated coordinates interchanged
+               steps:int, # Adam steps
+               batch:int, # informative pairs per factor per step
+               lr:float, # Adam's initial learning rate (cosine-annealed to 0)
+               g:torch.Generator, # the batches' draw
+              ) -> torch.Tensor:
+    "R = B exp(W − Wᵀ), W from 0 trained by Adam on the interchange's squared relative error; R's first d columns."
+    W = torch.zeros_like(B, requires_grad=True)
+    opt = torch.optim.Adam([W], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
+    weights = [q for q in model.parameters() if q.requires_grad]
+    try:
+        for q in weights: q.requires_grad_(False)                # the decoder is fixed: no weight gradients
+        for _ in range(steps):
+            U = (B @ torch.matrix_exp(W - W.transpose(1, 2)))[..., :d]
+            loss = _das_loss(model, train, U, coords, std, batch, g)
+            opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+    finally:
+        for q in weights: q.requires_grad_(True)
+    return (B @ torch.matrix_exp(W - W.transpose(1, 2)))[..., :d].detach()
+
+# %% ../nbs/07d_counterfactual.ipynb #a7587175
+@torch.no_grad()
+def _das_error(model:nn.Module, # the model
+               train:list, # each factor's training pairs
+               U:torch.Tensor, # each factor's subspace `[K, n, d]`
+               coords:list, # the rotated coordinates
+               std:torch.Tensor, # each coordinate's std `[W]`
+              ) -> float:
+    "The mean squared relative error e² of the rotated interchange over every informative training pair."
+    e = torch.cat([relative_error(model, p, rotated_interchange(p['z'], p['z_cf'], U[k], coords, std))
+                   for k, p in enumerate(train)])
+    return float((e[~e.isnan()] ** 2).mean()) if (~e.isnan()).any() else float('nan')
+
+# %% ../nbs/07d_counterfactual.ipynb #3776d141
+DAS_STEPS = 50     # Adam steps of distributed alignment search (from the principal-subspace warm start)
+
+def das_fit(model:nn.Module, # the model (its weights are not changed)
+            train:list, # each factor's training pairs (`counterfactual_codes`)
+            coords:list, # the coordinates rotated (the active ones)
+            std:torch.Tensor, # each coordinate's std `[W]` (the standardisation)
+            d:int, # rotated coordinates interchanged
+            steps:int=DAS_STEPS, # Adam steps (0: the warm start)
+            batch:int=16, # informative pairs per factor per step
+            lr:float=0.05, # Adam's initial learning rate (on the skew generator W; cosine-annealed)
+            init:str='pca', # warm start B: 'pca' (principal directions of u′ − u) or 'random' (Haar-random)
+            seed:int=0, # the batches' (and a random warm start's) draw
+           ) -> torch.Tensor:
+    """Distributed alignment search: per factor a rotation of the standardised coordinates `coords`, its first d
+    columns `[K, n, d]`: the trained one, or the warm start when that fits the training pairs better."""
+    check(init in ('pca', 'random'), f"init must be 'pca' or 'random', got {init!r}")
+    g, c = torch.Generator().manual_seed(seed), list(coords)
+    base = lambda p: principal_basis(((p['z_cf'] - p['z'])[p['informative']][:, c] / std[c]).detach())
+    B = torch.stack([base(p) if init == 'pca' else random_orthogonal(len(c), g).to(std) for p in train])
+    if not steps or not any(p['informative'].any() for p in train): return B[..., :d]
+    U = _das_train(model, train, B, c, std, d, steps, batch, lr, g)
+    return U if _das_error(model, train, U, c, std) <= _das_error(model, train, B[..., :d], c, std) else B[..., :d]
+
+# %% ../nbs/07d_counterfactual.ipynb #5ec809e4
+def _check_counterfactual(model:nn.Module, # the model
+                          n_pairs, # pairs per factor per draw
+                          m, # units per factor
+                          tolerance, # the pass threshold on e
+                          das_steps, # Adam steps (or None)
+                          min_distance, # the informative threshold
+                         ):
+    "One clear error for each argument of `counterfactual_fidelity` that cannot work."
+    lacks = [a for a in ('representation', 'decode') if not callable(getattr(model, a, None))]
+    check(isinstance(model, nn.Module) and not lacks, 'counterfactual fidelity needs a model (nn.Module) with '
+          f'representation(x) (codes) and decode(z) (logits); {type(model).__name__} lacks {" and ".join(lacks)}')
+    whole = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+    check(whole(n_pairs) and n_pairs >= 2, f'n_pairs must be an integer ≥ 2 (pairs per factor), got {n_pairs!r}')
+    check(whole(m) and m >= 1, f'm must be a positive integer (units aligned to each factor), got {m!r}')
+    real = lambda v: isinstance(v, (int, float, np.floating)) and not isinstance(v, bool) and np.isfinite(v)
+    check(real(tolerance) and tolerance > 0, f'tolerance must be a positive number, got {tolerance!r}')
+    check(real(min_distance) and min_distance >= 0, f'min_distance must be a number ≥ 0, got {min_distance!r}')
+    check(das_steps is None or (whole(das_steps) and das_steps >= 0),
+          f'das_steps must be an integer ≥ 0 (or None: no DAS), got {das_steps!r}')
+
+# %% ../nbs/07d_counterfactual.ipynb #6b30972c
+def _alignment_share(scores:np.ndarray, # alignment scores `[K, U]`, NaN for passive units
+                    ) -> np.ndarray:
+    "Per unit, the largest share of one factor's code change it carries: max_k A_ki / Σ_j A_kj (NaN: passive)."
+    total = np.nansum(scores, axis=1, keepdims=True)
+    share = np.nan_to_num(scores / np.where(total > 0, total, np.inf), nan=-1.).max(0)
+    return np.where(np.isnan(scores).all(0), np.nan, share)
+
+# %% ../nbs/07d_counterfactual.ipynb #e7717d13
+def _cf_result(names:list, # the factors' names
+               errors:dict, # {'top_m': [e per pair] per factor, 'das': ... or None}
+               test:list, # the held-out pairs
+               scores:np.ndarray, # alignment scores `[K, U]`, NaN for passive units
+               active:np.ndarray, # boolean mask `[U]`
+               tolerance:float, # the pass threshold
+               alignment:dict, # what the alignments chose
+               seconds:float, # the measurement's time
+              ) -> MetricResult:
+    "Per-factor accuracies and errors of both alignments in one `MetricResult` (value: top-m's mean accuracy)."
+    nan = [torch.full((1,), float('nan'))] * len(names)
+    acc = {a: [interchange_accuracy(e, tolerance) for e in (errs if errs is not None else nan)]
+           for a, errs in errors.items()}
+    mean = lambda v: float(np.mean([x for x in v if np.isfinite(x)])) if np.isfinite(v).any() else float('nan')
+    per = {a: dict(zip(names, [x[0] for x in v])) for a, v in acc.items()}
+    rel = {a: dict(zip(names, [x[1] for x in v])) for a, v in acc.items()}
+    informative = {n: float(p['informative'].float().mean()) for n, p in zip(names, test)}
+    return MetricResult('counterfactual_fidelity', _alignment_share(scores), mean(list(per['top_m'].values())), active,
+                        {'counterfactual_fidelity_das': mean(list(per['das'].values())),
+                         'counterfactual_error': mean(list(rel['top_m'].values())),
+                         'counterfactual_error_das': mean(list(rel['das'].values())),
+                         'counterfactual_informative': float(np.mean(list(informative.values()))),
+                         'seconds_counterfactual': seconds, 'per_factor': per, 'relative_error': rel,
+                         'informative': informative, 'alignment': alignment})
+
+# %% ../nbs/07d_counterfactual.ipynb #f796ee30
+def _cf_pairs(model:nn.Module, # the model (eval mode)
+              dataset:FactorDataset, # the factor dataset
+              ks:list, # the factors measured
+              n_pairs:int, # pairs per factor per draw
+              seed:int, # the draw
+              min_distance:float, # the informative threshold
+              active, # the user's mask of active units, or None
+              m:int, # units per factor (checked against the model's)
+             ) -> dict:
+    "Training and held-out pairs of every factor, the units (slots), the active mask and each coordinate's std."
+    g = torch.Generator().manual_seed(seed)
+    train = [counterfactual_codes(model, dataset, k, n_pairs, g, min_distance) for k in ks]
+    test = [counterfactual_codes(model, dataset, k, n_pairs, g, min_distance) for k in ks]
+    slots = code_slots(model, train[0]['z'].shape[1])
+    check(m <= len(slots), f'm = {m} but the model has {len(slots)} latents (units); m must be at most that')
+    act = active_mask(model, model_images(model, torch.cat([p['x'] for p in train])), as_mask(active), len(slots))
+    std = torch.cat([torch.cat([p['z'], p['z_cf']]) for p in train]).std(0)
+    return {'train': train, 'test': test, 'slots': slots, 'active': act, 'std': std}
+
+# %% ../nbs/07d_counterfactual.ipynb #f0b6edda
+def _cf_align(model:nn.Module, # the model
+              pr:dict, # `_cf_pairs`'s pairs, units, active mask and stds
+              m:int, # units per factor
+              das_steps:int|None, # DAS's Adam steps (None: no DAS)
+              das_batch:int, # DAS's pairs per factor per step
+              das_init:str, # DAS's warm start
+              seed:int, # DAS's batches
+             ) -> tuple[dict, dict]:
+    "Both alignments fitted on the training pairs and their relative errors on the held-out pairs (DAS: None if none)."
+    train, test, slots, act, std = pr['train'], pr['test'], pr['slots'], pr['active'], pr['std']
+    scores = np.stack([alignment_scores(p['z_cf'] - p['z'], std, slots).cpu().numpy() for p in train])
+    scores[:, ~act] = np.nan
+    top = top_m_units(scores, m)
+    errors = {'top_m': [relative_error(model, p, interchange(p['z'], p['z_cf'], [j for u in S for j in slots[u]]))
+                        for p, S in zip(test, top)], 'das': None}
+    coords = [j for u in np.flatnonzero(act) for j in slots[u] if std[j] > 0]
+    d = min(m * max(map(len, slots)), len(coords))
+    U = (das_fit(model, train, coords, std, d, das_steps, das_batch, init=das_init, seed=seed)
+         if das_steps is not None and coords else None)
+    if U is not None:
+        errors['das'] = [relative_error(model, p, rotated_interchange(p['z'], p['z_cf'], U[k], coords, std))
+                         for k, p in enumerate(test)]
+    return errors, {'top_m': top, 'das': None if U is None else list(U.cpu().numpy()), 'slots': slots,
+                    'coords': coords, 'std': std.cpu().numpy(), 'scores': scores, 'm': m, 'd': d}
+
+# %% ../nbs/07d_counterfactual.ipynb #a5989805
+def counterfactual_fidelity(model:nn.Module, # a trained model with `representation` (codes) and `decode` (logits)
+                            dataset:FactorDataset, # the factor dataset it models (its generator renders the pairs)
+                            n_pairs:int=64, # pairs per factor in each draw (training pairs, held-out pairs)
+                            m:int=1, # units aligned to each factor (latents; quantised: slots); DAS: d = m units
+                            tolerance:float=0.5, # a pair passes when its relative error e ≤ tolerance
+                            das_steps:int|None=DAS_STEPS, # Adam steps of DAS (0: principal subspace; None: no DAS)
+                            seed:int=0, # the pairs' draw (and DAS's batches)
+                            factors=None, # names or indices of the factors (None: every varying non-nuisance one)
+                            active=None, # boolean mask `[U]` of the active units (None: `active_latents`)
+                            min_distance:float=1e-3, # pairs whose own reconstructions differ less (RMS) are left out
+                            das_batch:int=16, # DAS: informative pairs per factor per step
+                            das_init:str='pca', # DAS's warm start: 'pca' or 'random'
+                           ) -> MetricResult:
+    """Per-factor interchange accuracy against the model's own reconstruction of the true counterfactual, the
+    alignment fitted on training pairs and scored on held-out ones: top-m units (`value`) and DAS (extras)."""
+    _check_counterfactual(model, n_pairs, m, tolerance, das_steps, min_distance)
+    ks, t = counterfactual_factors(dataset, factors), time.perf_counter()
+    check(isinstance(das_batch, (int, np.integer)) and das_batch >= 1, f'das_batch must be ≥ 1, got {das_batch!r}')
+    model.eval()
+    pr = _cf_pairs(model, dataset, ks, n_pairs, seed, min_distance, active, m)
+    errors, alignment = _cf_align(model, pr, m, das_steps, das_batch, das_init, seed)
+    names = [dataset.factor_names[k] for k in ks]
+    alignment = {**alignment, 'top_m': dict(zip(names, alignment['top_m'])),
+                 'das': None if alignment['das'] is None else dict(zip(names, alignment['das']))}
+    return _cf_result(names, errors, pr['test'], alignment['scores'], pr['active'], tolerance, alignment,
+                      time.perf_counter() - t)
+
+# %% ../nbs/07d_counterfactual.ipynb #b080eae5
+def show_counterfactuals(model:nn.Module, # the model that was measured
+                         dataset:FactorDataset, # its dataset
+                         result:MetricResult, # what `counterfactual_fidelity` returned for them
+                         seed:int=0, # the pairs' draw
+                         scale:float=1.0, # inches per image
+                        ):
+    "One pair per factor, a row each: x, x′, own reconstructions ŷ, ŷ′, top-m and DAS interchanges (e in the label)."
+    al, g = result['alignment'], torch.Generator().manual_seed(seed)
+    rows, labels = [], []
+    for name, units in al['top_m'].items():
+        p = counterfactual_codes(model, dataset, name, 1, g)
+        zs = [interchange(p['z'], p['z_cf'], [j for u in units for j in al['slots'][u]])]
+        if al['das'] is not None:
+            U, std = (torch.as_tensor(a).to(p['z']) for a in (al['das'][name], al['std']))
+            zs.append(rotated_interchange(p['z'], p['z_cf'], U, al['coords'], std))
+        ims = [to_float(p['x']).flatten(1), to_float(p['x_cf']).flatten(1), p['y'], p['y_cf'],
+               *[own_reconstruction(model, z) for z in zs]]
+        rows.append(torch.cat([im.cpu() for im in ims]).view(-1, *dataset.image_shape))
+        labels.append(f'{name}: e = ' + ' / '.join(f'{relative_error(model, p, z).item():.2f}' for z in zs))
+    cols = ['x', 'x′', 'ŷ', 'ŷ′', f'top-{al["m"]}'] + ['DAS'] * (al['das'] is not None)
+    return image_grid(rows, row_labels=labels, col_labels=cols, scale=scale,
+                      title=f'{type(model).__name__}: interchange accuracy {result.value:.2f} (top-{al["m"]}), '
+                            f'{result["counterfactual_fidelity_das"]:.2f} (DAS)')
