@@ -24,7 +24,7 @@ from .interventions import (
 from .models import DECODER_SITE, kl_normal
 
 # %% auto #0
-__all__ = ['MIN_FACTOR_EFFECT', 'AXIS_KEYS', 'AXIS_BASES', 'MAX_AXIS_BASES', 'MetricResult', 'slot_codewords', 'intervention_values', 'active_latents', 'as_mask', 'active_mask', 'ces', 'pixel_specificity', 'intervention_specificity', 'factor_pixel_specificity', 'causal_profile', 'circuit_modularity', 'RotatedLatents', 'random_orthogonal', 'check_axis_bases', 'axis_baseline', 'causal_summary', 'DAS_STEPS', 'counterfactual_factors', 'own_reconstruction', 'counterfactual_codes', 'alignment_scores', 'top_m_units', 'interchange', 'relative_error', 'interchange_accuracy', 'rotated_interchange', 'principal_basis', 'das_fit', 'counterfactual_fidelity', 'show_counterfactuals']
+__all__ = ['MIN_FACTOR_EFFECT', 'AXIS_KEYS', 'AXIS_BASES', 'MAX_AXIS_BASES', 'MetricResult', 'slot_codewords', 'intervention_values', 'active_latents', 'as_mask', 'active_mask', 'ces', 'pixel_specificity', 'intervention_specificity', 'factor_pixel_specificity', 'causal_profile', 'circuit_modularity', 'RotatedLatents', 'random_orthogonal', 'check_axis_bases', 'axis_baseline', 'causal_summary', 'swap_shift', 'continuous_ces', 'DAS_STEPS', 'counterfactual_factors', 'own_reconstruction', 'counterfactual_codes', 'alignment_scores', 'top_m_units', 'interchange', 'relative_error', 'interchange_accuracy', 'rotated_interchange', 'principal_basis', 'das_fit', 'counterfactual_fidelity', 'show_counterfactuals']
 
 # %% ../nbs/07_causal_metrics.ipynb #ec90f8b4
 @dataclass
@@ -545,7 +545,8 @@ def causal_summary(model:nn.Module, # a trained model
                    site:str|None=None, # circuit modularity's mediator layer (default 'decoder.hooks.0')
                    axis_bases:int=AXIS_BASES, # random bases of the axis baseline (0: not measured, NaN)
                   ) -> dict:
-    "Every causal metric of a model on images `x` as flat floats: n_active, ces, specificities, modularity (+ extras)."
+    """Every causal metric of a model on images `x` as flat floats: n_active, ces, specificities, modularity (+ extras);
+    quantised models also the paper's continuous per-coordinate CES (`continuous_ces`: ces_continuous, ...)."""
     axis_bases = check_axis_bases(axis_bases)
     act = active_latents(model, x)
     results = [act, *causal_profile(model, x, probe=probe, active=act.active).values()]    # one latent sweep
@@ -554,6 +555,7 @@ def causal_summary(model:nn.Module, # a trained model
     out = {'seconds_modularity': time.perf_counter() - t, 'n_latents': len(act.active)}
     for r in results:
         if r is not None: out.update(r.summary())
+    if is_quantised(model): out.update(continuous_ces(model, x, active=act.active).summary())   # the paper's kind
     t = time.perf_counter()
     own = {k: out[k] for k in ('specificity_pixel', 'specificity_factor', 'modularity') if k in out}
     if axis_bases: out.update(axis_baseline(model, x, probe, axis_bases, modularity_images=modularity_images,
@@ -561,6 +563,57 @@ def causal_summary(model:nn.Module, # a trained model
     else: out.update({k: v for s in own for k, v in _axis_excess(s, float('nan'), []).items()})
     out['seconds_axis'] = time.perf_counter() - t
     return {k: float(v) for k, v in out.items()}
+
+# %% ../nbs/07_causal_metrics.ipynb #4d7b44f3
+def swap_shift(z:torch.Tensor, # codes [N, W]
+               slots, # groups of coordinates (core.code_slots)
+               values:Sequence[torch.Tensor], # each slot's swapped-in codewords [V, D] (`intervention_values`)
+              ) -> np.ndarray:
+    "Each slot's mean swap length Δ̄_s = E_x E_e ‖e − c_s(x)‖₂ over the images and its swapped-in codewords `[S]`."
+    return np.array([float((z[:, None, list(s)] - v[None]).norm(dim=-1).mean()) for s, v in zip(slots, values)])
+
+# %% ../nbs/07_causal_metrics.ipynb #7c2e52fe
+@torch.no_grad()
+def _coordinate_ces(model:nn.Module, # a quantised model
+                    z:torch.Tensor, # its quantised codes [N, W]
+                    values, # per coordinate j, the values of its interventions (a row of [W, V], or a sequence)
+                    kind:str='set', # 'set': z_j ← v; 'add': z_j ← z_j + v
+                    chunk_rows:int=8192, # rows per decoder pass
+                   ) -> np.ndarray:
+    "CES_j of every coordinate j of `z` under its `kind` interventions `values[j]` (the decoder gets the edited code)."
+    y0, out = torch.sigmoid(model.decode(z)), np.zeros(z.shape[1])
+    for j, vals in enumerate(values):
+        specs = [Intervention(INPUT, kind, (j,), (float(v),)) for v in vals]
+        sw = run_interventions(model, z, specs, method='decode', output='probs', chunk_rows=chunk_rows)
+        out[j] = _ces_of((sw - y0).flatten(2))
+    return out
+
+# %% ../nbs/07_causal_metrics.ipynb #a4ce1289
+@torch.no_grad()
+def continuous_ces(model:nn.Module, # a quantised model (VQ-VAE, QLAE)
+                   x:torch.Tensor, # images [N, C, H, W]
+                   ks:Sequence[float]=SIGMA_GRID, # the grid z̄_j + k·s_j; the swaps use the len(ks) most used codewords
+                   active=None, # boolean mask [S] of active slots, not indices (default: `active_latents`)
+                  ) -> MetricResult:
+    """The paper's intervention on a quantised code: CES_j of do(z_j = z̄_j + k·s_j) per coordinate (no re-quantising),
+    value = mean over the coordinates of active slots; extras ces_continuous_matched (moves z_j ± Δ̄_s, the slot's mean
+    swap length), dz_swap and dz_continuous (mean L2 code moves of the two kinds), matched per coordinate, slot_of."""
+    check(is_quantised(model), 'continuous_ces intervenes on the coordinates of a quantised code (VQ-VAE, QLAE); '
+          'a continuous model is already measured per coordinate by ces()')
+    model.eval(); x = model_images(model, x)
+    z, slots, codewords = intervention_values(model, x, ks)             # the swaps' codewords
+    slot_act = active_mask(model, x, as_mask(active), len(slots))
+    slot_of = np.zeros(z.shape[1], dtype=int)
+    for i, s in enumerate(slots): slot_of[list(s)] = i
+    agg, act, dz = aggregate_posterior(model, x), slot_act[slot_of], swap_shift(z, slots, codewords)
+    grid = value_grid(agg['mean'], agg['std'], ks)                         # [W, V]: the paper's values
+    per = _coordinate_ces(model, z, grid, 'set')
+    matched = _coordinate_ces(model, z, [(-d, d) for d in dz[slot_of]], 'add')
+    moved = (grid[:, :, None] - z.T[:, None]).abs().mean((1, 2)).cpu().numpy()
+    extras = {'ces_continuous_matched': _summary(matched, act), 'dz_swap': _summary(dz, slot_act),
+              'dz_continuous': _summary(moved, act), 'matched': np.where(act, matched, np.nan), 'all_latents': per,
+              'slot_of': slot_of}
+    return MetricResult('ces_continuous', per, _summary(per, act), act, extras)
 
 # %% ../nbs/07d_counterfactual.ipynb #7cd16d71
 from .data import FactorDataset, counterfactual_pairs, image_grid, to_float  # noqa: E402 (after 07's cells)
