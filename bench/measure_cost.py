@@ -5,7 +5,8 @@ on its first dataset) is trained as the study trains it (the preset's steps, bat
 hyper-parameters; one run on this device, not a fleet), then every part of the study's measurement of that run is
 timed on its own:
 - `loss` (the held-out loss terms), `codes` and each disentanglement metric (`metrics.evaluate`'s seconds),
-- `causal` (`causal_metrics.causal_summary`: CES, specificity, modularity) and each control the preset asks for,
+- `causal` (`causal_metrics.causal_summary`: CES, specificity, modularity, the axis baseline), `counterfactual`
+  (`causal_metrics.counterfactual_fidelity`) and each control the preset asks for,
 - `probe`: the factor probe, trained once per dataset and shared by the preset's runs (printed apart, not in a run's
   total; it is trained here into a temporary folder, so it is timed even where one is cached).
 It prints one row per (preset, architecture): the seconds of each part, `measure` (their sum), `train`, and the ratio
@@ -21,22 +22,21 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from vaecausal_nb.causal_metrics import causal_summary
+from vaecausal_nb.causal_metrics import causal_summary, counterfactual_fidelity
 from vaecausal_nb.controls import control_measures
 from vaecausal_nb.core import torch_threads
 from vaecausal_nb.data import load_dataset
-from vaecausal_nb.measure import causal_images, loss_summary
+from vaecausal_nb.measure import COUNTERFACTUAL_PAIRS, COUNTERFACTUAL_SEED, causal_images, loss_summary
 from vaecausal_nb.metrics import METRICS, evaluate
 from vaecausal_nb.probes import factor_probe
 from vaecausal_nb.study import PRESETS, jobs, preset
 from vaecausal_nb.train import TrainConfig, train
 
 
-def first_jobs(name:str, archs=None) -> list[dict]:
+def first_jobs(name:str, archs=None, dci_estimator=None) -> list[dict]:
     "The preset's first job of each architecture (on its first dataset, first seed), in the preset's order."
-    spec = preset(name)
+    spec = preset(name, **({'dci_estimator': dci_estimator} if dci_estimator else {}))
     out, seen = [], set()
     for j in jobs(spec):
         arch = j['train']['arch']
@@ -60,15 +60,18 @@ def cost(job:dict, dataset, probe, device:str, folder:Path) -> dict:
     row = {'arch': cfg.arch, 'steps': cfg.steps, 'train': t_train}
     _, row['loss'] = timed(loss_summary, run.model, dataset, seed)
     scores = evaluate(run.model, dataset, sizes=ev['metric_sizes'], seed=seed, metrics=ev.get('metrics', METRICS),
-                      progress=False)
+                      progress=False, dci_estimators=(ev.get('dci_estimator', 'exact'),))
     row.update({k.removeprefix('seconds_'): v for k, v in scores.items()
                 if k.startswith('seconds_') and k != 'seconds_total'})
     x = causal_images(dataset, ev['causal_images'], seed)
     _, row['causal'] = timed(causal_summary, run.model, x, probe=probe, modularity_images=ev['modularity_images'])
+    pairs = ev.get('counterfactual_pairs', COUNTERFACTUAL_PAIRS)
+    if pairs: _, row['counterfactual'] = timed(counterfactual_fidelity, run.model, dataset, n_pairs=pairs,
+                                               seed=COUNTERFACTUAL_SEED + seed)
     if ev.get('controls'):
         c = control_measures(run.model, dataset, x, ev['controls'], steps=cfg.steps, probe=probe,
                              modularity_images=ev['modularity_images'], seed=seed, batch_size=cfg.batch_size,
-                             lr=cfg.lr)
+                             lr=cfg.lr, metric_sizes=ev['metric_sizes'], dci_estimator=ev.get('dci_estimator', 'exact'))
         row.update({k.removeprefix('seconds_'): v for k, v in c.items() if k.startswith('seconds_')})
     parts = [k for k in row if k not in ('arch', 'steps', 'train')]
     row['measure'] = sum(row[k] for k in parts)
@@ -76,11 +79,11 @@ def cost(job:dict, dataset, probe, device:str, folder:Path) -> dict:
     return row
 
 
-def main(presets=('quick', 'standard'), archs=None, device='cpu', threads=None, csv=None):
+def main(presets=('quick', 'standard'), archs=None, device='cpu', threads=None, csv=None, dci_estimator=None):
     rows = []
     with torch_threads(threads) as n_threads, tempfile.TemporaryDirectory() as tmp:
         for name in presets:
-            todo = first_jobs(name, archs)
+            todo = first_jobs(name, archs, dci_estimator)
             ds = load_dataset(todo[0]['train']['dataset'], **todo[0]['train'].get('dataset_kwargs', {}), device=device)
             probe, t_probe = timed(factor_probe, ds, steps=todo[0]['eval']['probe_steps'], root=Path(tmp) / name,
                                    progress=False)
@@ -108,5 +111,6 @@ if __name__ == '__main__':
     p.add_argument('--device', default='cpu')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: as they are)')
     p.add_argument('--csv', default=None, help='also write the table here')
+    p.add_argument('--dci-estimator', default=None, choices=('exact', 'fast'), help="DCI's trees (default: the preset's)")
     a = p.parse_args()
-    main(a.presets, a.archs, a.device, a.threads, a.csv)
+    main(a.presets, a.archs, a.device, a.threads, a.csv, a.dci_estimator)

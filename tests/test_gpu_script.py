@@ -104,9 +104,12 @@ def test_image_lacks_what_the_wheels_bring(device_image):
     py, whl = device_image
     test = lambda m: subprocess.run([str(py), '-c', f'import {m}'], capture_output=True, cwd=ROOT).returncode
     assert test('torch') == test('sklearn') == test('pandas') == 0        # the image's
-    assert test('fastcore') != 0 and test('ipywidgets') != 0               # not the image's ...
+    assert test('fastcore') != 0 and test('ipywidgets') != 0 and test('lightgbm') != 0   # not the image's ...
     assert test('vaecausal_nb.cli') != 0                                   # ... so nothing imports without the wheels
-    assert sorted(p.name for p in whl.iterdir()) == [f'fastcore-{__import__("fastcore").__version__}-py3-none-any.whl']
+    names = sorted(p.name for p in whl.iterdir())
+    assert names[0] == f'fastcore-{__import__("fastcore").__version__}-py3-none-any.whl', names
+    lgbm = rf'lightgbm-{__import__("lightgbm").__version__}-py3-none-manylinux[\w.]*\.whl'   # for any Python 3, x86-64
+    assert len(names) == 2 and re.fullmatch(lgbm, names[1]), names
 
 
 def test_dry_run_of_the_whole_session(device_image, tmp_path):

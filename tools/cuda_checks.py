@@ -50,7 +50,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 PACKAGE = Path(__file__).resolve().parents[1] / 'vaecausal_nb'
 # what the steps of tools/gpu_session.sh import: every module but widgets (ipywidgets, which no step uses)
 MODULES = tuple(f'vaecausal_nb.{p.stem}' for p in sorted(PACKAGE.glob('*.py'))
-                if p.stem not in ('__init__', '_modidx', 'widgets'))
+                if p.stem not in ('__init__', '_modidx', 'widgets')) + ('lightgbm',)   # (the fast DCI's, imported late)
 ONE_STEP, TRAJECTORY = 1e-3, 1e-2           # nbs/04a_fleet.ipynb's bounds (see "Every member equals its solo run")
 SW = {'vae': [{}, {}, {}], 'beta_vae': [{'beta': b} for b in (1.0, 4.0, 16.0)],
       'factor_vae': [{'gamma': g, 'disc_hidden': 32, 'disc_layers': 2} for g in (10.0, 20.0, 40.0)],

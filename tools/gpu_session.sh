@@ -5,8 +5,9 @@
 # a second call fits only on the still-warm machine, with a smaller budget, e.g. GPU_SESSION_SECONDS=120 ... all):
 #   1. here, before it:   bash tools/gpu_session.sh wheels
 #      builds .whl/ (git ignores it, so it travels only when carried): a wheel of each package the steps import that
-#      the device image lacks (NEED below: fastcore; ipywidgets, the only other requirement it lacks, serves the
-#      widgets alone), from this checkout's .venv, so neither machine needs a registry. tests/test_gpu_script.py checks
+#      the device image lacks (NEED below: fastcore, and LightGBM for the fast DCI, a py3-none-manylinux build;
+#      ipywidgets, the only other requirement it lacks, serves the widgets alone), from this checkout's .venv, so
+#      neither machine needs a registry. tests/test_gpu_script.py checks
 #      that with these wheels every module the steps import imports where only the image's packages are.
 #   2. the device tool's `run` with
 #        command:    bash tools/gpu_session.sh all
@@ -61,24 +62,30 @@ while [ $# -gt 0 ]; do
 done
 PY=${PYTHON:-python3}
 WHEELS=${WHEELS:-.whl}
-NEED="fastcore"         # settings.ini's requirements that the device image lacks and the steps import
+NEED="fastcore lightgbm"   # settings.ini's requirements that the device image lacks and the steps import
 
 if [ "$step" = wheels ]; then
   build=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
   mkdir -p "$WHEELS"
   "$build" - "$WHEELS" $NEED <<'EOF'
-"""A wheel of each named distribution, made from its installed files (pure-Python ones only), into the folder."""
+"""A wheel of each named distribution, made from its installed files, into the folder: pure-Python ones, and ones
+built for any Python on this platform (a `py3-none-<platform>` tag: LightGBM, a C library loaded with ctypes)."""
 import base64, csv, glob, hashlib, io, os, sys, zipfile
 from importlib import metadata
 out, names = sys.argv[1], sys.argv[2:]
 for name in names:
     d = metadata.distribution(name)
-    if 'Root-Is-Purelib: true' not in (d.read_text('WHEEL') or ''):
-        sys.exit(f'{name} {d.version} is not pure Python: carry a wheel built for the device instead')
+    wheel = d.read_text('WHEEL') or ''
+    tags = [t.split(':', 1)[1].strip() for t in wheel.splitlines() if t.startswith('Tag:')]
+    tag = 'py3-none-any' if 'Root-Is-Purelib: true' in wheel else '.'.join(
+        sorted({t.split('-')[2] for t in tags if t.startswith('py3-none-') and t.endswith('x86_64')}))
+    if not tag: sys.exit(f'{name} {d.version} is built for one Python ({", ".join(tags)}): carry a wheel built for the '
+                         'device instead')
+    tag = tag if tag == 'py3-none-any' else f'py3-none-{tag}'
     info = next(str(f.parent) for f in d.files if f.name == 'METADATA' and str(f.parent).endswith('.dist-info'))
     dist = info[:-len(f'-{d.version}.dist-info')]
     for old in glob.glob(os.path.join(out, f'{dist}-*.whl')): os.remove(old)      # one version of each
-    path, rows, when = os.path.join(out, f'{dist}-{d.version}-py3-none-any.whl'), [], (1980, 1, 1, 0, 0, 0)
+    path, rows, when = os.path.join(out, f'{dist}-{d.version}-{tag}.whl'), [], (1980, 1, 1, 0, 0, 0)
     with zipfile.ZipFile(path + '.part', 'w') as z:
         for f in sorted(d.files, key=str):
             p = str(f).replace(os.sep, '/')

@@ -15,7 +15,7 @@ from .core import VaeCausalError, check, check_path, load_json
 from .data import load_dataset
 from .interventions import save_traversal
 from .causal_metrics import AXIS_BASES
-from .measure import measure_run, measurement_path, measurement_settings
+from .measure import COUNTERFACTUAL_PAIRS, measure_run, measurement_path, measurement_settings
 from .metrics import METRICS, SIZES
 from .models import ARCHS
 from .report import check_report_folder, write_report
@@ -100,7 +100,7 @@ def _add_study_backend(s, # the `study` subcommand's parser
 # %% ../nbs/11_cli.ipynb #c75dda6f
 def _add_study_overrides(s, # the `study` subcommand's parser
                         ):
-    "Changes to the preset: the grid, the precision and compilation of training, threads, controls and metrics."
+    "Changes to the preset: the grid, training precision and compilation, threads, controls, metrics, DCI's trees."
     s.add_argument('--archs', default=None, help='comma-separated architectures (override the preset)')
     s.add_argument('--datasets', default=None, help='comma-separated datasets (override the preset)')
     s.add_argument('--seeds', default=None, help='comma-separated seeds (override the preset)')
@@ -115,6 +115,8 @@ def _add_study_overrides(s, # the `study` subcommand's parser
     s.add_argument('--controls', default=None, help=f'comma-separated controls: {", ".join(CONTROLS)}')
     s.add_argument('--metrics', default=None, help='comma-separated disentanglement metrics to measure (default all: '
                    f'{", ".join(METRICS)}); DCI costs the most')
+    s.add_argument('--dci-estimator', default=None, choices=('exact', 'fast'), help="DCI's trees: exact "
+                   "(disentanglement_lib's, the default) or fast (histogram trees; a tenth of the runs also exact)")
     s.add_argument('--allow-procedural', action='store_true',
                    help='paper preset: use a generator where a real file is missing')
 
@@ -169,6 +171,12 @@ def _add_measure(sub, # the `vaecausal` parser's subparsers
                    f'whether the axes are more specific than other directions (0: not measured; default {AXIS_BASES})')
     e.add_argument('--metrics', default=None, help='comma-separated disentanglement metrics to measure (default all: '
                    f'{", ".join(METRICS)})')
+    e.add_argument('--dci-estimator', default='exact', choices=('exact', 'fast'), help="DCI's trees: exact "
+                   "(disentanglement_lib's, the default) or fast (histogram trees, for large studies)")
+    e.add_argument('--counterfactual-pairs', type=int, default=COUNTERFACTUAL_PAIRS, help='factor pairs per factor '
+                   f'of counterfactual fidelity (0: not measured; default {COUNTERFACTUAL_PAIRS})')
+    e.add_argument('--threads', type=int, default=None, help='torch CPU threads while it measures (default: as '
+                   'they are)')
     e.add_argument('--no-progress', action='store_true', help='no progress bars')
 
 # %% ../nbs/11_cli.ipynb #691a4b65
@@ -200,7 +208,8 @@ def study_spec(args:argparse.Namespace, # parsed `vaecausal study` arguments
     else: spec = preset(args.preset or 'quick')
     over = {'archs': _csv(args.archs), 'datasets': _csv(args.datasets), 'seeds': _csv(args.seeds, int),
             'steps': args.steps, 'controls': _csv(args.controls), 'precision': args.precision, 'compile': args.compile,
-            'threads': args.threads, 'metrics': _csv(args.metrics)}
+            'threads': args.threads, 'metrics': _csv(args.metrics),
+            'dci_estimator': args.dci_estimator}
     for k, v in over.items():
         if v is not None: setattr(spec, k, v)
     if over['archs'] is not None:                     # narrowing the architectures narrows their sweeps and grids
@@ -284,11 +293,12 @@ def _measure_command(args:argparse.Namespace, # parsed `vaecausal measure` argum
     "Measure one run folder (`measure.measure_run`), print the numbers and where they are stored."
     metrics = METRICS if args.metrics is None else _csv(args.metrics)      # given but empty: refused below
     m = measure_run(args.run, args.sizes, args.causal_images, args.modularity_images, args.probe_steps, metrics,
-                    not args.no_progress, args.axis_bases)
+                    not args.no_progress, args.axis_bases, args.dci_estimator, args.threads,
+                    args.counterfactual_pairs)
     width = max(map(len, m))
     print('\n'.join(f'{k:<{width}}  {v:.4g}' for k, v in m.items()))
     settings = measurement_settings(args.sizes, args.causal_images, args.modularity_images, args.probe_steps, metrics,
-                                    args.axis_bases)
+                                    args.axis_bases, args.dci_estimator, args.counterfactual_pairs)
     print(f'written to {measurement_path(args.run, settings, load_run(args.run).config.key()).resolve()}')
     return 0
 

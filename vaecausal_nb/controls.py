@@ -15,13 +15,14 @@ import torch.nn as nn
 from .causal_metrics import causal_summary
 from .core import check
 from .data import BatchIterator, FactorDataset
+from .metrics import evaluate
 from .models import recon_bernoulli
 
 # %% auto #0
-__all__ = ['CONTROLS', 'FIXED_VARIANCE', 'random_decoder', 'refit_decoder', 'control_measures']
+__all__ = ['CONTROLS', 'FIXED_VARIANCE', 'random_decoder', 'refit_decoder', 'random_encoder', 'control_measures']
 
 # %% ../nbs/07b_controls.ipynb #7820f62f
-CONTROLS = ('random_decoder', 'refit_decoder', 'fixed_variance')
+CONTROLS = ('random_decoder', 'refit_decoder', 'fixed_variance', 'random_encoder')
 FIXED_VARIANCE = 0.1     # σ² of the fixed-variance posterior variant (a tenth of the prior's)
 
 # %% ../nbs/07b_controls.ipynb #e8141ec5
@@ -84,6 +85,14 @@ def refit_decoder(model:nn.Module, # a trained model
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
     return m.eval()
 
+# %% ../nbs/07b_controls.ipynb #2770a757
+def random_encoder(model:nn.Module, # a trained model
+                   seed:int=0, # the re-initialisation's seed
+                   modules:Sequence[str]=('encoder',), # the submodules that make the encoder
+                  ) -> nn.Module:
+    "A copy of `model` with its encoder re-initialised (each layer's `reset_parameters`): DCI's floor."
+    return random_decoder(model, seed, modules)
+
 # %% ../nbs/07b_controls.ipynb #881be615
 def control_measures(model:nn.Module, # a trained model
                      dataset:FactorDataset, # its data
@@ -96,14 +105,23 @@ def control_measures(model:nn.Module, # a trained model
                      batch_size:int=64, # refit_decoder's batch size
                      lr:float=5e-4, # refit_decoder's learning rate
                      axis_bases:int=0, # random bases of each control's axis baseline (0: not measured)
+                     metric_sizes:str|dict='quick', # random_encoder: DCI's sizes (the run's own: `metrics.SIZES`)
+                     dci_estimator:str='exact', # random_encoder: DCI's trees (the run's own: 'exact' or 'fast')
                     ) -> dict:
-    "The causal metrics of each decoder control as `{control}_{metric}` floats, and the seconds each took."
+    """The causal metrics of each decoder control, and random_encoder's DCI, as `{control}_{metric}` floats, and the
+    seconds each took."""
     bad = [c for c in controls if c not in CONTROLS]
     check(not bad, f'unknown control(s) {", ".join(map(repr, bad))}; choose from {", ".join(CONTROLS)}')
     out = {}
     for c in controls:
         if c == 'fixed_variance': continue
         t = time.perf_counter()
+        if c == 'random_encoder':
+            dci = evaluate(random_encoder(model, seed), dataset, sizes=metric_sizes, seed=seed, metrics=('dci',),
+                           progress=False, dci_estimators=(dci_estimator,))
+            out.update({f'{c}_{k}': v for k, v in dci.items() if k.startswith('dci_')})
+            out[f'seconds_{c}'] = time.perf_counter() - t
+            continue
         m = (random_decoder(model, seed) if c == 'random_decoder' else
              refit_decoder(model, dataset, steps, batch_size=batch_size, lr=lr, seed=seed))
         res = causal_summary(m, x, probe=probe, modularity_images=modularity_images, axis_bases=axis_bases)

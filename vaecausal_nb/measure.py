@@ -13,17 +13,18 @@ from pathlib import Path
 
 import torch
 
-from .causal_metrics import AXIS_BASES, causal_summary, check_axis_bases
-from .core import VaeCausalError, check, claim_files, logger, settings_key, write_owned
+from .causal_metrics import AXIS_BASES, causal_summary, check_axis_bases, counterfactual_fidelity
+from .core import VaeCausalError, check, claim_files, logger, settings_key, torch_threads, write_owned
 from .data import load_dataset, random_batch, to_float
-from .metrics import METRICS, SIZES, evaluate, resolve_sizes
+from .metrics import METRICS, SIZES, check_dci_estimator, evaluate, resolve_sizes
 from .probes import factor_probe
 from .train import check_time, load_run
 
 # %% auto #0
-__all__ = ['MAX_POINTS', 'MAX_CAUSAL_IMAGES', 'MAX_MODULARITY_IMAGES', 'MAX_PROBE_STEPS', 'BETA_VAE_MIN_TRAIN', 'SUMMARY_SEED',
-           'CAUSAL_SEED', 'check_measure_sizes', 'check_metric_sizes', 'causal_images', 'loss_summary', 'measure',
-           'measurement_settings', 'measurement_path', 'measure_run']
+__all__ = ['MAX_POINTS', 'MAX_CAUSAL_IMAGES', 'MAX_MODULARITY_IMAGES', 'MAX_PROBE_STEPS', 'COUNTERFACTUAL_PAIRS',
+           'MAX_COUNTERFACTUAL_PAIRS', 'BETA_VAE_MIN_TRAIN', 'SUMMARY_SEED', 'CAUSAL_SEED', 'COUNTERFACTUAL_SEED',
+           'check_measure_sizes', 'check_metric_sizes', 'causal_images', 'loss_summary', 'measure',
+           'check_counterfactual_pairs', 'measurement_settings', 'measurement_path', 'measure_run']
 
 # %% ../nbs/07c_measure.ipynb #2b4d5cd7
 # Upper bounds on what one measurement holds at once: past them a typo (1e9) would end in an out-of-memory kill
@@ -31,6 +32,8 @@ MAX_POINTS = 100_000          # a metric size: 10 × disentanglement_lib's refer
 MAX_CAUSAL_IMAGES = 4096      # 8 × the paper preset's 512
 MAX_MODULARITY_IMAGES = 256   # 4 × the paper preset's 64
 MAX_PROBE_STEPS = 100_000     # 20 × the paper preset's 5,000
+COUNTERFACTUAL_PAIRS = 64     # pairs per factor and draw of counterfactual fidelity (the default; 0: not measured)
+MAX_COUNTERFACTUAL_PAIRS = 4096   # 64 × the default: 2 draws × 2 images × this many pairs per factor in memory
 
 # %% ../nbs/07c_measure.ipynb #fc18b097
 def check_measure_sizes(metric_sizes:str|dict, # metric sizes (a name in metrics.SIZES or a dict)
@@ -91,6 +94,7 @@ def check_metric_sizes(sizes:str|dict, # metric sizes (a name in metrics.SIZES o
 # %% ../nbs/07c_measure.ipynb #12328de4
 SUMMARY_SEED = 10_000         # + run seed: the held-out images of the final loss terms
 CAUSAL_SEED = 20_000          # + run seed: the images of the causal metrics
+COUNTERFACTUAL_SEED = 30_000  # + run seed: the factor pairs of counterfactual fidelity
 
 def causal_images(dataset, # a FactorDataset
                   n:int, # how many images
@@ -119,27 +123,35 @@ def loss_summary(model:torch.nn.Module, # a trained model
 # %% ../nbs/07c_measure.ipynb #78d181e6
 def measure(model:torch.nn.Module, # a trained model
             dataset, # its dataset (a FactorDataset)
-            settings:dict, # a job's 'eval': metric_sizes, causal_images, modularity_images (+ metrics, axis_bases)
+            settings:dict, # a job's 'eval': metric_sizes, causal_images, modularity_images (+ metrics, axis_bases, ...)
             seed:int, # the run's seed (the measurement images are drawn from it)
             probe=None, # the dataset's factor probe (None: no factor-level specificity)
             progress:bool=False, # tqdm bars over the metrics
             n_jobs:int=1, # DCI's per-factor classifiers fitted in parallel (the same numbers as serial)
             dci_later:list|None=None, # a list: DCI's arguments go there (`metrics.dci_many` fits them), not fitted now
             until:float|None=None, # a `time.time()` deadline: `OutOfTime` if a part (below) would start past it
+            dci_exact:bool=False, # with settings' dci_estimator 'fast': also the exact trees (dci_exact_ columns)
            ) -> dict:
     """Every metric of one trained model on its dataset, as a flat dict of floats: the loss terms
-    (`loss_summary`), the disentanglement metrics (`metrics.evaluate`) and the causal metrics (`causal_summary`)."""
+    (`loss_summary`), the disentanglement metrics (`metrics.evaluate`), the causal metrics (`causal_summary`) and
+    counterfactual fidelity."""
     t0 = time.perf_counter()
     check_time(until, 'not measured')
     out = loss_summary(model, dataset, seed)
     check_time(until, 'measured in part')
+    est = check_dci_estimator(settings.get('dci_estimator', 'exact'))
     scores = evaluate(model, dataset, sizes=settings['metric_sizes'], seed=seed, progress=progress, n_jobs=n_jobs,
-                      metrics=settings.get('metrics', METRICS), dci_later=dci_later)
+                      metrics=settings.get('metrics', METRICS), dci_later=dci_later,
+                      dci_estimators=(est, 'exact') if dci_exact and est != 'exact' else (est,))
     out.update({k: v for k, v in scores.items() if k != 'seconds_total'})
     x = causal_images(dataset, settings['causal_images'], seed)
     check_time(until, 'measured in part')
     out.update(causal_summary(model, x, probe=probe, modularity_images=settings['modularity_images'],
                               axis_bases=settings.get('axis_bases', AXIS_BASES)))
+    pairs = settings.get('counterfactual_pairs', COUNTERFACTUAL_PAIRS)
+    if pairs:
+        check_time(until, 'measured in part')
+        out.update(counterfactual_fidelity(model, dataset, n_pairs=pairs, seed=COUNTERFACTUAL_SEED + seed).summary())
     out['seconds_eval'] = time.perf_counter() - t0
     return {k: float(v) for k, v in out.items()}
 
@@ -156,6 +168,17 @@ def _parse_sizes(sizes:str|dict, # 'quick', 'fast', 'standard', a dict of metric
     resolve_sizes(sizes)
     return sizes
 
+# %% ../nbs/07c_measure.ipynb #f28ba2fc
+def check_counterfactual_pairs(pairs, # counterfactual fidelity's pairs per factor and draw
+                              ) -> int:
+    "`pairs` if it is 0 (not measured) or an integer in 2..MAX_COUNTERFACTUAL_PAIRS, else one clear error."
+    whole = isinstance(pairs, int) and not isinstance(pairs, bool)
+    ok = whole and (pairs == 0 or 2 <= pairs <= MAX_COUNTERFACTUAL_PAIRS)
+    check(ok,
+          f'counterfactual_pairs must be 0 (not measured) or an integer in 2..{MAX_COUNTERFACTUAL_PAIRS} (pairs per '
+          f'factor in each of its two draws; the default is {COUNTERFACTUAL_PAIRS}), got {pairs!r}')
+    return pairs
+
 # %% ../nbs/07c_measure.ipynb #f53eaa5c
 def measurement_settings(sizes:str|dict='quick', # 'quick', 'fast', 'standard', a dict of metric sizes, or JSON text
                          causal_images:int=64, # images for CES, specificity and active latents
@@ -163,6 +186,8 @@ def measurement_settings(sizes:str|dict='quick', # 'quick', 'fast', 'standard', 
                          probe_steps:int=600, # factor-probe training steps
                          metrics:tuple=METRICS, # the disentanglement metrics measured (a subset of metrics.METRICS)
                          axis_bases:int=AXIS_BASES, # random bases of the axis baseline (0: not measured)
+                         dci_estimator:str='exact', # DCI's trees: 'exact' (disentanglement_lib's) or 'fast'
+                         counterfactual_pairs:int=COUNTERFACTUAL_PAIRS, # counterfactual fidelity's pairs (0: none)
                         ) -> dict:
     "The settings of a measurement, checked (one clear error each), in the form of a study job's 'eval'."
     sizes = _parse_sizes(sizes)
@@ -174,10 +199,13 @@ def measurement_settings(sizes:str|dict='quick', # 'quick', 'fast', 'standard', 
     bad = [m for m in metrics if m not in METRICS]
     check(not bad, f'unknown metric(s) {", ".join(map(repr, bad))}; choose among {", ".join(METRICS)}')
     check_measure_sizes(sizes, causal_images, modularity_images, probe_steps)
+    check_counterfactual_pairs(counterfactual_pairs)
     axis_bases = check_axis_bases(axis_bases)
     out = {'metric_sizes': sizes, 'causal_images': causal_images, 'modularity_images': modularity_images,
            'probe_steps': probe_steps}
     if axis_bases != AXIS_BASES: out['axis_bases'] = axis_bases       # named only when not the default (as jobs do)
+    if check_dci_estimator(dci_estimator) != 'exact': out['dci_estimator'] = dci_estimator              # (likewise)
+    if counterfactual_pairs != COUNTERFACTUAL_PAIRS: out['counterfactual_pairs'] = counterfactual_pairs  # (likewise)
     return out | ({'metrics': [m for m in METRICS if m in metrics]} if set(metrics) != set(METRICS) else {})
 
 # %% ../nbs/07c_measure.ipynb #6331ecef
@@ -203,11 +231,15 @@ def measure_run(path:str|Path, # a run directory (written by `train` or a study)
                 metrics:tuple=METRICS, # the disentanglement metrics measured (a subset of metrics.METRICS)
                 progress:bool=True, # tqdm bars
                 axis_bases:int=AXIS_BASES, # random bases of the axis baseline (0: not measured)
+                dci_estimator:str='exact', # DCI's trees: 'exact' (disentanglement_lib's) or 'fast' (histogram)
+                threads:int|None=None, # torch CPU threads while it measures (None: as they are; restored after)
+                counterfactual_pairs:int=COUNTERFACTUAL_PAIRS, # counterfactual fidelity's pairs (0: not measured)
                ) -> dict:
     """Every metric of the run in `path` (`measure`), returned, and stored in `path` at `measurement_path` with the
     settings and the run it measured (key, steps); a number that is not finite is stored as null."""
     check(str(path).strip() != '', 'path is empty; give the run folder (written by train or a study)')
-    settings = measurement_settings(sizes, causal_images, modularity_images, probe_steps, metrics, axis_bases)
+    settings = measurement_settings(sizes, causal_images, modularity_images, probe_steps, metrics, axis_bases,
+                                    dci_estimator, counterfactual_pairs)
     run = load_run(path, finished=True)                                 # a run trained part-way: refused
     out = measurement_path(path, settings, run.config.key())
     check(os.access(out.parent, os.W_OK), f'{out.parent} is not writable, and the measurement is written there '
@@ -217,8 +249,9 @@ def measure_run(path:str|Path, # a run directory (written by `train` or a study)
     check_metric_sizes(settings['metric_sizes'], dataset, settings.get('metrics', METRICS))
     old = [p.name for p in out.parent.glob('evaluation-*.json')]
     if old: logger.info(f'{", ".join(old)} in {out.parent} were stored under an older naming; left as they are')
-    m = measure(run.model, dataset, settings, run.config.seed,
-                factor_probe(dataset, steps=probe_steps, progress=progress), progress)
+    with torch_threads(threads):
+        m = measure(run.model, dataset, settings, run.config.seed,
+                    factor_probe(dataset, steps=probe_steps, progress=progress), progress)
     record = {'numbers': {k: v if math.isfinite(v) else None for k, v in m.items()}, 'settings': settings,
               'run': {'key': run.config.key(), 'steps': run.config.steps}}
     write_owned(out.parent, out.name, json.dumps(record, indent=2, sort_keys=True, allow_nan=False).encode())

@@ -25,10 +25,11 @@ from .core import VaeCausalError, check, check_slots, is_quantised
 from .data import FactorDataset, to_float
 
 # %% auto #0
-__all__ = ['METRICS', 'SIZES', 'dci_importance', 'dci_scores', 'dci', 'dci_many', 'histogram_discretize', 'discrete_mutual_info',
-           'mig', 'slot_index', 'sap_matrix', 'sap', 'representation_function', 'FactorSampler', 'code_table',
+__all__ = ['DCI_FAST_PARAMS', 'DCI_ESTIMATORS', 'DCI_SCORES', 'METRICS', 'SIZES', 'check_dci_estimator', 'dci_importance',
+           'dci_scores', 'dci', 'dci_many', 'dci_agreement', 'histogram_discretize', 'discrete_mutual_info', 'mig',
+           'slot_index', 'sap_matrix', 'sap', 'representation_function', 'FactorSampler', 'code_table',
            'factor_vae_score', 'beta_vae_score', 'irs', 'infomec_nmi', 'active_by_range', 'infom_infoc',
-           'infoe_per_source', 'infomec', 'resolve_sizes', 'encodes_needed', 'evaluate']
+           'infoe_per_source', 'infomec', 'resolve_sizes', 'encodes_needed', 'dci_prefix', 'evaluate']
 
 # %% ../nbs/05_metrics.ipynb #a622199d
 def _codes(mus, name='codes') -> np.ndarray:
@@ -82,12 +83,44 @@ def _fit_factor(xtr, ytr, xte, yte, seed):
     m = GradientBoostingClassifier(random_state=seed).fit(xtr, ytr)
     return np.abs(m.feature_importances_), np.mean(m.predict(xtr) == ytr), np.mean(m.predict(xte) == yte)
 
+# %% ../nbs/05_metrics.ipynb #139a59c7
+DCI_FAST_PARAMS = dict(n_estimators=100, learning_rate=0.1, max_depth=3, num_leaves=8, min_child_samples=1,
+                       min_child_weight=1e-12, reg_lambda=0.0, subsample=1.0, colsample_bytree=1.0, max_bin=255,
+                       n_jobs=1, deterministic=True, force_row_wise=True, verbose=-1)
+
+def _fit_factor_fast(xtr, # codes [N, L] to fit on
+                     ytr, # one factor's classes [N]
+                     xte, # codes [M, L] to test on
+                     yte, # their classes [M]
+                     seed:int, # the booster's random state
+                    ) -> tuple:
+    "One factor's histogram-boosted trees (LightGBM, `DCI_FAST_PARAMS`): total split gain per code `[L]`, accuracies."
+    from lightgbm import LGBMClassifier
+    m = LGBMClassifier(**DCI_FAST_PARAMS, random_state=seed).fit(xtr, ytr)
+    gain = m.booster_.feature_importance('gain')
+    return gain / max(gain.sum(), 1e-300), np.mean(m.predict(xtr) == ytr), np.mean(m.predict(xte) == yte)
+
+# %% ../nbs/05_metrics.ipynb #2c4c3396
+DCI_ESTIMATORS = {'exact': _fit_factor, 'fast': _fit_factor_fast}   # name -> one factor's classifier
+
+def check_dci_estimator(estimator:str, # a DCI estimator's name
+                       ) -> str:
+    "`estimator` if it names one of DCI_ESTIMATORS, else one clear error."
+    check(isinstance(estimator, str) and estimator in DCI_ESTIMATORS, f'unknown DCI estimator {estimator!r}; choose '
+          "'exact' (disentanglement_lib's boosted trees, the default) or 'fast' (histogram trees for large studies)")
+    return estimator
+
 # %% ../nbs/05_metrics.ipynb #b8c53625
-def _importances(data:list, seeds:list, n_jobs:int) -> list:
+def _importances(data:list, # checked `_dci_data` of each representation
+                 seeds:list, # each one's random state
+                 n_jobs:int, # classifiers fitted at once
+                 estimators:list|None=None, # each one's estimator (a key of DCI_ESTIMATORS; None: all 'exact')
+                ) -> list:
     "`(R, train accuracy, test accuracy)` of each checked `_dci_data`: every (set, factor) classifier in one pool."
+    fit = [DCI_ESTIMATORS[e] for e in (estimators or ['exact'] * len(data))]
     todo = [(i, k) for i, (_, y, _, _) in enumerate(data) for k in range(y.shape[1])]
-    res = iter(Parallel(n_jobs=n_jobs)(delayed(_fit_factor)(data[i][0], data[i][1][:, k], data[i][2],
-                                                            data[i][3][:, k], seeds[i]) for i, k in todo))
+    res = iter(Parallel(n_jobs=n_jobs)(delayed(fit[i])(data[i][0], data[i][1][:, k], data[i][2],
+                                                       data[i][3][:, k], seeds[i]) for i, k in todo))
     out = []
     for _, y, _, _ in data:                               # the results in order: each set's factors in turn
         r = [next(res) for _ in range(y.shape[1])]
@@ -102,10 +135,12 @@ def dci_importance(mus_train, # codes [N, L] to fit on
                    ys_test, # their factor classes
                    n_jobs:int=1, # factors fitted in parallel
                    seed:int=0, # the classifiers' random state
+                   estimator:str='exact', # 'exact' (disentanglement_lib's trees) or 'fast' (see below)
                   ):
-    """Importance matrix `R [L, K]` (absolute `feature_importances_` of one GradientBoostingClassifier per factor), mean
-    train and test accuracy."""
-    return _importances([_dci_data(mus_train, ys_train, mus_test, ys_test)], [seed], n_jobs)[0]
+    """Importance matrix `R [L, K]` (absolute `feature_importances_` of one GradientBoostingClassifier per factor, or
+    the fast estimator's gains), mean train and test accuracy."""
+    check_dci_estimator(estimator)
+    return _importances([_dci_data(mus_train, ys_train, mus_test, ys_test)], [seed], n_jobs, [estimator])[0]
 
 # %% ../nbs/05_metrics.ipynb #715a97dd
 def dci_scores(R, # importance matrix [L codes, K factors]
@@ -138,27 +173,50 @@ def dci(mus_train, # codes [N, L] of the training points
         n_jobs:int=1, # factors fitted in parallel (joblib); the values do not change
         seed:int=0, # random_state of the boosted trees
         slots:list|None=None, # coordinate groups scored as one code each (importances summed): a VQ-VAE's slots
+        estimator:str='exact', # 'exact': disentanglement_lib's boosted trees; 'fast': histogram trees (below)
        ) -> dict:
-    """DCI (Eastwood & Williams 2018) as disentanglement_lib computes it: disentanglement, completeness and
-    informativeness (accuracies)."""
-    return _dci_result(*dci_importance(mus_train, ys_train, mus_test, ys_test, n_jobs=n_jobs, seed=seed), slots)
+    """DCI (Eastwood & Williams 2018) as disentanglement_lib computes it (`estimator='exact'`): disentanglement,
+    completeness and informativeness (accuracies)."""
+    return _dci_result(*dci_importance(mus_train, ys_train, mus_test, ys_test, n_jobs=n_jobs, seed=seed,
+                                      estimator=estimator), slots)
 
 # %% ../nbs/05_metrics.ipynb #edd867e0
 _DCI_ARGS = ('mus_train', 'ys_train', 'mus_test', 'ys_test')
 
-def dci_many(tasks:list[dict], # each `dci`'s arguments as a dict: mus_train, ys_train, mus_test, ys_test (seed, slots)
+def dci_many(tasks:list[dict], # each `dci`'s arguments as a dict: mus_train, ys_train, mus_test, ys_test (seed, ...)
              n_jobs:int=1, # classifiers fitted in parallel, across all the tasks' factors
             ) -> list[dict]:
     "`dci` of several representations, all their classifiers fitted in one pool; result `i` equals `dci(**tasks[i])`."
     check(isinstance(tasks, (list, tuple)) and all(isinstance(t, dict) for t in tasks),
           f'tasks must be a list of dicts of dci arguments, got {type(tasks).__name__}')
     for n, t in enumerate(tasks):
-        miss, extra = [k for k in _DCI_ARGS if k not in t], sorted(set(t) - {*_DCI_ARGS, 'seed', 'slots'})
+        miss, extra = [k for k in _DCI_ARGS if k not in t], sorted(set(t) - {*_DCI_ARGS, 'seed', 'slots', 'estimator'})
         check(not miss and not extra, f'tasks[{n}]: ' + ('; '.join([f'missing {", ".join(miss)}'] * bool(miss) +
-              [f'unknown {", ".join(extra)}'] * bool(extra))) + f' (a task holds {", ".join(_DCI_ARGS)}, seed, slots)')
+              [f'unknown {", ".join(extra)}'] * bool(extra))) +
+              f' (a task holds {", ".join(_DCI_ARGS)}, seed, slots, estimator)')
+    for t in tasks: check_dci_estimator(t.get('estimator', 'exact'))
     data = [_dci_data(*(t[k] for k in _DCI_ARGS)) for t in tasks]
-    res = _importances(data, [t.get('seed', 0) for t in tasks], n_jobs)
+    res = _importances(data, [t.get('seed', 0) for t in tasks], n_jobs, [t.get('estimator', 'exact') for t in tasks])
     return [_dci_result(*r, t.get('slots')) for r, t in zip(res, tasks)]
+
+# %% ../nbs/05_metrics.ipynb #2cb309a5
+DCI_SCORES = ('disentanglement', 'completeness', 'informativeness_train', 'informativeness_test')
+
+def dci_agreement(exact:list[dict], # each run's `dci` with the exact trees
+                  fast:list[dict], # the same runs' `dci` with the fast estimator, in the same order
+                 ) -> dict:
+    "{score: {'n', 'mean_abs_diff', 'max_abs_diff', 'mean_diff' (fast − exact), 'spearman'}} over the runs."
+    check(len(exact) == len(fast), f'exact and fast must hold the same runs, got {len(exact)} and {len(fast)}')
+    out = {}
+    for k in DCI_SCORES:
+        a, b = np.array([r[k] for r in exact], float), np.array([r[k] for r in fast], float)
+        ok = np.isfinite(a) & np.isfinite(b)
+        d = b[ok] - a[ok]
+        rho = scipy.stats.spearmanr(a[ok], b[ok])[0] if ok.sum() >= 3 and np.ptp(a[ok]) and np.ptp(b[ok]) else np.nan
+        out[k] = {'n': int(ok.sum()), 'mean_abs_diff': float(np.abs(d).mean()) if len(d) else np.nan,
+                  'max_abs_diff': float(np.abs(d).max()) if len(d) else np.nan,
+                  'mean_diff': float(d.mean()) if len(d) else np.nan, 'spearman': float(rho)}
+    return out
 
 # %% ../nbs/05_metrics.ipynb #dc027a01
 def histogram_discretize(x, # codes [N, L]
@@ -685,6 +743,13 @@ def _shared_points(s:FactorSampler, # the sampler
     zte, yte = s.points(n_te) if n_te else (None, None)
     return ztr, ytr, zte, yte
 
+# %% ../nbs/05_metrics.ipynb #16437689
+def dci_prefix(n:int, # the estimator's place in `evaluate(dci_estimators=...)`
+               estimator:str, # its name
+              ) -> str:
+    "The prefix of DCI's columns: `dci_` for the first estimator, `dci_<name>_` for a second (the calibration)."
+    return 'dci_' if n == 0 else f'dci_{estimator}_'
+
 # %% ../nbs/05_metrics.ipynb #c7b1b2b9
 def _dci_entries(sz:dict, # resolved sizes
                  pts:tuple, # the shared random codes: (ztr, ytr, zte, yte)
@@ -692,13 +757,18 @@ def _dci_entries(sz:dict, # resolved sizes
                  slots, # coordinate groups of a quantised code (None: per coordinate)
                  n_jobs:int, # factors fitted in parallel
                  dci_later:list|None, # a list: DCI's arguments are appended to it, not fitted now
+                 estimators:tuple=('exact',), # the first gives the dci_ entries; a second gives dci_<name>_ entries
                 ) -> dict:
-    "DCI's entries of `evaluate`'s result; `{}` when its arguments go to `dci_later` instead."
+    """DCI's entries of `evaluate`'s result, one set per estimator (a fast study's calibration runs: `('fast',
+    'exact')`); `{}` when its arguments go to `dci_later` instead, one task per estimator, in that order."""
     ztr, ytr, zte, yte = pts
     a, b = sz['dci']
-    task = dict(mus_train=ztr[:a], ys_train=ytr[:a], mus_test=zte[:b], ys_test=yte[:b], seed=seed, slots=slots)
-    if dci_later is None: return {f'dci_{k}': v for k, v in dci(**task, n_jobs=n_jobs).items()}
-    _dci_data(ztr[:a], ytr[:a], zte[:b], yte[:b]); dci_later.append(task)   # checked now, fitted later
+    tasks = [dict(mus_train=ztr[:a], ys_train=ytr[:a], mus_test=zte[:b], ys_test=yte[:b], seed=seed, slots=slots,
+                  estimator=check_dci_estimator(e)) for e in estimators]
+    if dci_later is None:
+        return {f'{dci_prefix(n, t["estimator"])}{k}': v for n, t in enumerate(tasks)
+                for k, v in dci(**t, n_jobs=n_jobs).items()}
+    _dci_data(ztr[:a], ytr[:a], zte[:b], yte[:b]); dci_later.extend(tasks)   # checked now, fitted later
     return {}
 
 # %% ../nbs/05_metrics.ipynb #185408dd
@@ -728,10 +798,11 @@ def _one_metric(m:str, # the metric's name (one of METRICS)
                 n_jobs:int, # DCI factors fitted in parallel
                 progress:bool, # tqdm bars
                 dci_later:list|None, # a list: DCI's arguments are appended to it, not fitted now
+                dci_estimators:tuple=('exact',), # DCI's estimators (see `_dci_entries`)
                ) -> dict:
     "One metric's entries of `evaluate`'s result."
     ztr, ytr, zte, yte = pts
-    if m == 'dci': return _dci_entries(sz, pts, seed, slots, n_jobs, dci_later)
+    if m == 'dci': return _dci_entries(sz, pts, seed, slots, n_jobs, dci_later, dci_estimators)
     if m == 'mig':
         z = ztr[:sz['mig']]
         return {'mig': mig(z if slots is None else slot_index(z, slots), ytr[:sz['mig']], discrete=slots is not None)}
@@ -758,6 +829,7 @@ def evaluate(representation_fn, # a model with .representation, or a function fl
              progress:bool=True, # tqdm bars
              slots='auto', # coordinate groups scored per slot by DCI, MIG and InfoMEC ('auto': a model's slots())
              dci_later:list|None=None, # a list: DCI's arguments are appended to it (for `dci_many`), not fitted now
+             dci_estimators:tuple=('exact',), # DCI's estimators: ('fast', 'exact') adds dci_exact_ entries
             ) -> dict:
     """All seven disentanglement metrics of a representation on a dataset (DCI, MIG, SAP, FactorVAE, BetaVAE, IRS,
     InfoMEC), as one flat dict of floats (plus seconds per metric)."""
@@ -770,7 +842,7 @@ def evaluate(representation_fn, # a model with .representation, or a function fl
     out['seconds_codes'] = time.perf_counter() - t0
     for m in tqdm(metrics, desc='metrics', disable=not progress, leave=False):
         t = time.perf_counter()
-        out.update(_one_metric(m, sz, s, pts, seed, slots, n_jobs, progress, dci_later))
+        out.update(_one_metric(m, sz, s, pts, seed, slots, n_jobs, progress, dci_later, dci_estimators))
         out[f'seconds_{m}'] = time.perf_counter() - t
     out['images_encoded'] = len(dataset) if tab is not None else s.encoded
     out['seconds_total'] = time.perf_counter() - t0

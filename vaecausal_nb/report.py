@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .core import VaeCausalError, check, claim_files, write_owned
+from .metrics import DCI_SCORES, dci_agreement
 from .stats import (by_config, correlation, correlation_table, exclusions, mixed_effect,
                                 recon_adjusted)
 from .study import StudySpec, config_label, jobs, load_results, study_specs, study_status
@@ -27,8 +28,10 @@ __all__ = ['MAIN_METRICS', 'CAUSAL', 'DISENTANGLEMENT', 'SCORE_COLUMNS', 'COLUMN
 MAIN_METRICS = ['final_recon', 'final_kl', 'dci_disentanglement', 'dci_completeness', 'dci_informativeness_train',
                 'dci_informativeness_test', 'mig', 'sap', 'factor_vae', 'beta_vae', 'irs', 'infom', 'infoc', 'infoe',
                 'n_active', 'ces', 'ces_total', 'specificity_pixel', 'specificity_pixel_axis_excess',
-                'specificity_factor', 'specificity_factor_axis_excess', 'modularity', 'modularity_axis_excess']
-CAUSAL = ['ces', 'ces_total', 'specificity_pixel', 'specificity_factor', 'modularity']
+                'specificity_factor', 'specificity_factor_axis_excess', 'modularity', 'modularity_axis_excess',
+                'counterfactual_fidelity', 'counterfactual_fidelity_das']
+CAUSAL = ['ces', 'ces_total', 'specificity_pixel', 'specificity_factor', 'modularity', 'counterfactual_fidelity',
+          'counterfactual_fidelity_das']
 DISENTANGLEMENT = ['dci_disentanglement', 'mig', 'sap', 'factor_vae', 'beta_vae', 'irs', 'infom', 'infoc', 'infoe']
 
 # %% ../nbs/10b_report.ipynb #88d1a377
@@ -130,7 +133,8 @@ def _correlation_section(runs, figs:Path) -> list:
     me = mixed_effect(runs, 'ces')
     md += [f'Mixed model over all {me["n_runs"]} runs ({me["model"]}; DCI disentanglement ~ CES + reconstruction + '
           'dataset, random intercepts for architecture and configuration; standardised within dataset): CES '
-          f'coefficient {me["coef"]:.3f}, 95 % CI [{me["ci"][0]:.3f}, {me["ci"][1]:.3f}], p = {me["p"]:.3g}.', '']
+          f'coefficient {me["coef"]:.3f}, 95 % CI [{me["ci"][0]:.3f}, {me["ci"][1]:.3f}], p = {me["p"]:.3g}.'
+          + (f' {me["note"]}' if me.get('fallback') else ''), '']
     _ces_dci_figure(cfg, figs)
     return md + ['![CES vs DCI](figures/ces_vs_dci.png)', '']
 
@@ -169,12 +173,33 @@ def _controls_section(df) -> list:
             md += ['Does a metric follow the code? Spearman ρ over runs between the trained and the refitted '
                    "decoder's values:", '', _md(pd.DataFrame.from_dict({m: {'n': r['n'],
                    'spearman': r['spearman'], 'p': r['spearman_p']} for m, r in rows.items()}, orient='index')), '']
+    if 'random_encoder_dci_disentanglement' in df.columns:
+        dci = [c for c in df.columns if c.startswith('random_encoder_dci_')]
+        t = std.groupby('arch')[[c.removeprefix('random_encoder_') for c in dci]].mean().add_prefix('trained ')
+        md += ['## Controls: DCI of an untrained encoder', '', "Mean over runs of DCI for the trained encoder and for "
+               "a re-initialised one (random_encoder_dci_*, the same points and sizes): the floor a trained model's "
+               'DCI has to clear.', '', _md(t.join(std.groupby('arch')[dci].mean()).T), '']
     if (df.variant == 'fixed_variance').any():
         fv = df[df.arch.isin(df.loc[df.variant == 'fixed_variance', 'arch'].unique())]
         md += ['## Controls: fixed posterior variance', '', 'Gaussian architectures trained as usual (standard) and '
                'with σ² of q(z|x) fixed (fixed_variance); mean over runs.', '',
                _md(fv.groupby(['arch', 'variant'])[[m for m in MAIN_METRICS if m in df]].mean()), '']
     return md
+
+# %% ../nbs/10b_report.ipynb #2d1bc3ec
+def _dci_calibration_section(df) -> list:
+    "The fast DCI against the exact trees on the study's calibration runs (rows with `dci_exact_*`), if any."
+    import pandas as pd
+    if 'dci_exact_disentanglement' not in df.columns: return []
+    cal = df[df['dci_exact_disentanglement'].notna()]
+    exact = [{k: r[f'dci_exact_{k}'] for k in DCI_SCORES} for _, r in cal.iterrows()]
+    fast = [{k: r[f'dci_{k}'] for k in DCI_SCORES} for _, r in cal.iterrows()]
+    t = pd.DataFrame(dci_agreement(exact, fast)).T
+    return ['## DCI: the fast estimator against the exact trees', '',
+            f'This study fitted DCI with histogram-boosted trees (the fast estimator); {len(cal)} of its {len(df)} '
+            'runs, drawn reproducibly, were also fitted with disentanglement_lib\'s exact trees on the same codes. '
+            'mean_diff is fast − exact; spearman orders those runs by each estimator. Compare DCI only within one '
+            'estimator.', '', _md(t), '']
 
 # %% ../nbs/10b_report.ipynb #43459857
 def _architecture_section(core, figs:Path) -> list:
@@ -248,6 +273,17 @@ COLUMNS = {**SCORE_COLUMNS,    # and the causal metrics: every column the report
                                      'would do; causal_metrics.axis_baseline)',
     'specificity_factor_axis_excess': 'factor specificity of the axes minus its mean over random bases (as above)',
     'modularity_axis_excess': 'circuit modularity of the axes minus its mean over random bases (as above)',
+    'ces_continuous': 'quantised models only: CES of the paper\'s continuous intervention, one coordinate of the '
+                      'quantised code set to mean + k·std and decoded without re-quantising, mean over the '
+                      'coordinates of active slots (ces itself is per slot, by codeword swaps)',
+    'ces_continuous_matched': 'quantised models only: the continuous intervention moved as far (L2) as the '
+                              'slot\'s average codeword swap',
+    'counterfactual_fidelity': 'share of held-out factor pairs (x, x′) where setting the latent most aligned to the '
+                               'changed factor to x′\'s value decodes to within half the pair\'s distance of the '
+                               'model\'s own reconstruction of x′, mean over factors (0–1; reconstruction error '
+                               'cancels; causal_metrics.counterfactual_fidelity)',
+    'counterfactual_fidelity_das': 'the same with a learned rotation of the latent space per factor (distributed '
+                                   'alignment search): are the factors there in some basis, if not on the axes',
 }
 
 # %% ../nbs/10b_report.ipynb #ec9bf4f2
@@ -345,8 +381,8 @@ def write_report(root:str|Path, # a study root
     runs = df[(df.variant == 'standard') & (exclusions(df) == '')]       # what the tables and tests use (maybe none)
     core = usual(runs)
     kept = not runs.empty                                               # the analyses need runs that were kept
-    md = (_header_section(df, root) + _results_section(core) + (_correlation_section(runs, figs) +
-          _recon_section(runs) if kept else []) + _controls_section(df) + (_architecture_section(core, figs) if kept
-          else []) + _sweep_section(df) + _traversal_section(grid, root, figs) + _flags_section(df) +
-          _columns_section(df))
+    analyses = (_correlation_section(runs, figs) + _recon_section(runs)) if kept else []
+    md = (_header_section(df, root) + _results_section(core) + analyses + _dci_calibration_section(df) +
+          _controls_section(df) + (_architecture_section(core, figs) if kept else []) + _sweep_section(df) +
+          _traversal_section(grid, root, figs) + _flags_section(df) + _columns_section(df))
     return write_owned(out, 'report.md', ('\n'.join(md) + '\n').encode('utf-8'))

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 # %% auto #0
 __all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'CPU_HPARAMS', 'SWEEP', 'CAPACITY_DIMS', 'PILOT_SWEEP', 'PRESETS', 'UNFINISHED',
            'ROW_TEXT', 'ROW_FLAGS', 'UNIT_METRICS', 'ROW_NEEDS', 'StudySpec', 'configurations', 'preset', 'run_key',
-           'jobs', 'machine_label', 'run_job', 'fleets', 'run_fleet', 'config_label', 'load_results', 'study_status',
-           'study_specs', 'run_study', 'read_rows_file', 'import_rows', 'plan_study']
+           'jobs', 'calibration_keys', 'machine_label', 'run_job', 'fleets', 'run_fleet', 'config_label',
+           'load_results', 'study_status', 'study_specs', 'run_study', 'read_rows_file', 'import_rows', 'plan_study']
 
 # %% ../nbs/10_study.ipynb #e830f402
 from fastcore.basics import patch
@@ -38,9 +38,10 @@ from .interventions import save_traversal
 from .core import (
     OWNED, VaeCausalError, check, get_device, load_json, logger, owned_record, save_json, torch_threads)
 from .data import DATASETS, PROCEDURAL, load_dataset
-from .metrics import METRICS, SIZES, dci_many, resolve_sizes
+from .metrics import METRICS, SIZES, check_dci_estimator, dci_many, dci_prefix, resolve_sizes
 from .models import ARCHS, MODELS, check_hparams
-from .measure import causal_images, check_measure_sizes, check_metric_sizes, measure
+from .measure import (COUNTERFACTUAL_PAIRS, causal_images, check_counterfactual_pairs, check_measure_sizes,
+                                  check_metric_sizes, measure)
 from .probes import factor_probe, train_probe
 from .fleet import STRUCTURAL, fleet_capacity, fleet_timing, train_fleet
 from .train import OutOfTime, TrainConfig, check_time, deadline, time_up, train
@@ -75,6 +76,9 @@ class StudySpec:
     modularity_images: int = 8           # images for circuit modularity (2 × ~65 decodes per image, latent, value)
     probe_steps: int = 600               # factor-probe training steps (one probe per dataset, cached in the study root)
     axis_bases: int = AXIS_BASES         # random bases of the axis baseline (causal_metrics.axis_baseline; 0: none)
+    dci_estimator: str = 'exact'         # DCI's trees: 'exact' (disentanglement_lib's) or 'fast' (large studies)
+    dci_calibration: float = 0.1         # with 'fast': the share of runs also measured with the exact trees
+    counterfactual_pairs: int = COUNTERFACTUAL_PAIRS  # counterfactual fidelity's pairs per factor (0: not measured)
     procedural: bool|None = True         # True: generators; None: real files where present; False: real files only
     allow_procedural: bool = False       # with procedural=None/False: fall back to a generator when a file is missing
     controls: tuple = ()                 # the referee's controls (controls.CONTROLS) measured or trained with each run
@@ -104,7 +108,6 @@ def _check_types(spec:StudySpec):
           f'procedural must be true, false or null, got {shown(spec.procedural)}')
     check(isinstance(spec.allow_procedural, bool),
           f'allow_procedural must be true or false, got {shown(spec.allow_procedural)}')
-
 
 # %% ../nbs/10_study.ipynb #d714689a
 def _check_choices(spec:StudySpec, # the spec checked (its lists already tuples)
@@ -192,6 +195,11 @@ def _check_sizes(spec:StudySpec, # the spec checked
           'causal_images and modularity_images must be at least 2')
     check_measure_sizes(spec.metric_sizes, spec.causal_images, spec.modularity_images, spec.probe_steps)  # not too many
     check_axis_bases(spec.axis_bases)
+    check_dci_estimator(spec.dci_estimator)
+    check_counterfactual_pairs(spec.counterfactual_pairs)
+    c = spec.dci_calibration
+    check(isinstance(c, (int, float)) and not isinstance(c, bool) and 0 <= c <= 1, f'dci_calibration must be a '
+          f'share of the runs between 0 and 1 (0.1: a tenth also measured with the exact trees), got {c!r}')
 
 # %% ../nbs/10_study.ipynb #e75d0ef2
 @patch
@@ -248,14 +256,14 @@ PRESETS = {
     'quick': dict(name='quick', steps=250, probe_steps=400, modularity_images=4, hparams=CPU_HPARAMS),
     'standard': dict(name='standard', datasets=('dsprites', 'shapes3d'), seeds=(0,), steps=300, sweep=PILOT_SWEEP,
                      extra_latent_dims=CAPACITY_DIMS, hparams=CPU_HPARAMS),
-    'gpu': dict(name='gpu', datasets=('dsprites', 'shapes3d', 'mpi3d'), seeds=(0,), steps=10_000,
-                sweep=SWEEP, extra_latent_dims=CAPACITY_DIMS, extra_seeds={'vae': (1, 2, 3, 4)},
-                metric_sizes='fast', causal_images=256, modularity_images=32, probe_steps=3000,
-                controls=('random_decoder',)),
+    'gpu': dict(name='gpu', datasets=('dsprites', 'shapes3d', 'mpi3d'), seeds=(0, 1, 2), steps=10_000,
+                sweep=SWEEP, extra_latent_dims=CAPACITY_DIMS, metric_sizes='fast', causal_images=256,
+                modularity_images=32, probe_steps=3000, controls=('random_decoder', 'random_encoder'),
+                dci_estimator='fast'),
     'paper': dict(name='paper', datasets=('dsprites', 'shapes3d', 'mpi3d', 'smallnorb', 'celeba'),
                   seeds=(0, 1, 2, 3, 4), steps=300_000, lr=1e-4, sweep=SWEEP, extra_latent_dims=CAPACITY_DIMS,
                   metric_sizes='standard', causal_images=512, modularity_images=64, probe_steps=5000, procedural=None,
-                  controls=('random_decoder', 'refit_decoder', 'fixed_variance')),
+                  controls=('random_decoder', 'refit_decoder', 'fixed_variance', 'random_encoder')),
 }
 
 # %% ../nbs/10_study.ipynb #3b098f0f
@@ -300,13 +308,16 @@ def run_key(job:dict) -> str:
 def _eval_settings(spec:StudySpec, # a validated spec
                   ) -> dict:
     """The evaluation settings of the spec's jobs (part of each key): the metric sizes, images and probe steps, and
-    the decoder controls and metrics where the spec names them."""
+    the decoder controls, metrics, axis bases and DCI estimator where the spec names them."""
     ev = {'metric_sizes': spec.metric_sizes, 'causal_images': spec.causal_images,
           'modularity_images': spec.modularity_images, 'probe_steps': spec.probe_steps}
     decoder_controls = [c for c in spec.controls if c != 'fixed_variance']
     if decoder_controls: ev['controls'] = decoder_controls        # (absent when none: older run keys stay valid)
     if set(spec.metrics) != set(METRICS): ev['metrics'] = [m for m in METRICS if m in spec.metrics]   # (absent: all)
     if spec.axis_bases != AXIS_BASES: ev['axis_bases'] = spec.axis_bases                            # (absent: default)
+    if spec.dci_estimator != 'exact':                                                   # (absent: the exact trees)
+        ev |= {'dci_estimator': spec.dci_estimator, 'dci_calibration': spec.dci_calibration}
+    if spec.counterfactual_pairs != COUNTERFACTUAL_PAIRS: ev['counterfactual_pairs'] = spec.counterfactual_pairs
     return ev
 
 # %% ../nbs/10_study.ipynb #61631ba3
@@ -357,7 +368,8 @@ def _job(spec:StudySpec, # a validated spec
 # %% ../nbs/10_study.ipynb #4b29737e
 def jobs(spec:StudySpec) -> list[dict]:
     """One job per run of the grid (architecture × configuration × latent dim × variant, per dataset and seed):
-    {'key', 'name', 'train' (TrainConfig dict), 'eval' (settings), 'version', 'threads' (torch's, not in the key)}."""
+    {'key', 'name', 'train' (TrainConfig dict), 'eval' (settings), 'version', 'threads' (torch's, not in the key)}, and
+    with the fast DCI 'dci_exact' (this run is one of the `calibration_keys`, also measured with the exact trees)."""
     spec.validate()
     ds_kw = {d: _resolve_dataset(d, spec.procedural, spec.allow_procedural, spec.metric_sizes, spec.metrics)
              for d in spec.datasets}
@@ -367,7 +379,22 @@ def jobs(spec:StudySpec) -> list[dict]:
             for a, sw in [(arch, sw) for arch in spec.archs for sw in configurations(spec, arch)]:
                 for L, variant in [(L, v) for L in _latent_dims(spec, a, s) for v in _variants(spec, a)]:
                     out.append(_job(spec, a, sw, d, ds_kw[d], L, s, variant, ev))
+    if spec.dci_estimator != 'exact':
+        exact = calibration_keys([j['key'] for j in out], spec.dci_calibration)
+        for j in out: j['dci_exact'] = j['key'] in exact
     return out
+
+# %% ../nbs/10_study.ipynb #4b639ba0
+def calibration_keys(keys:list, # the study's run keys
+                     share:float, # the share of the runs drawn (0..1): ceil(share × n) of them
+                     seed:int=0, # which runs: the same keys and seed draw the same runs
+                    ) -> set:
+    "The run keys drawn for the exact-DCI calibration: those with the smallest SHA-256 of `seed:key`."
+    import hashlib
+    check(isinstance(share, (int, float)) and not isinstance(share, bool) and 0 <= share <= 1,
+          f'share must be between 0 and 1, got {share!r}')
+    ranked = sorted(set(keys), key=lambda k: hashlib.sha256(f'{seed}:{k}'.encode()).hexdigest())
+    return set(ranked[:math.ceil(share * len(ranked))])
 
 # %% ../nbs/10_study.ipynb #8ed13c77
 def _probe(root:Path, dataset, steps:int):
@@ -395,7 +422,6 @@ def _unit_context(threads:int|None, # torch CPU threads while it runs (None: as 
     with torch_threads(threads) as n, joblib.parallel_config(backend='loky', initializer=_die_with_parent,
                                                              initargs=(os.getpid(),)):
         yield max(1, cores or n)
-
 
 # %% ../nbs/10_study.ipynb #4e646699
 @contextmanager
@@ -428,13 +454,15 @@ def _measure_row(job, root, d, run, ds, t_train:float, fleet_size:int=1, dci_lat
     if not (d / 'traversal.png').exists(): save_traversal(run.model, ds, d / 'traversal.png')
     check_time(until, 'trained, not measured')
     probe = _probe(root, ds, job['eval']['probe_steps'])
-    m = measure(run.model, ds, job['eval'], cfg.seed, probe, n_jobs=n_jobs, dci_later=dci_later, until=until)
+    m = measure(run.model, ds, job['eval'], cfg.seed, probe, n_jobs=n_jobs, dci_later=dci_later, until=until,
+                dci_exact=job.get('dci_exact', False))
     if job['eval'].get('controls'):
         check_time(until, 'measured in part')
         x = causal_images(ds, job['eval']['causal_images'], cfg.seed)
         m.update(control_measures(run.model, ds, x, job['eval']['controls'], steps=cfg.steps, probe=probe,
                                   modularity_images=job['eval']['modularity_images'], seed=cfg.seed,
-                                  batch_size=cfg.batch_size, lr=cfg.lr))
+                                  batch_size=cfg.batch_size, lr=cfg.lr, metric_sizes=job['eval']['metric_sizes'],
+                                  dci_estimator=job['eval'].get('dci_estimator', 'exact')))
     row = {'key': job['key'], 'name': job['name'], 'arch': cfg.arch, 'dataset': cfg.dataset,
            'procedural': bool(cfg.dataset_kwargs.get('procedural')), 'n_factors': sum(s > 1 for s in ds.factor_sizes),
            'latent_dim': cfg.latent_dim, 'seed': cfg.seed, 'steps': cfg.steps, 'precision': cfg.precision,
@@ -477,7 +505,6 @@ def run_job(job:dict, # from `jobs`
     with _run_lock(d.parent / f'.{job["name"]}.lock', d), _unit_context(job.get('threads'), cores) as n_jobs:
         if done.exists(): return load_json(done)
         return _train_and_measure(job, root, d, done, until, n_jobs)
-
 
 # %% ../nbs/10_study.ipynb #d3607e4c
 def _fleet_key(job:dict, shapes:dict) -> tuple:
@@ -523,7 +550,8 @@ def _fit_pending(pending:list, # (job, row, DCI's arguments) of members measured
     except VaeCausalError as e: return [(j['key'], None, str(e)) for j, *_ in pending]
     each, out = (time.perf_counter() - t0) / max(1, sum(bool(later) for *_, later in pending)), []
     for j, row, later in pending:
-        for _ in later: row.update({f'dci_{k}': v for k, v in next(res).items()})
+        for n, t in enumerate(later):                     # the estimator's columns: dci_ (and dci_exact_)
+            row.update({f'{dci_prefix(n, t.get("estimator", "exact"))}{k}': v for k, v in next(res).items()})
         if later: row.update(seconds_dci=each, seconds_eval=row['seconds_eval'] + each)   # (no DCI: no seconds)
         save_json(row, runs_dir / j['name'] / 'metrics.json'); out.append((j['key'], row, None))
     return out
@@ -755,7 +783,6 @@ def _train_probes(root:Path, # the study root
         if any(j['train']['dataset'] == d for j in todo):
             kw = next(j['train']['dataset_kwargs'] for j in todo if j['train']['dataset'] == d)
             _probe(root, load_dataset(d, **kw), spec.probe_steps)
-
 
 # %% ../nbs/10_study.ipynb #e056b375
 def _run_pool(units, root, workers:int, done, until=None):
@@ -1009,7 +1036,8 @@ def _measure_seconds(job:dict, # a job of the dataset
         x = causal_images(ds, job['eval']['causal_images'], cfg.seed)
         control_measures(run.model, ds, x, timed, steps=job['train']['steps'],
                          modularity_images=job['eval']['modularity_images'], seed=cfg.seed,
-                         batch_size=cfg.batch_size, lr=cfg.lr)
+                         batch_size=cfg.batch_size, lr=cfg.lr, metric_sizes=job['eval']['metric_sizes'],
+                         dci_estimator=job['eval'].get('dci_estimator', 'exact'))
     return time.perf_counter() - t0
 
 # %% ../nbs/10_study.ipynb #9f7c7e23
