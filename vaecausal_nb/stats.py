@@ -18,9 +18,9 @@ from .core import check
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['CODEBOOK_MIN_USE', 'correlation', 'partial_correlation', 'hedges_g', 'sidak_alpha', 'detectable_r', 'configs_needed',
-           'detectable_g', 'by_config', 'cluster_bootstrap', 'mixed_effect', 'exclusions', 'compare_architectures',
-           'correlation_table', 'recon_adjusted']
+__all__ = ['CODEBOOK_MIN_USE', 'SETTLED', 'correlation', 'partial_correlation', 'hedges_g', 'sidak_alpha', 'detectable_r',
+           'configs_needed', 'detectable_g', 'by_config', 'cluster_bootstrap', 'mixed_effect', 'exclusions',
+           'compare_architectures', 'correlation_table', 'recon_adjusted', 'settled_budget']
 
 # %% ../nbs/10a_stats.ipynb #f4c811a1
 def _pearson(x, # values [..., n]
@@ -451,3 +451,24 @@ def recon_adjusted(df:'pandas.DataFrame', # one row per run
                 'pearson'], 'r': correlation(dd[x], dd[y], n_boot=n_boot)['pearson'], 'r_given_recon': pc['r'],
                 'p': pc['p'], 'ci_low': pc['ci'][0], 'ci_high': pc['ci'][1], 'slope': b, 'slope_p': bp})
     return pd.DataFrame(rows)
+
+# %% ../nbs/10a_stats.ipynb #6c080ec1
+SETTLED = {'dci_disentanglement': 0.02, 'mig': 0.02, 'ces': 0.01, 'specificity_pixel': 0.02,
+           'specificity_factor': 0.02, 'modularity': 0.02}        # metric -> a change that cannot move a comparison
+
+def settled_budget(curve:'pandas.DataFrame', # learning-curve rows: arch, dataset, steps and the metrics
+                   tolerance:dict=SETTLED, # metric -> the largest change (its own units) that counts as settled
+                  ) -> float:
+    """The smallest training stage from which no model of `curve` changes any metric by `tolerance` or more up to its
+    last stage (`inf`: some model still moves at its last stage, so every budget is a pilot)."""
+    check(len(curve) > 0 and {'arch', 'dataset', 'steps'} <= set(curve.columns),
+          'curve must hold learning-curve rows with arch, dataset and steps columns (findings/data/learning_curve.csv)')
+    firsts = []
+    for _, g in curve.groupby(['arch', 'dataset']):
+        g = g.sort_values('steps')
+        moved = [any(abs(b[m] - a[m]) >= t for m, t in tolerance.items() if m in g)
+                 for (_, a), (_, b) in zip(g.iterrows(), g.iloc[1:].iterrows())]
+        still = [i for i, mv in enumerate(moved) if mv]
+        firsts.append(math.inf if len(g) < 2 or (still and still[-1] == len(moved) - 1)
+                      else float(g.steps.iloc[still[-1] + 1 if still else 0]))
+    return max(firsts)
