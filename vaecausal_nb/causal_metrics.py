@@ -681,10 +681,15 @@ def alignment_scores(dz:torch.Tensor, # code changes z′ − z `[N, W]` of one 
 def top_m_units(scores:np.ndarray, # alignment scores `[K, U]`, NaN for passive units
                 m:int, # units per factor
                ) -> list[list[int]]:
-    "Per factor, the `m` active units with the largest scores, largest first (all active ones when fewer)."
-    order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), axis=1, kind='stable')
-    n = int((~np.isnan(scores[0])).sum()) if len(scores) else 0
-    return [[int(i) for i in o[:min(m, n)]] for o in order]
+    """Per factor, up to `m` active units, largest score first, each unit serving one factor only: the (factor, unit)
+    pairs are taken in order of score, a unit going to the first factor that ranks it (a unit that carries every
+    factor serves one of them; the others get fewer units, or none, and fail)."""
+    out, taken = [[] for _ in scores], set()
+    flat = np.argsort(-np.nan_to_num(np.asarray(scores, float), nan=-np.inf), axis=None, kind='stable')
+    for k, i in zip(*np.unravel_index(flat, np.shape(scores))):
+        if np.isfinite(scores[k, i]) and i not in taken and len(out[k]) < m:
+            out[k].append(int(i)); taken.add(i)
+    return out
 
 # %% ../nbs/07d_counterfactual.ipynb #de666c3d
 def interchange(z:torch.Tensor, # base codes `[N, W]`
@@ -827,14 +832,16 @@ def _check_counterfactual(model:nn.Module, # the model
                           min_distance, # the informative threshold
                          ):
     "One clear error for each argument of `counterfactual_fidelity` that cannot work."
-    lacks = [a for a in ('representation', 'decode') if not callable(getattr(model, a, None))]
+    lacks = [a for a in ('representation', 'decode', 'encode') if not callable(getattr(model, a, None))]
     check(isinstance(model, nn.Module) and not lacks, 'counterfactual fidelity needs a model (nn.Module) with '
-          f'representation(x) (codes) and decode(z) (logits); {type(model).__name__} lacks {" and ".join(lacks)}')
+          'representation(x) (codes), decode(z) (logits) and encode(x) (for its active latents); '
+          f'{type(model).__name__} lacks {" and ".join(lacks)}')
     whole = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
     check(whole(n_pairs) and n_pairs >= 2, f'n_pairs must be an integer ≥ 2 (pairs per factor), got {n_pairs!r}')
     check(whole(m) and m >= 1, f'm must be a positive integer (units aligned to each factor), got {m!r}')
     real = lambda v: isinstance(v, (int, float, np.floating)) and not isinstance(v, bool) and np.isfinite(v)
-    check(real(tolerance) and tolerance > 0, f'tolerance must be a positive number, got {tolerance!r}')
+    check(real(tolerance) and 0 < tolerance < 1, 'tolerance must be a number in (0, 1): interchanging nothing gives '
+          f'e = 1, so a tolerance of 1 or more passes a model that does nothing; got {tolerance!r}')
     check(real(min_distance) and min_distance >= 0, f'min_distance must be a number ≥ 0, got {min_distance!r}')
     check(das_steps is None or (whole(das_steps) and das_steps >= 0),
           f'das_steps must be an integer ≥ 0 (or None: no DAS), got {das_steps!r}')
@@ -857,16 +864,19 @@ def _cf_result(names:list, # the factors' names
                alignment:dict, # what the alignments chose
                seconds:float, # the measurement's time
               ) -> MetricResult:
-    "Per-factor accuracies and errors of both alignments in one `MetricResult` (value: top-m's mean accuracy)."
+    """Per-factor accuracies and errors of both alignments in one `MetricResult` (value: top-m's mean accuracy over
+    the factors, a factor without informative pairs counted as 0)."""
     nan = [torch.full((1,), float('nan'))] * len(names)
     acc = {a: [interchange_accuracy(e, tolerance) for e in (errs if errs is not None else nan)]
            for a, errs in errors.items()}
     mean = lambda v: float(np.mean([x for x in v if np.isfinite(x)])) if np.isfinite(v).any() else float('nan')
+    fails = lambda v: float(np.mean(np.nan_to_num(np.asarray(v, float), nan=0.)))   # a factor not rendered fails
     per = {a: dict(zip(names, [x[0] for x in v])) for a, v in acc.items()}
     rel = {a: dict(zip(names, [x[1] for x in v])) for a, v in acc.items()}
     informative = {n: float(p['informative'].float().mean()) for n, p in zip(names, test)}
-    return MetricResult('counterfactual_fidelity', _alignment_share(scores), mean(list(per['top_m'].values())), active,
-                        {'counterfactual_fidelity_das': mean(list(per['das'].values())),
+    return MetricResult('counterfactual_fidelity', _alignment_share(scores), fails(list(per['top_m'].values())), active,
+                        {'counterfactual_fidelity_das': fails(list(per['das'].values())) if errors['das'] is not None
+                         else float('nan'),
                          'counterfactual_error': mean(list(rel['top_m'].values())),
                          'counterfactual_error_das': mean(list(rel['das'].values())),
                          'counterfactual_informative': float(np.mean(list(informative.values()))),

@@ -380,21 +380,28 @@ def jobs(spec:StudySpec) -> list[dict]:
                 for L, variant in [(L, v) for L in _latent_dims(spec, a, s) for v in _variants(spec, a)]:
                     out.append(_job(spec, a, sw, d, ds_kw[d], L, s, variant, ev))
     if spec.dci_estimator != 'exact':
-        exact = calibration_keys([j['key'] for j in out], spec.dci_calibration)
+        exact = calibration_keys([j['key'] for j in out], spec.dci_calibration,
+                                 groups=[(j['train']['arch'], j['train']['dataset']) for j in out])
         for j in out: j['dci_exact'] = j['key'] in exact
     return out
 
 # %% ../nbs/10_study.ipynb #4b639ba0
 def calibration_keys(keys:list, # the study's run keys
-                     share:float, # the share of the runs drawn (0..1): ceil(share × n) of them
+                     share:float, # the share of the runs drawn (0..1): ceil(share × n) of each group's n
                      seed:int=0, # which runs: the same keys and seed draw the same runs
+                     groups:list|None=None, # each key's group (e.g. its architecture and dataset): drawn per group
                     ) -> set:
-    "The run keys drawn for the exact-DCI calibration: those with the smallest SHA-256 of `seed:key`."
+    """The run keys drawn for the exact-DCI calibration: in each group, the ceil(share × n) keys with the smallest
+    SHA-256 of `seed:key` (so every group with runs has at least one when share > 0)."""
     import hashlib
     check(isinstance(share, (int, float)) and not isinstance(share, bool) and 0 <= share <= 1,
           f'share must be between 0 and 1, got {share!r}')
-    ranked = sorted(set(keys), key=lambda k: hashlib.sha256(f'{seed}:{k}'.encode()).hexdigest())
-    return set(ranked[:math.ceil(share * len(ranked))])
+    groups = [None] * len(keys) if groups is None else list(groups)
+    check(len(groups) == len(keys), f'groups must name one group per key ({len(keys)}), got {len(groups)}')
+    by = {}
+    for k, g in zip(keys, groups): by.setdefault(g, set()).add(k)
+    rank = lambda ks: sorted(ks, key=lambda k: hashlib.sha256(f'{seed}:{k}'.encode()).hexdigest())
+    return {k for ks in by.values() for k in rank(ks)[:math.ceil(share * len(ks))]}
 
 # %% ../nbs/10_study.ipynb #8ed13c77
 def _probe(root:Path, dataset, steps:int):
