@@ -23,7 +23,7 @@
 #                          path (a run, a fleet of two, small metric sizes); bf16 for three architectures; CUDA graphs
 #                          (last: compiling takes minutes, and the cap may cut it)
 #        bench      100 s  bench/fleet_throughput.py trimmed: K = 1, 8, 64, stacked against one at a time, 30 steps
-#        study      rest   (at least 70 s) a slice of the gpu preset (vae on dSprites, 5 seeds in one fleet, 500
+#        study      rest   (at least 70 s) a slice of the gpu preset (vae on dSprites, 3 seeds in one fleet, 500
 #                          steps, a 300-step probe) under --time-limit; exit 3 (unfinished): its log says how far it got
 #        results    40 s   the study's finished rows and report, exported apart (a study cut at its cap loses nothing)
 #      Every step writes into $OUT as it goes (at most 8 files come back): preflight.txt, checks.txt, bench.txt,

@@ -19,7 +19,7 @@ from .metrics import evaluate
 from .models import recon_bernoulli
 
 # %% auto #0
-__all__ = ['CONTROLS', 'FIXED_VARIANCE', 'random_decoder', 'refit_decoder', 'random_encoder', 'control_measures']
+__all__ = ['CONTROLS', 'FIXED_VARIANCE', 'random_decoder', 'refit_decoder', 'random_encoder', 'encoder_floor', 'control_measures']
 
 # %% ../nbs/07b_controls.ipynb #7820f62f
 CONTROLS = ('random_decoder', 'refit_decoder', 'fixed_variance', 'random_encoder')
@@ -93,6 +93,18 @@ def random_encoder(model:nn.Module, # a trained model
     "A copy of `model` with its encoder re-initialised (each layer's `reset_parameters`): DCI's floor."
     return random_decoder(model, seed, modules)
 
+# %% ../nbs/07b_controls.ipynb #7d2b184d
+def encoder_floor(model:nn.Module, # a trained model
+                  dataset:FactorDataset, # its data
+                  metric_sizes:str|dict='quick', # DCI's sizes (the run's own: `metrics.SIZES`)
+                  seed:int=0, # the re-initialisation's and the points' seed
+                  dci_estimator:str='exact', # DCI's trees (the run's own: 'exact' or 'fast')
+                 ) -> dict:
+    "DCI of `random_encoder(model)` on the run's points and sizes, as `random_encoder_dci_*` floats."
+    dci = evaluate(random_encoder(model, seed), dataset, sizes=metric_sizes, seed=seed, metrics=('dci',),
+                   progress=False, dci_estimators=(dci_estimator,))
+    return {f'random_encoder_{k}': v for k, v in dci.items() if k.startswith('dci_')}
+
 # %% ../nbs/07b_controls.ipynb #881be615
 def control_measures(model:nn.Module, # a trained model
                      dataset:FactorDataset, # its data
@@ -116,15 +128,11 @@ def control_measures(model:nn.Module, # a trained model
     for c in controls:
         if c == 'fixed_variance': continue
         t = time.perf_counter()
-        if c == 'random_encoder':
-            dci = evaluate(random_encoder(model, seed), dataset, sizes=metric_sizes, seed=seed, metrics=('dci',),
-                           progress=False, dci_estimators=(dci_estimator,))
-            out.update({f'{c}_{k}': v for k, v in dci.items() if k.startswith('dci_')})
-            out[f'seconds_{c}'] = time.perf_counter() - t
-            continue
-        m = (random_decoder(model, seed) if c == 'random_decoder' else
-             refit_decoder(model, dataset, steps, batch_size=batch_size, lr=lr, seed=seed))
-        res = causal_summary(m, x, probe=probe, modularity_images=modularity_images, axis_bases=axis_bases)
-        out.update({f'{c}_{k}': v for k, v in res.items() if not k.startswith('seconds')})
+        if c == 'random_encoder': out.update(encoder_floor(model, dataset, metric_sizes, seed, dci_estimator))
+        else:
+            m = (random_decoder(model, seed) if c == 'random_decoder' else
+                 refit_decoder(model, dataset, steps, batch_size=batch_size, lr=lr, seed=seed))
+            res = causal_summary(m, x, probe=probe, modularity_images=modularity_images, axis_bases=axis_bases)
+            out.update({f'{c}_{k}': v for k, v in res.items() if not k.startswith('seconds')})
         out[f'seconds_{c}'] = time.perf_counter() - t
     return out

@@ -120,6 +120,17 @@ def loss_summary(model:torch.nn.Module, # a trained model
             for k, v in terms.items(): tot[k] = tot.get(k, 0.0) + float(v) * len(xb) / n
     return {f'final_{k}': v for k, v in tot.items()}
 
+# %% ../nbs/07c_measure.ipynb #2fe1b922
+def _counterfactual_entries(model:torch.nn.Module, # a trained model
+                            dataset, # its dataset (a FactorDataset)
+                            settings:dict, # a job's 'eval' (counterfactual_pairs: COUNTERFACTUAL_PAIRS when absent)
+                            seed:int, # the run's seed (the pairs are drawn with COUNTERFACTUAL_SEED + seed)
+                           ) -> dict:
+    "`measure`'s counterfactual-fidelity entries (none when `counterfactual_pairs` is 0)."
+    pairs = settings.get('counterfactual_pairs', COUNTERFACTUAL_PAIRS)
+    if not pairs: return {}
+    return counterfactual_fidelity(model, dataset, n_pairs=pairs, seed=COUNTERFACTUAL_SEED + seed).summary()
+
 # %% ../nbs/07c_measure.ipynb #78d181e6
 def measure(model:torch.nn.Module, # a trained model
             dataset, # its dataset (a FactorDataset)
@@ -132,9 +143,8 @@ def measure(model:torch.nn.Module, # a trained model
             until:float|None=None, # a `time.time()` deadline: `OutOfTime` if a part (below) would start past it
             dci_exact:bool=False, # with settings' dci_estimator 'fast': also the exact trees (dci_exact_ columns)
            ) -> dict:
-    """Every metric of one trained model on its dataset, as a flat dict of floats: the loss terms
-    (`loss_summary`), the disentanglement metrics (`metrics.evaluate`), the causal metrics (`causal_summary`) and
-    counterfactual fidelity."""
+    """Every metric of one trained model on its dataset, as flat floats: loss terms (`loss_summary`), disentanglement
+    (`metrics.evaluate`), causal metrics (`causal_summary`) and counterfactual fidelity."""
     t0 = time.perf_counter()
     check_time(until, 'not measured')
     out = loss_summary(model, dataset, seed)
@@ -148,10 +158,8 @@ def measure(model:torch.nn.Module, # a trained model
     check_time(until, 'measured in part')
     out.update(causal_summary(model, x, probe=probe, modularity_images=settings['modularity_images'],
                               axis_bases=settings.get('axis_bases', AXIS_BASES)))
-    pairs = settings.get('counterfactual_pairs', COUNTERFACTUAL_PAIRS)
-    if pairs:
-        check_time(until, 'measured in part')
-        out.update(counterfactual_fidelity(model, dataset, n_pairs=pairs, seed=COUNTERFACTUAL_SEED + seed).summary())
+    check_time(until, 'measured in part')
+    out.update(_counterfactual_entries(model, dataset, settings, seed))
     out['seconds_eval'] = time.perf_counter() - t0
     return {k: float(v) for k, v in out.items()}
 
@@ -222,6 +230,25 @@ def measurement_path(path:str|Path, # a run directory
     named = [n for n in SIZES if {m: v for m, v in resolve_sizes(n).items() if m in measured} == sizes]
     return Path(path) / f'measurement-{named[0] if named else "custom"}-{key}.json'
 
+# %% ../nbs/07c_measure.ipynb #13d16f14
+def _store_measurement(out:Path, # where (`measurement_path`)
+                       numbers:dict, # what `measure` returned
+                       settings:dict, # the measurement's settings
+                       run, # the run measured (`train.Run`)
+                      ):
+    "Write a measurement's record (its numbers, non-finite ones as null; the settings; the run's key and steps)."
+    record = {'numbers': {k: v if math.isfinite(v) else None for k, v in numbers.items()}, 'settings': settings,
+              'run': {'key': run.config.key(), 'steps': run.config.steps}}
+    write_owned(out.parent, out.name, json.dumps(record, indent=2, sort_keys=True, allow_nan=False).encode())
+
+# %% ../nbs/07c_measure.ipynb #0b540e81
+def _claim_measurement(out:Path, # where the measurement will be written (`measurement_path`)
+                      ):
+    "Refuse, before anything is measured, a folder that is not writable or a file there that is not ours."
+    check(os.access(out.parent, os.W_OK), f'{out.parent} is not writable, and the measurement is written there '
+          f'({out.name}); make it writable, or measure a copy of the run folder in a place you can write to')
+    claim_files(out.parent, [out.name], 'the measurement', other=None)   # a user's file by that name: refused now
+
 # %% ../nbs/07c_measure.ipynb #89edb76c
 def measure_run(path:str|Path, # a run directory (written by `train` or a study), trained to its last step
                 sizes:str|dict='quick', # 'quick', 'fast', 'standard', a dict of metric sizes, or it as JSON text
@@ -242,9 +269,7 @@ def measure_run(path:str|Path, # a run directory (written by `train` or a study)
                                     dci_estimator, counterfactual_pairs)
     run = load_run(path, finished=True)                                 # a run trained part-way: refused
     out = measurement_path(path, settings, run.config.key())
-    check(os.access(out.parent, os.W_OK), f'{out.parent} is not writable, and the measurement is written there '
-          f'({out.name}); make it writable, or measure a copy of the run folder in a place you can write to')
-    claim_files(out.parent, [out.name], 'the measurement', other=None)   # a user's file by that name: refused now
+    _claim_measurement(out)
     dataset = load_dataset(run.config.dataset, **run.config.dataset_kwargs)
     check_metric_sizes(settings['metric_sizes'], dataset, settings.get('metrics', METRICS))
     old = [p.name for p in out.parent.glob('evaluation-*.json')]
@@ -252,7 +277,5 @@ def measure_run(path:str|Path, # a run directory (written by `train` or a study)
     with torch_threads(threads):
         m = measure(run.model, dataset, settings, run.config.seed,
                     factor_probe(dataset, steps=probe_steps, progress=progress), progress)
-    record = {'numbers': {k: v if math.isfinite(v) else None for k, v in m.items()}, 'settings': settings,
-              'run': {'key': run.config.key(), 'steps': run.config.steps}}
-    write_owned(out.parent, out.name, json.dumps(record, indent=2, sort_keys=True, allow_nan=False).encode())
+    _store_measurement(out, m, settings, run)
     return m

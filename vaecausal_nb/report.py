@@ -152,6 +152,16 @@ def _recon_section(runs) -> list:
             'reconstruction error (p, 95 % bootstrap CI); slope the standardised coefficient of x in '
             'DCI ~ x + recon (OLS, p).', '', _md(t.set_index(['dataset', 'x'])), '']
 
+# %% ../nbs/10b_report.ipynb #a3be0cba
+def _encoder_floor_section(std) -> list:
+    "DCI of the trained encoder beside a re-initialised one's (random_encoder_dci_*), when the study measured it."
+    if 'random_encoder_dci_disentanglement' not in std.columns: return []
+    dci = [c for c in std.columns if c.startswith('random_encoder_dci_')]
+    t = std.groupby('arch')[[c.removeprefix('random_encoder_') for c in dci]].mean().add_prefix('trained ')
+    return ['## Controls: DCI of an untrained encoder', '', "Mean over runs of DCI for the trained encoder and for a "
+            "re-initialised one (random_encoder_dci_*, the same points and sizes): the floor a trained model's DCI has "
+            'to clear.', '', _md(t.join(std.groupby('arch')[dci].mean()).T), '']
+
 # %% ../nbs/10b_report.ipynb #8082b75c
 def _controls_section(df) -> list:
     "The decoder controls (trained, random and refitted decoder) and the fixed-variance runs, when the study has them."
@@ -173,12 +183,7 @@ def _controls_section(df) -> list:
             md += ['Does a metric follow the code? Spearman ρ over runs between the trained and the refitted '
                    "decoder's values:", '', _md(pd.DataFrame.from_dict({m: {'n': r['n'],
                    'spearman': r['spearman'], 'p': r['spearman_p']} for m, r in rows.items()}, orient='index')), '']
-    if 'random_encoder_dci_disentanglement' in df.columns:
-        dci = [c for c in df.columns if c.startswith('random_encoder_dci_')]
-        t = std.groupby('arch')[[c.removeprefix('random_encoder_') for c in dci]].mean().add_prefix('trained ')
-        md += ['## Controls: DCI of an untrained encoder', '', "Mean over runs of DCI for the trained encoder and for "
-               "a re-initialised one (random_encoder_dci_*, the same points and sizes): the floor a trained model's "
-               'DCI has to clear.', '', _md(t.join(std.groupby('arch')[dci].mean()).T), '']
+    md += _encoder_floor_section(std)
     if (df.variant == 'fixed_variance').any():
         fv = df[df.arch.isin(df.loc[df.variant == 'fixed_variance', 'arch'].unique())]
         md += ['## Controls: fixed posterior variance', '', 'Gaussian architectures trained as usual (standard) and '

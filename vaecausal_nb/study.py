@@ -48,10 +48,11 @@ from .train import OutOfTime, TrainConfig, check_time, deadline, time_up, train
 
 if TYPE_CHECKING: import pandas
 
-# %% ../nbs/10_study.ipynb #ef859e92
-SPEC_VERSION = 1
-STUDY_ARCHS = ('vae', 'beta_vae', 'factor_vae', 'beta_tc_vae', 'dip_vae_ii', 'vq_vae')
+# %% ../nbs/10_study.ipynb #5650d9a8
+SPEC_VERSION = 1      # the study spec's format: a root written under another is refused
+STUDY_ARCHS = ('vae', 'beta_vae', 'factor_vae', 'beta_tc_vae', 'dip_vae_ii', 'vq_vae')   # the paper's six
 
+# %% ../nbs/10_study.ipynb #ef859e92
 @dataclass
 class StudySpec:
     "A grid of runs and how to train and measure each."
