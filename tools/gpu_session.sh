@@ -39,6 +39,8 @@
 #   compiled   the benchmark's K = 8 and 64 fleets compiled, default mode and reduce-overhead, fp32 and bf16 (~8 min)
 #   plan       `vaecausal study --preset gpu --fleet auto --plan`: the time the gpu preset would take there (~2 min)
 #   dci        bench/dci_pool.py on the machine's CPU cores (CPU only, ~3 min)
+#   measure    bench/fleet_measure.py: a fleet's codes and latent sweep stacked against one member at a time, K = 1,
+#              8, 32, 256 causal images on Shapes3D (~2 min)
 #   study      the gpu preset in a call of at most 8 minutes (--time-limit 480; exit 3 = call again to go on); the rows
 #              earlier loans brought back and the repo holds (GPU_ROWS, nbs/findings/data/gpu_results.csv) are imported
 #              first (`vaecausal study --import`), so a fresh machine trains only the runs not yet finished: commit
@@ -50,7 +52,7 @@
 #   multiplied by it; tests/test_gpu_script.py's dry run uses 10 with GPU_SESSION_SECONDS=5400, so that how busy the
 #   CPU is cannot decide its outcome).
 set -uo pipefail
-usage='usage: tools/gpu_session.sh wheels|all|preflight|checks|bench|compiled|plan|dci|study|results [--device cuda|cpu]'
+usage='usage: tools/gpu_session.sh wheels|all|preflight|checks|bench|compiled|plan|dci|measure|study|results [--device cuda|cpu]'
 step=${1:?$usage}; shift
 device=cuda; raw=0
 while [ $# -gt 0 ]; do
@@ -148,6 +150,7 @@ print("compile:", why); sys.exit(0 if ok else 3)' || exit 0
       done; done ;;
     plan) "${VC[@]}" study --preset gpu --fleet auto --workers 4 --plan ;;
     dci) "$PY" bench/dci_pool.py --members 8 --jobs 4 ;;
+    measure) "$PY" bench/fleet_measure.py --device "$device" --ks 1 8 32 --images 256 --dataset shapes3d ;;
     study|study-slice)
       local limit=$(( ${STEP_CAP:-480} - 40 )) args
       if [ "$cpu" = 1 ]; then        # the dry run: a tiny spec, the study's own path
@@ -231,7 +234,7 @@ case "$step" in
     run_step bench bench-trimmed 100
     budget=$(( budget - 40 * SCALE )); run_step study study-slice 0   # 40 s kept for the export, whatever the study did
     budget=$(( budget + 40 * SCALE )); run_step results results 40 ;;
-  preflight|checks|bench|compiled|plan|dci) budget=570; run_step "$step" "$step" 0 ;;
+  preflight|checks|bench|compiled|plan|dci|measure) budget=570; run_step "$step" "$step" 0 ;;
   study) budget=570; run_step study study 540 ;;
   results) budget=570; run_step results results 60 ;;
   *) echo "$usage"; exit 2 ;;

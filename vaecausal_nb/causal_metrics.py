@@ -163,30 +163,48 @@ def _ces_of(d:torch.Tensor, # one latent's effects [V, N, P]: swept probabilitie
 # %% ../nbs/07_causal_metrics.ipynb #a93cf0a6
 MIN_FACTOR_EFFECT = 0.01     # Σ_k Δf_ik below this: the latent moves no factor (probe outputs are in [0, 1] per factor)
 
+def _new_effects(act:np.ndarray, # the active mask [L]
+                 ces:bool, # fill per-latent CES
+                 pixel:bool, # fill per-latent pixel specificity
+                 probe:Callable|None, # the factor probe (None: no factor level)
+                ) -> dict:
+    "The empty per-latent arrays one sweep fills (`_reduce_latent`): NaN until a latent's sweep is reduced."
+    L, out = len(act), {'active': act}
+    if ces: out['ces'] = np.zeros(L)
+    if pixel: out['pixel'] = np.full(L, np.nan)
+    if probe is not None: out['factor'], out['factor_effects'] = np.full(L, np.nan), None
+    return out
+
+# %% ../nbs/07_causal_metrics.ipynb #41d6828f
+@torch.no_grad()
+def _reduce_latent(out:dict, # the arrays from `_new_effects` (filled in place; 'f0' caches the probe's base reading)
+                   i:int, # the latent (slot)
+                   y0:torch.Tensor, # the reconstructions (probabilities) [N, ...]
+                   sw:torch.Tensor, # the swept probabilities [V, N, ...] of do(z_i = v)
+                   probe:Callable|None, # the factor probe (None: no factor level)
+                   min_effect:float, # factor level: Σ_k Δf_ik below this = no effect (NaN)
+                  ):
+    "Reduce latent `i`'s sweep to its CES, pixel and factor specificity (the per-latent numbers each metric needs)."
+    d = (sw - y0).flatten(2)                                            # [V, N, P] effects of do(z_i = v)
+    if 'ces' in out: out['ces'][i] = _ces_of(d)
+    if 'pixel' in out: out['pixel'][i] = _pixel_of(d)
+    if probe is None: return
+    if out.get('f0') is None: out['f0'] = probe(y0)
+    df = _factor_change(probe, out['f0'], sw)
+    if out['factor_effects'] is None: out['factor_effects'] = np.zeros((len(out['active']), len(df)))
+    out['factor_effects'][i] = df
+    out['factor'][i] = _factor_of(df, min_effect)
+
+# %% ../nbs/07_causal_metrics.ipynb #faa6a420
 @torch.no_grad()
 def _effects(model, x, ks, active, ces=False, pixel=False, probe=None, min_effect=MIN_FACTOR_EFFECT) -> dict:
     """One sweep over every latent, reduced to the per-latent numbers each metric needs (shared by `ces`,
     `intervention_specificity` and `causal_profile`)."""
     model.eval(); x = model_images(model, x)
-    mask = as_mask(active)
     z, slots, values = intervention_values(model, x, ks)
-    L = len(slots)
-    act = active_mask(model, x, mask, L)
-    out = {'active': act}
-    if ces: out['ces'] = np.zeros(L)
-    if pixel: out['pixel'] = np.full(L, np.nan)
-    if probe is not None: out['factor'], out['factor_effects'] = np.full(L, np.nan), None
-    f0 = None
-    for i, y0, sw in _sweeps(model, z, slots, values):
-        d = (sw - y0).flatten(2)                                            # [V, N, P] effects of do(z_i = v)
-        if ces: out['ces'][i] = _ces_of(d)
-        if pixel: out['pixel'][i] = _pixel_of(d)
-        if probe is not None:
-            if f0 is None: f0 = probe(y0)
-            df = _factor_change(probe, f0, sw)
-            if out['factor_effects'] is None: out['factor_effects'] = np.zeros((L, len(df)))
-            out['factor_effects'][i] = df
-            out['factor'][i] = _factor_of(df, min_effect)
+    out = _new_effects(active_mask(model, x, as_mask(active), len(slots)), ces, pixel, probe)
+    for i, y0, sw in _sweeps(model, z, slots, values): _reduce_latent(out, i, y0, sw, probe, min_effect)
+    out.pop('f0', None)
     out['recon_rmse'] = float((y0 - x).pow(2).mean().sqrt())               # y0: the reconstructions
     return out
 
@@ -298,6 +316,14 @@ def factor_pixel_specificity(dataset, # a FactorDataset
         out[name] = float((s * w).sum() / w.sum()) if w.sum() > 0 else float('nan')
     return out
 
+# %% ../nbs/07_causal_metrics.ipynb #a67a20b5
+def _profile_of(e:dict, # one sweep's per-latent numbers (`_effects`, or a fleet's stacked sweep) with ces and pixel
+               ) -> dict:
+    "`causal_profile`'s results from a sweep's numbers: ces, specificity_pixel, specificity_factor (None: no probe)."
+    return {'ces': _ces_result(e), 'specificity_pixel': _specificity_result(e['pixel'], e['active']),
+            'specificity_factor': None if 'factor' not in e else _specificity_result(e['factor'], e['active'],
+                                                                                      e['factor_effects'])}
+
 # %% ../nbs/07_causal_metrics.ipynb #d14f6cc8
 def causal_profile(model:nn.Module, # a trained model
                    x:torch.Tensor, # images [N, C, H, W]
@@ -307,10 +333,7 @@ def causal_profile(model:nn.Module, # a trained model
                    min_effect:float=MIN_FACTOR_EFFECT, # factor level: Σ_k Δf_ik below this = no effect (NaN)
                   ) -> dict:
     "`ces`, pixel-level and (with a probe) factor-level `intervention_specificity` from one shared latent sweep."
-    e = _effects(model, x, ks, active, ces=True, pixel=True, probe=probe, min_effect=min_effect)
-    return {'ces': _ces_result(e), 'specificity_pixel': _specificity_result(e['pixel'], e['active']),
-            'specificity_factor': None if probe is None else _specificity_result(e['factor'], e['active'],
-                e['factor_effects'])}
+    return _profile_of(_effects(model, x, ks, active, ces=True, pixel=True, probe=probe, min_effect=min_effect))
 
 # %% ../nbs/07_causal_metrics.ipynb #7af000a5
 def _cosine(M:np.ndarray) -> np.ndarray:
@@ -537,6 +560,20 @@ def axis_baseline(model:nn.Module, # a trained model of the VAE family
                          x, probe, act, modularity_images, site) for _ in range(bases)]
     return {k: v for s in stats for k, v in _axis_excess(s, own[s], [n[s] for n in nulls]).items()}
 
+# %% ../nbs/07_causal_metrics.ipynb #fb48ce8e
+def _check_profile(profile:dict, # a `causal_profile` given to `causal_summary`
+                   active:np.ndarray, # the model's active mask on the images
+                   probe:Callable|None, # the probe `causal_summary` was given
+                  ):
+    "Refuse a profile of other latents, or one whose factor level does not match `probe` (one clear error each)."
+    check(isinstance(profile, dict) and set(profile) == {'ces', 'specificity_pixel', 'specificity_factor'},
+          'profile must be a causal_profile result (ces, specificity_pixel, specificity_factor), got '
+          f'{sorted(profile) if isinstance(profile, dict) else type(profile).__name__}')
+    check(np.array_equal(profile['ces'].active, active), 'profile was measured with other active latents than the '
+          "model's on these images; compute it with active=active_latents(model, x).active")
+    check((profile['specificity_factor'] is None) == (probe is None), 'profile and probe disagree: give both a '
+          'factor level or neither (a profile computed with the probe, and the same probe here)')
+
 # %% ../nbs/07_causal_metrics.ipynb #933328e4
 def causal_summary(model:nn.Module, # a trained model
                    x:torch.Tensor, # images [N, C, H, W] (float)
@@ -544,12 +581,16 @@ def causal_summary(model:nn.Module, # a trained model
                    modularity_images:int=8, # circuit modularity uses the first this many images
                    site:str|None=None, # circuit modularity's mediator layer (default 'decoder.hooks.0')
                    axis_bases:int=AXIS_BASES, # random bases of the axis baseline (0: not measured, NaN)
+                   profile:dict|None=None, # this model's `causal_profile` on `x` with its active latents, computed
+                                           # elsewhere (a fleet's stacked sweep, `fleet_measure`); None: computed here
                   ) -> dict:
     """Every causal metric of a model on images `x` as flat floats: n_active, ces, specificities, modularity (+ extras);
     quantised models also the paper's continuous per-coordinate CES (`continuous_ces`: ces_continuous, ...)."""
     axis_bases = check_axis_bases(axis_bases)
     act = active_latents(model, x)
-    results = [act, *causal_profile(model, x, probe=probe, active=act.active).values()]    # one latent sweep
+    if profile is None: profile = causal_profile(model, x, probe=probe, active=act.active)   # one latent sweep
+    else: _check_profile(profile, act.active, probe)
+    results = [act, *profile.values()]
     t = time.perf_counter()
     results.append(circuit_modularity(model, x[:modularity_images], site=site, active=act.active))
     out = {'seconds_modularity': time.perf_counter() - t, 'n_latents': len(act.active)}

@@ -6,20 +6,25 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from .causal_metrics import causal_summary
-from .core import check
+from .core import check, is_quantised, load_json, save_json, settings_key
 from .data import BatchIterator, FactorDataset
-from .metrics import evaluate
+from .fleet import STRUCTURAL
+from .interventions import has_gaussian_posterior
+from .metrics import evaluate, resolve_sizes
 from .models import recon_bernoulli
 
 # %% auto #0
-__all__ = ['CONTROLS', 'FIXED_VARIANCE', 'random_decoder', 'refit_decoder', 'random_encoder', 'encoder_floor', 'control_measures']
+__all__ = ['CONTROLS', 'FIXED_VARIANCE', 'random_decoder', 'refit_decoder', 'random_encoder', 'floor_settings', 'encoder_floor',
+           'control_measures']
 
 # %% ../nbs/07b_controls.ipynb #7820f62f
 CONTROLS = ('random_decoder', 'refit_decoder', 'fixed_variance', 'random_encoder')
@@ -93,17 +98,50 @@ def random_encoder(model:nn.Module, # a trained model
     "A copy of `model` with its encoder re-initialised (each layer's `reset_parameters`): DCI's floor."
     return random_decoder(model, seed, modules)
 
+# %% ../nbs/07b_controls.ipynb #5fcacf62
+def floor_settings(model:nn.Module, # a trained model
+                   dataset:FactorDataset, # its data
+                   metric_sizes:str|dict, # DCI's sizes (the run's own)
+                   seed:int, # the re-initialisation's and the points' seed
+                   dci_estimator:str, # DCI's trees
+                  ) -> dict|None:
+    """What `encoder_floor` depends on — the settings of its cache key —, or None where it also depends on trained
+    weights outside the encoder (a quantised model's code is read through its codebook)."""
+    if is_quantised(model) or not has_gaussian_posterior(model): return None
+    hp = getattr(model, 'hparams', {})
+    return {'encoder_floor': {
+        'class': type(model).__name__, 'latent_dim': model.latent_dim, 'image_shape': list(model.image_shape),
+        'structural': {k: hp[k] for k in sorted(hp) if k in STRUCTURAL},
+        'device': next(model.parameters()).device.type, 'dtype': str(next(model.parameters()).dtype),
+        'dataset': {'name': dataset.name, 'procedural': bool(getattr(dataset, 'procedural', False)),
+                    'factor_sizes': list(dataset.factor_sizes), 'image_shape': list(dataset.image_shape)},
+        'dci': resolve_sizes(metric_sizes)['dci'], 'seed': seed, 'estimator': dci_estimator}}
+
 # %% ../nbs/07b_controls.ipynb #7d2b184d
 def encoder_floor(model:nn.Module, # a trained model
                   dataset:FactorDataset, # its data
                   metric_sizes:str|dict='quick', # DCI's sizes (the run's own: `metrics.SIZES`)
                   seed:int=0, # the re-initialisation's and the points' seed
                   dci_estimator:str='exact', # DCI's trees (the run's own: 'exact' or 'fast')
+                  cache:str|Path|None=None, # a folder: the floor is stored there under `floor_settings`' key and
+                                            # read back for every model with those settings (None: not stored)
                  ) -> dict:
     "DCI of `random_encoder(model)` on the run's points and sizes, as `random_encoder_dci_*` floats."
+    key = None if cache is None else floor_settings(model, dataset, metric_sizes, seed, dci_estimator)
+    path = None if key is None else Path(cache) / f'floor-{settings_key(key)}.json'
+    if path is not None and path.exists():
+        got = load_json(path, fix='delete it, and the floor is measured again')
+        check(isinstance(got, dict) and got.get('settings') == json.loads(json.dumps(key)) and
+              isinstance(got.get('floor'), dict), f'{path} is not a stored DCI floor of these settings; delete it, '
+              'and the floor is measured again')
+        return got['floor']
     dci = evaluate(random_encoder(model, seed), dataset, sizes=metric_sizes, seed=seed, metrics=('dci',),
                    progress=False, dci_estimators=(dci_estimator,))
-    return {f'random_encoder_{k}': v for k, v in dci.items() if k.startswith('dci_')}
+    out = {f'random_encoder_{k}': v for k, v in dci.items() if k.startswith('dci_')}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_json({'settings': key, 'floor': out}, path)
+    return out
 
 # %% ../nbs/07b_controls.ipynb #881be615
 def control_measures(model:nn.Module, # a trained model
@@ -119,6 +157,7 @@ def control_measures(model:nn.Module, # a trained model
                      axis_bases:int=0, # random bases of each control's axis baseline (0: not measured)
                      metric_sizes:str|dict='quick', # random_encoder: DCI's sizes (the run's own: `metrics.SIZES`)
                      dci_estimator:str='exact', # random_encoder: DCI's trees (the run's own: 'exact' or 'fast')
+                     floor_cache:str|Path|None=None, # random_encoder: a folder its floor is stored in (`encoder_floor`)
                     ) -> dict:
     """The causal metrics of each decoder control, and random_encoder's DCI, as `{control}_{metric}` floats, and the
     seconds each took."""
@@ -128,7 +167,8 @@ def control_measures(model:nn.Module, # a trained model
     for c in controls:
         if c == 'fixed_variance': continue
         t = time.perf_counter()
-        if c == 'random_encoder': out.update(encoder_floor(model, dataset, metric_sizes, seed, dci_estimator))
+        if c == 'random_encoder':
+            out.update(encoder_floor(model, dataset, metric_sizes, seed, dci_estimator, floor_cache))
         else:
             m = (random_decoder(model, seed) if c == 'random_decoder' else
                  refit_decoder(model, dataset, steps, batch_size=batch_size, lr=lr, seed=seed))

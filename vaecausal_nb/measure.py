@@ -142,6 +142,8 @@ def measure(model:torch.nn.Module, # a trained model
             dci_later:list|None=None, # a list: DCI's arguments go there (`metrics.dci_many` fits them), not fitted now
             until:float|None=None, # a `time.time()` deadline: `OutOfTime` if a part (below) would start past it
             dci_exact:bool=False, # with settings' dci_estimator 'fast': also the exact trees (dci_exact_ columns)
+            table=None, # codes `[len(dataset), L]` of every image (a fleet's `fleet_measure`); None: evaluate's 'auto'
+            profile:dict|None=None, # its `causal_profile` on the causal images (a fleet's stacked sweep); None: here
            ) -> dict:
     """Every metric of one trained model on its dataset, as flat floats: loss terms (`loss_summary`), disentanglement
     (`metrics.evaluate`), causal metrics (`causal_summary`) and counterfactual fidelity."""
@@ -152,12 +154,13 @@ def measure(model:torch.nn.Module, # a trained model
     est = check_dci_estimator(settings.get('dci_estimator', 'exact'))
     scores = evaluate(model, dataset, sizes=settings['metric_sizes'], seed=seed, progress=progress, n_jobs=n_jobs,
                       metrics=settings.get('metrics', METRICS), dci_later=dci_later,
+                      table='auto' if table is None else table,
                       dci_estimators=(est, 'exact') if dci_exact and est != 'exact' else (est,))
     out.update({k: v for k, v in scores.items() if k != 'seconds_total'})
     x = causal_images(dataset, settings['causal_images'], seed)
     check_time(until, 'measured in part')
     out.update(causal_summary(model, x, probe=probe, modularity_images=settings['modularity_images'],
-                              axis_bases=settings.get('axis_bases', AXIS_BASES)))
+                              axis_bases=settings.get('axis_bases', AXIS_BASES), profile=profile))
     check_time(until, 'measured in part')
     out.update(_counterfactual_entries(model, dataset, settings, seed))
     out['seconds_eval'] = time.perf_counter() - t0

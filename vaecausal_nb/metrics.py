@@ -25,11 +25,11 @@ from .core import VaeCausalError, check, check_slots, is_quantised
 from .data import FactorDataset, to_float
 
 # %% auto #0
-__all__ = ['DCI_FAST_PARAMS', 'DCI_ESTIMATORS', 'DCI_SCORES', 'METRICS', 'SIZES', 'check_dci_estimator', 'dci_importance',
-           'dci_scores', 'dci', 'dci_many', 'dci_agreement', 'histogram_discretize', 'discrete_mutual_info', 'mig',
-           'slot_index', 'sap_matrix', 'sap', 'representation_function', 'FactorSampler', 'code_table',
-           'factor_vae_score', 'beta_vae_score', 'irs', 'infomec_nmi', 'active_by_range', 'infom_infoc',
-           'infoe_per_source', 'infomec', 'resolve_sizes', 'encodes_needed', 'dci_prefix', 'evaluate']
+__all__ = ['DCI_FAST_PARAMS', 'DCI_ESTIMATORS', 'DCI_SCORES', 'METRICS', 'SIZES', 'MAX_TABLE_IMAGES', 'check_dci_estimator',
+           'dci_importance', 'dci_scores', 'dci', 'dci_many', 'dci_agreement', 'histogram_discretize',
+           'discrete_mutual_info', 'mig', 'slot_index', 'sap_matrix', 'sap', 'representation_function', 'FactorSampler',
+           'code_table', 'factor_vae_score', 'beta_vae_score', 'irs', 'infomec_nmi', 'active_by_range', 'infom_infoc',
+           'infoe_per_source', 'infomec', 'resolve_sizes', 'encodes_needed', 'table_pays', 'dci_prefix', 'evaluate']
 
 # %% ../nbs/05_metrics.ipynb #a622199d
 def _codes(mus, name='codes') -> np.ndarray:
@@ -702,6 +702,16 @@ def encodes_needed(sizes:str|dict='standard', # a size name or dict (see resolve
     if 'beta_vae' in metrics: n += (sz['beta_vae'][0] + sz['beta_vae'][1]) * 2 * batch_size
     return n
 
+# %% ../nbs/05_metrics.ipynb #cbe15c65
+MAX_TABLE_IMAGES = 2_000_000   # past this a code table is not built on its own: 10 latents × 4 bytes is 80 MB of codes
+
+def table_pays(sizes:str|dict, # metric sizes (a name in SIZES or a dict)
+               metrics, # the metrics that will be measured (names from METRICS)
+               dataset:FactorDataset, # the dataset
+              ) -> bool:
+    "Whether encoding every image once (`code_table`) costs fewer encodes than the metrics' samplers would."
+    return encodes_needed(resolve_sizes(sizes), metrics) > len(dataset) and len(dataset) <= MAX_TABLE_IMAGES
+
 # %% ../nbs/05_metrics.ipynb #61e92bcb
 def _table(representation_fn, dataset, table, sz, metrics, progress):
     "The code table `evaluate` uses: the one given, one built now (True, or 'auto' when cheaper), or None."
@@ -710,7 +720,7 @@ def _table(representation_fn, dataset, table, sz, metrics, progress):
         check(len(tab) == len(dataset), f'table has {len(tab)} rows but {dataset.name} has {len(dataset)} images')
         return tab
     check(table in (True, False, 'auto'), f"table must be True, False, 'auto' or an array of codes, got {table!r}")
-    if table == 'auto': table = encodes_needed(sz, metrics) > len(dataset) and len(dataset) <= 2_000_000
+    if table == 'auto': table = table_pays(sz, metrics, dataset)
     return code_table(representation_fn, dataset, progress=progress) if table else None
 
 # %% ../nbs/05_metrics.ipynb #dbd4743c

@@ -44,6 +44,7 @@ from .measure import (COUNTERFACTUAL_PAIRS, causal_images, check_counterfactual_
                                   check_metric_sizes, measure)
 from .probes import factor_probe, train_probe
 from .fleet import STRUCTURAL, fleet_capacity, fleet_timing, train_fleet
+from .fleet_measure import fleet_inputs
 from .train import OutOfTime, TrainConfig, check_time, deadline, time_up, train
 
 if TYPE_CHECKING: import pandas
@@ -455,22 +456,24 @@ def machine_label(device:torch.device, # the device a run trained and was measur
 
 # %% ../nbs/10_study.ipynb #86f9092c
 def _measure_row(job, root, d, run, ds, t_train:float, fleet_size:int=1, dci_later=None, n_jobs:int=1,
-                 until=None) -> dict:
+                 until=None, inputs:dict|None=None) -> dict:
     """A trained job's row: its traversal figure (written to `d`), every metric, the controls (DCI: see `measure`);
-    `OutOfTime` before the probe, a part of the measurement or the controls would start past `until`."""
+    `OutOfTime` before the probe, a part of the measurement or the controls would start past `until`. `inputs`: parts
+    of the measurement computed for a whole fleet (`fleet_measure.fleet_inputs`)."""
     cfg = run.config
     if not (d / 'traversal.png').exists(): save_traversal(run.model, ds, d / 'traversal.png')
     check_time(until, 'trained, not measured')
     probe = _probe(root, ds, job['eval']['probe_steps'])
     m = measure(run.model, ds, job['eval'], cfg.seed, probe, n_jobs=n_jobs, dci_later=dci_later, until=until,
-                dci_exact=job.get('dci_exact', False))
+                dci_exact=job.get('dci_exact', False), **(inputs or {}))
     if job['eval'].get('controls'):
         check_time(until, 'measured in part')
         x = causal_images(ds, job['eval']['causal_images'], cfg.seed)
         m.update(control_measures(run.model, ds, x, job['eval']['controls'], steps=cfg.steps, probe=probe,
                                   modularity_images=job['eval']['modularity_images'], seed=cfg.seed,
                                   batch_size=cfg.batch_size, lr=cfg.lr, metric_sizes=job['eval']['metric_sizes'],
-                                  dci_estimator=job['eval'].get('dci_estimator', 'exact')))
+                                  dci_estimator=job['eval'].get('dci_estimator', 'exact'),
+                                  floor_cache=root / 'floors'))
     row = {'key': job['key'], 'name': job['name'], 'arch': cfg.arch, 'dataset': cfg.dataset,
            'procedural': bool(cfg.dataset_kwargs.get('procedural')), 'n_factors': sum(s > 1 for s in ds.factor_sizes),
            'latent_dim': cfg.latent_dim, 'seed': cfg.seed, 'steps': cfg.steps, 'precision': cfg.precision,
@@ -589,15 +592,37 @@ def _train_members(todo:list[dict], # the fleet's jobs still to run
     runs = train_fleet(cfgs, mode=mode, dataset=list(dss.values()), progress=False, until=until)
     return runs, dss, (time.perf_counter() - t0) / len(todo)
 
+# %% ../nbs/10_study.ipynb #2947c4ac
+def _stacked_inputs(todo:list[dict], # the fleet's jobs just trained
+                    runs:list, # their runs (`fleet.train_fleet`), in the same order
+                    dss:dict, # the datasets by name
+                    root:Path, # the study root (the probes' cache)
+                    stacked:bool|None, # measure stacked (None: when the members are on CUDA)
+                    until:float|None=None, # a `time.time()` deadline: nothing stacked is started past it
+                   ) -> list[dict]:
+    """Each job's `measure` inputs from one stacked pass over the fleet (`fleet_measure.fleet_inputs`: code tables
+    where they pay, the latent sweep), or `{}` each where it is not stacked; failed members get `{}`."""
+    idx = [k for k, r in enumerate(runs) if not r.error]
+    out = [{} for _ in runs]
+    if not idx or time_up(until) or len({json.dumps(todo[k]['eval'], sort_keys=True) for k in idx}) > 1: return out
+    if not (next(runs[idx[0]].model.parameters()).device.type == 'cuda' if stacked is None else stacked): return out
+    ds = [dss[runs[k].config.dataset] for k in idx]
+    probes = [_probe(root, d, todo[k]['eval']['probe_steps']) for k, d in zip(idx, ds)]
+    ins = fleet_inputs([runs[k].model for k in idx], ds, todo[idx[0]]['eval'], [runs[k].config.seed for k in idx],
+                       probes)
+    for k, i in zip(idx, ins): out[k] = i
+    return out
+
 # %% ../nbs/10_study.ipynb #40531ebb
 def run_fleet(fleet_jobs:list[dict], # jobs of one fleet (from `fleets`)
               root:str|Path, # the study root
               cores:int|None=None, # CPU cores it may use: DCI's classifiers in parallel (None: its torch threads)
               mode:str='auto', # the fleet's executor (`fleet.train_fleet`)
               until:float|None=None, # a `time.time()` deadline: runs not finished by then come back as UNFINISHED
+              stacked:bool|None=None, # codes and latent sweep of all members at once (`fleet_inputs`); None: on CUDA
              ) -> list[tuple]:
     """Train a fleet's unfinished jobs together on the jobs' torch threads, then measure each (every member's DCI
-    classifiers in one pool); `(key, row, error)` per job (finished ones are read)."""
+    classifiers in one pool; on CUDA their codes and latent sweeps stacked); `(key, row, error)` per job."""
     root = Path(root); runs_dir = root / 'runs'
     d = {j['key']: runs_dir / j['name'] for j in fleet_jobs}
     out, todo = _finished(fleet_jobs, d)
@@ -609,12 +634,12 @@ def run_fleet(fleet_jobs:list[dict], # jobs of one fleet (from `fleets`)
         n_jobs = locks.enter_context(_unit_context(todo[0].get('threads'), cores))
         try: runs, dss, share = _train_members(todo, d, mode, until)
         except OutOfTime: return out + [(j['key'], None, UNFINISHED) for j in todo]
-        pending = []
-        for j, r in zip(todo, runs):               # measured one after another, but for DCI (below, all at once)
+        pending, ins = [], _stacked_inputs(todo, runs, dss, root, stacked, until)
+        for j, r, i in zip(todo, runs, ins):      # measured one after another, but for DCI (below, all at once)
             if r.error or time_up(until): out.append((j['key'], None, r.error or UNFINISHED)); continue
             later = []
             try: pending.append((j, _measure_row(j, root, d[j['key']], r, dss[r.config.dataset], share, len(todo),
-                                                 later, n_jobs, until), later))
+                                                 later, n_jobs, until, i), later))
             except OutOfTime: out.append((j['key'], None, UNFINISHED))
             except VaeCausalError as e: out.append((j['key'], None, str(e)))
         if time_up(until): return out + [(j['key'], None, UNFINISHED) for j, *_ in pending]   # DCI not started
@@ -708,7 +733,7 @@ def study_status(root:str|Path) -> dict:
 
 # %% ../nbs/10_study.ipynb #7f6f1e2a
 def _check_root(root:Path, spec:StudySpec):
-    "Make `root` a study root for `spec`: refuse a folder whose study.json, runs/ or probes/ a study did not write."
+    "Make `root` a study root for `spec`: refuse a folder whose study.json, runs/, probes/, floors/ it did not write."
     check(not root.is_file(), f'cannot create the study root {root}: it is a file; give a folder (a new one, or a '
           'study root)')
     run = [n for n in ('config.json', 'LATEST', 'run.json') if (root / n).is_file()]    # what `train` writes
@@ -722,7 +747,8 @@ def _check_root(root:Path, spec:StudySpec):
         check(v == SPEC_VERSION, f'{root} was written by study spec version {v}, but this vaecausal_nb writes version '
               f'{SPEC_VERSION}; use a new study root (or the vaecausal_nb version that wrote it)')
     else:
-        specs, theirs = [], [f'{n}/' for n in ('runs', 'probes') if (root / n).exists()]
+        specs, theirs = [], [f'{n}/' for n in ('runs', 'probes', 'floors')
+                          if (root / n).exists()]
         check(not theirs, f'{root} holds {", ".join(theirs)} but no study.json, so vaecausal_nb did not write '
               f'{"them" if len(theirs) > 1 else "it"}; a study writes there: give --out a new folder (or a study root)')
     try: root.mkdir(parents=True, exist_ok=True)
