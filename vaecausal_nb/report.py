@@ -164,7 +164,8 @@ def _encoder_floor_section(std) -> list:
 
 # %% ../nbs/10b_report.ipynb #8082b75c
 def _controls_section(df) -> list:
-    "The decoder controls (trained, random and refitted decoder) and the fixed-variance runs, when the study has them."
+    """The decoder controls (trained, random and refitted decoder), the encoder's DCI floor and the fixed-variance runs,
+    when the study has them; `df`: the runs the tables use (`write_report` passes the ones the exclusion rule keeps)."""
     import pandas as pd
     md = []
     cols = [m for m in CAUSAL if m in df.columns]
@@ -390,6 +391,7 @@ def write_report(root:str|Path, # a study root
     kept = not runs.empty                                               # the analyses need runs that were kept
     analyses = (_correlation_section(runs, figs) + _recon_section(runs)) if kept else []
     md = (_header_section(df, root) + _results_section(core) + analyses + _dci_calibration_section(df) +
-          _controls_section(df) + (_architecture_section(core, figs) if kept else []) + _sweep_section(df) +
+          _controls_section(df[exclusions(df) == '']) + (_architecture_section(core, figs) if kept else []) +
+          _sweep_section(df) +
           _traversal_section(grid, root, figs) + _flags_section(df) + _columns_section(df))
     return write_owned(out, 'report.md', ('\n'.join(md) + '\n').encode('utf-8'))
