@@ -222,10 +222,13 @@ def study_spec(args:argparse.Namespace, # parsed `vaecausal study` arguments
 def _print_plan(p:dict, # from `study.plan_study`
                ):
     "The plan of a study as a user reads it: the totals, then the two tables."
-    print(f"{p['runs']} runs: about {p['wall_seconds'] / 60:.1f} min on this machine with {p['workers']} worker(s) "
+    left = f" to do ({p['finished']} finished already, here or in the imported rows)" if p.get('finished') else ''
+    print(f"{p['runs']} runs{left}: about {p['wall_seconds'] / 60:.1f} min on this machine with {p['workers']} "
+          "worker(s) "
           f"(factor probes {p['probe_seconds'] / 60:.1f} min, then training {p['train_seconds'] / 60:.1f} min and "
           f"measuring {p['measure_seconds'] / 60:.1f} min, summed over runs; report and process start-up not "
           "counted)\n")
+    if not p['runs']: return
     print(p['units'].to_string(index=False, float_format=lambda v: f'{v:.3g}'), '\n')
     print(p['measure'].to_string(index=False, float_format=lambda v: f'{v:.3g}'))
 
@@ -264,7 +267,8 @@ def _study_command(args:argparse.Namespace, # parsed `vaecausal study` arguments
     spec = study_spec(args)
     root = Path(args.out or f'study_runs/{spec.name}')
     if args.plan:
-        _print_plan(plan_study(spec, _parse_fleet(args.fleet), args.workers))
+        _print_plan(plan_study(spec, _parse_fleet(args.fleet), args.workers, root=root,
+                               imports=tuple(args.imports)))
         return 0
     if not args.no_report and root.is_dir():   # a report that could not be written fails now, not at the end
         check_report_folder(root, "the study's report (written at the end; --no-report skips it)")

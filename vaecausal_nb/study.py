@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 __all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'CPU_HPARAMS', 'SWEEP', 'CAPACITY_DIMS', 'PILOT_SWEEP', 'PRESETS', 'UNFINISHED',
            'ROW_TEXT', 'ROW_FLAGS', 'UNIT_METRICS', 'ROW_NEEDS', 'StudySpec', 'configurations', 'preset', 'run_key',
            'jobs', 'calibration_keys', 'machine_label', 'run_job', 'fleets', 'run_fleet', 'config_label',
-           'load_results', 'study_status', 'study_specs', 'run_study', 'read_rows_file', 'import_rows', 'plan_study']
+           'load_results', 'study_status', 'study_specs', 'run_study', 'read_rows_file', 'import_rows', 'finished_keys',
+           'plan_study']
 
 # %% ../nbs/10_study.ipynb #e830f402
 from fastcore.basics import patch
@@ -1086,21 +1087,43 @@ def _probe_seconds(ds, # the dataset
         t0 = time.perf_counter(); train_probe(ds, n, progress=False); t.append(time.perf_counter() - t0)
     return t[0] + (steps - 1) * max(0.0, t[1] - t[0]) / timed
 
+# %% ../nbs/10_study.ipynb #196440a4
+def finished_keys(spec:StudySpec, # the study's spec
+                  root:str|Path|None=None, # its root (None, or a folder not yet made: nothing finished there)
+                  imports:tuple=(), # results.csv files of other machines (`import_rows` would take their runs)
+                 ) -> set[str]:
+    """The keys of the spec's runs that are finished in `root` or in the import files, which are checked as
+    `import_rows` checks them (one clear error for a bad one); nothing is written."""
+    want = {j['key']: j for j in jobs(spec)}
+    done = {k for k, j in want.items()
+            if root is not None and (Path(root) / 'runs' / j['name'] / 'metrics.json').exists()}
+    for f in imports:
+        rows = read_rows_file(f)
+        _check_import(rows, Path(f), want, spec.version)
+        done |= {r['key'] for r in rows}
+    return done
+
 # %% ../nbs/10_study.ipynb #cea5d534
 def plan_study(spec:StudySpec|str, # a StudySpec or a preset name
                fleet:int|str=1, # members per fleet, as `run_study` would use
                workers:int|None=None, # local processes, as `run_study` would use (None: its default)
                timed_steps:int=5, # training steps timed per kind of unit
+               root:str|Path|None=None, # the study root: its finished runs are not planned (None: none finished)
+               imports:tuple=(), # results.csv files `run_study` would import: their runs are not planned either
               ) -> dict:
-    """Estimated wall time of `run_study(spec, fleet=fleet, workers=workers)` on this machine (see the formula):
-    `units` and `measure` tables and the totals in seconds."""
+    """Estimated wall time of `run_study(spec, root, fleet=fleet, workers=workers, imports=imports)` on this machine
+    (see the formula): `units` and `measure` tables, the runs to do and those `finished`, and the totals in seconds."""
     import pandas as pd
     spec = preset(spec) if isinstance(spec, str) else spec.validate()
     if workers is None: workers = min(2, os.cpu_count() or 1)
-    todo = jobs(spec)
+    done = finished_keys(spec, root, imports)
+    todo = [j for j in jobs(spec) if j['key'] not in done]
+    if not todo: return {'units': pd.DataFrame(), 'measure': pd.DataFrame(), 'runs': 0, 'finished': len(done),
+                         'workers': workers, 'probe_seconds': 0.0, 'train_seconds': 0.0, 'measure_seconds': 0.0,
+                         'wall_seconds': 0.0}
     units = [[j] for j in todo] if fleet == 1 else fleets(todo, fleet, workers)
     dss = {d: load_dataset(d, **next(j['train']['dataset_kwargs'] for j in todo if j['train']['dataset'] == d))
-           for d in spec.datasets}
+           for d in spec.datasets if any(j['train']['dataset'] == d for j in todo)}
     kinds = _unit_kinds(units, {d: tuple(ds.image_shape) for d, ds in dss.items()})
     probe = {d: _probe_seconds(ds, spec.probe_steps) for d, ds in dss.items()}    # as run_study: first, every core
     with _unit_context(spec.threads, max(1, (os.cpu_count() or 1) // workers)) as n_jobs:   # as a worker would
@@ -1111,6 +1134,6 @@ def plan_study(spec:StudySpec|str, # a StudySpec or a preset name
     units_df, meas_df = pd.DataFrame(rows), pd.DataFrame(meas)
     tt, tm = float(units_df.seconds_train.sum()), float((meas_df.runs * meas_df.seconds_a_run).sum())
     tp, cuda = float(sum(probe.values())), get_device(todo[0]['train']['device']).type == 'cuda'
-    return {'units': units_df, 'measure': meas_df, 'runs': len(todo), 'workers': workers, 'probe_seconds': tp,
-            'train_seconds': tt, 'measure_seconds': tm,
+    return {'units': units_df, 'measure': meas_df, 'runs': len(todo), 'finished': len(done), 'workers': workers,
+            'probe_seconds': tp, 'train_seconds': tt, 'measure_seconds': tm,
             'wall_seconds': tp + max(tt if cuda else 0.0, (tt + tm) / workers)}
