@@ -564,8 +564,13 @@ def axis_baseline(model:nn.Module, # a trained model of the VAE family
 def _check_profile(profile:dict, # a `causal_profile` given to `causal_summary`
                    active:np.ndarray, # the model's active mask on the images
                    probe:Callable|None, # the probe `causal_summary` was given
+                   model:nn.Module, # the model `causal_summary` measures
+                   x:torch.Tensor, # its images
                   ):
-    "Refuse a profile of other latents, or one whose factor level does not match `probe` (one clear error each)."
+    """Refuse a profile that is not a `causal_profile` result, one measured with other active latents, on another model
+    or other images (its reconstruction error is not this model's on `x`), or with a factor level where `probe` is
+    None (or none where it is given): one clear error each. Whether it was read by this very probe it cannot see: the
+    caller's promise (`fleet_inputs` keeps it)."""
     check(isinstance(profile, dict) and set(profile) == {'ces', 'specificity_pixel', 'specificity_factor'},
           'profile must be a causal_profile result (ces, specificity_pixel, specificity_factor), got '
           f'{sorted(profile) if isinstance(profile, dict) else type(profile).__name__}')
@@ -573,6 +578,12 @@ def _check_profile(profile:dict, # a `causal_profile` given to `causal_summary`
           "model's on these images; compute it with active=active_latents(model, x).active")
     check((profile['specificity_factor'] is None) == (probe is None), 'profile and probe disagree: give both a '
           'factor level or neither (a profile computed with the probe, and the same probe here)')
+    with torch.no_grad():
+        xm = model_images(model, x)
+        rmse = float((torch.sigmoid(model.decode(model.representation(xm))) - xm).pow(2).mean().sqrt())
+    check(math.isclose(profile['ces'].extras['recon_rmse'], rmse, rel_tol=1e-4, abs_tol=1e-9), 'profile was '
+          f"measured on another model or other images (reconstruction RMSE {profile['ces'].extras['recon_rmse']:.6g}, "
+          f'this model on these images {rmse:.6g}); compute it from this model and these images')
 
 # %% ../nbs/07_causal_metrics.ipynb #933328e4
 def causal_summary(model:nn.Module, # a trained model
@@ -589,7 +600,7 @@ def causal_summary(model:nn.Module, # a trained model
     axis_bases = check_axis_bases(axis_bases)
     act = active_latents(model, x)
     if profile is None: profile = causal_profile(model, x, probe=probe, active=act.active)   # one latent sweep
-    else: _check_profile(profile, act.active, probe)
+    else: _check_profile(profile, act.active, probe, model, x)
     results = [act, *profile.values()]
     t = time.perf_counter()
     results.append(circuit_modularity(model, x[:modularity_images], site=site, active=act.active))

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -23,8 +24,8 @@ from .metrics import evaluate, resolve_sizes
 from .models import recon_bernoulli
 
 # %% auto #0
-__all__ = ['CONTROLS', 'FIXED_VARIANCE', 'random_decoder', 'refit_decoder', 'random_encoder', 'floor_settings', 'encoder_floor',
-           'control_measures']
+__all__ = ['CONTROLS', 'FIXED_VARIANCE', 'random_decoder', 'refit_decoder', 'random_encoder', 'dataset_fingerprint',
+           'floor_settings', 'encoder_floor', 'control_measures']
 
 # %% ../nbs/07b_controls.ipynb #7820f62f
 CONTROLS = ('random_decoder', 'refit_decoder', 'fixed_variance', 'random_encoder')
@@ -98,6 +99,15 @@ def random_encoder(model:nn.Module, # a trained model
     "A copy of `model` with its encoder re-initialised (each layer's `reset_parameters`): DCI's floor."
     return random_decoder(model, seed, modules)
 
+# %% ../nbs/07b_controls.ipynb #1dac692e
+def dataset_fingerprint(dataset:FactorDataset, # a factor dataset
+                        n:int=16, # images read, evenly spaced over its index
+                       ) -> str:
+    """A short hash of `n` of the dataset's images: datasets with one name and grid but other images (a variant, a
+    replaced file, another split) get other fingerprints."""
+    idx = torch.linspace(0, len(dataset) - 1, min(n, len(dataset))).round().long()
+    return hashlib.sha1(dataset.images(idx).cpu().numpy().tobytes()).hexdigest()[:12]
+
 # %% ../nbs/07b_controls.ipynb #5fcacf62
 def floor_settings(model:nn.Module, # a trained model
                    dataset:FactorDataset, # its data
@@ -113,9 +123,24 @@ def floor_settings(model:nn.Module, # a trained model
         'class': type(model).__name__, 'latent_dim': model.latent_dim, 'image_shape': list(model.image_shape),
         'structural': {k: hp[k] for k in sorted(hp) if k in STRUCTURAL},
         'device': next(model.parameters()).device.type, 'dtype': str(next(model.parameters()).dtype),
-        'dataset': {'name': dataset.name, 'procedural': bool(getattr(dataset, 'procedural', False)),
-                    'factor_sizes': list(dataset.factor_sizes), 'image_shape': list(dataset.image_shape)},
+        'dataset': {'name': dataset.name, 'class': type(dataset).__name__, 'images': len(dataset),
+                    'procedural': bool(getattr(dataset, 'procedural', False)),
+                    'factor_sizes': list(dataset.factor_sizes), 'image_shape': list(dataset.image_shape),
+                    'fingerprint': dataset_fingerprint(dataset)},
         'dci': resolve_sizes(metric_sizes)['dci'], 'seed': seed, 'estimator': dci_estimator}}
+
+# %% ../nbs/07b_controls.ipynb #5b33d52c
+def _stored_floor(path:Path, # a floor file `encoder_floor` wrote
+                  key:dict, # the settings it must have been measured under (`floor_settings`)
+                 ) -> dict:
+    "The floor stored in `path`, refused with one clear error unless it is a floor of exactly these settings."
+    got = load_json(path, fix='delete it, and the floor is measured again')
+    floor = got.get('floor') if isinstance(got, dict) else None
+    check(isinstance(got, dict) and got.get('settings') == json.loads(json.dumps(key)) and isinstance(floor, dict)
+          and floor and all(k.startswith('random_encoder_dci_') and isinstance(v, (int, float)) and
+                            not isinstance(v, bool) for k, v in floor.items()),
+          f'{path} is not a stored DCI floor of these settings; delete it, and the floor is measured again')
+    return got['floor']
 
 # %% ../nbs/07b_controls.ipynb #7d2b184d
 def encoder_floor(model:nn.Module, # a trained model
@@ -129,12 +154,7 @@ def encoder_floor(model:nn.Module, # a trained model
     "DCI of `random_encoder(model)` on the run's points and sizes, as `random_encoder_dci_*` floats."
     key = None if cache is None else floor_settings(model, dataset, metric_sizes, seed, dci_estimator)
     path = None if key is None else Path(cache) / f'floor-{settings_key(key)}.json'
-    if path is not None and path.exists():
-        got = load_json(path, fix='delete it, and the floor is measured again')
-        check(isinstance(got, dict) and got.get('settings') == json.loads(json.dumps(key)) and
-              isinstance(got.get('floor'), dict), f'{path} is not a stored DCI floor of these settings; delete it, '
-              'and the floor is measured again')
-        return got['floor']
+    if path is not None and path.exists(): return _stored_floor(path, key)
     dci = evaluate(random_encoder(model, seed), dataset, sizes=metric_sizes, seed=seed, metrics=('dci',),
                    progress=False, dci_estimators=(dci_estimator,))
     out = {f'random_encoder_{k}': v for k, v in dci.items() if k.startswith('dci_')}

@@ -37,9 +37,13 @@ class _Method(nn.Module):
 # %% ../nbs/07e_fleet_measure.ipynb #056cf7f4
 def _signature(m:nn.Module, # a model
               ) -> tuple:
-    "What must agree to stack models: class, structural hyperparameters, each weight's name, shape, dtype, device."
+    """What must agree to stack models: class, structural hyperparameters, plain attributes (sizes, switches such as a
+    toy's `linear`), the code's slots, and each weight's name, shape, dtype and device."""
     hp = {k: v for k, v in getattr(m, 'hparams', {}).items() if k in STRUCTURAL}   # what encode/decode read
-    return (type(m).__name__, repr(sorted(hp.items())),
+    plain = {k: v for k, v in vars(m).items() if not k.startswith('_') and k != 'training' and    # sizes, switches
+             isinstance(v, (bool, int, float, str, tuple))}
+    slots = m.slots() if callable(getattr(m, 'slots', None)) else None
+    return (type(m).__name__, repr(sorted(hp.items())), repr(sorted(plain.items())), repr(slots),
             tuple((n, tuple(t.shape), t.dtype, t.device) for n, t in [*m.named_parameters(), *m.named_buffers()]))
 
 # %% ../nbs/07e_fleet_measure.ipynb #b4c12f73
@@ -86,17 +90,18 @@ def call(self:StackedModels, method:str, # the models' method ('representation',
 @torch.no_grad()
 def fleet_codes(stack:StackedModels, # the stacked members
                 x:torch.Tensor, # images `[N, C, H, W]` (uint8 or float in [0, 1]), the same for every member
-                chunk:int=4096, # images per vmapped pass
+                chunk:int=4096, # images × members per vmapped pass (activations grow with both)
                ) -> torch.Tensor:
     "The representation of the images by every member, `[K, N, W]` on the members' device."
     check(torch.is_tensor(x) and x.ndim == 4, f'x must be images [N, C, H, W], got {getattr(x, "shape", type(x))}')
     f = lambda xb: xb.to(stack.device) if xb.is_floating_point() else to_float(xb.to(stack.device))
-    return torch.cat([stack.call('representation', f(xb), shared=True) for xb in x.split(chunk)], 1)
+    per = max(1, chunk // len(stack))
+    return torch.cat([stack.call('representation', f(xb), shared=True) for xb in x.split(per)], 1)
 
 # %% ../nbs/07e_fleet_measure.ipynb #7829c1f1
 def fleet_code_tables(stack:StackedModels, # the stacked members (models of the dataset's image shape)
                       dataset:FactorDataset, # the members' dataset
-                      chunk:int=4096, # images per vmapped pass
+                      chunk:int=4096, # images read at a time, and images × members per vmapped pass
                       progress:bool=True, # tqdm bar
                      ) -> list[np.ndarray]:
     "Each member's code table `[len(dataset), W]` (float32, index order: what `metrics.code_table` gives) in one pass."
@@ -122,6 +127,27 @@ def _swept_codes(Z:torch.Tensor, # the members' codes `[K, N, W]`
         Zi[k, :, :, list(slot)] = v[:, None, :]
     return Zi
 
+# %% ../nbs/07e_fleet_measure.ipynb #8a22315f
+def _member_sweeps(stack:StackedModels, # the stacked members
+                   xs:Sequence[torch.Tensor], # each member's images (one shape for all)
+                   ks:Sequence[float], # intervention values (mean + k·std)
+                   actives:Sequence|None, # each member's active mask (None: `active_latents` decides)
+                   probes:list, # each member's factor probe or None
+                  ) -> tuple[list, list, list]:
+    """Each member's part of a stacked sweep, checked: its images on the device, its `intervention_values` (codes,
+    slots, values) and the empty per-latent arrays its sweep fills (`_new_effects`)."""
+    ms, K = stack.models, len(stack)
+    check(len(xs) == K, f'xs must hold one batch of images per member ({K}), got {len(xs)}')
+    xs = [model_images(m, x) for m, x in zip(ms, xs)]
+    check(len({tuple(x.shape) for x in xs}) == 1, f'every member needs images of one shape, got '
+          f'{sorted({tuple(x.shape) for x in xs})}')
+    actives = list(actives if actives is not None else [None] * K)
+    check(len(actives) == K and len(probes) == K, f'actives and probes need one entry per member ({K}), got '
+          f'{len(actives)} and {len(probes)}')
+    iv = [intervention_values(m, x, ks) for m, x in zip(ms, xs)]
+    return xs, iv, [_new_effects(active_mask(m, x, as_mask(a), len(iv[0][1])), True, True, p)
+                    for m, x, a, p in zip(ms, xs, actives, probes)]
+
 # %% ../nbs/07e_fleet_measure.ipynb #1463f916
 @torch.no_grad()
 def fleet_effects(stack:StackedModels, # the stacked members
@@ -133,16 +159,10 @@ def fleet_effects(stack:StackedModels, # the stacked members
                   chunk_rows:int=8192, # decoded rows per vmapped pass, over all members
                  ) -> list[dict]:
     "Each member's sweep numbers (what `causal_metrics._effects` gives for it alone) from one stacked sweep."
-    ms, K = stack.models, len(stack)
-    check(len(xs) == K, f'xs must hold one batch of images per member ({K}), got {len(xs)}')
-    xs = [model_images(m, x) for m, x in zip(ms, xs)]
-    check(len({tuple(x.shape) for x in xs}) == 1, f'every member needs images of one shape, got '
-          f'{sorted({tuple(x.shape) for x in xs})}')
-    probes, actives = list(probes or [None] * K), list(actives if actives is not None else [None] * K)
-    iv = [intervention_values(m, x, ks) for m, x in zip(ms, xs)]
+    K = len(stack)
+    probes = list(probes or [None] * K)
+    xs, iv, outs = _member_sweeps(stack, xs, ks, actives, probes)
     slots = iv[0][1]
-    outs = [_new_effects(active_mask(m, x, as_mask(a), len(slots)), True, True, p)
-            for m, x, a, p in zip(ms, xs, actives, probes)]
     Z = torch.stack([z for z, *_ in iv])                                     # [K, N, W]
     y0, rows = torch.sigmoid(stack.call('decode', Z)), max(1, chunk_rows // K)
     for i, s in enumerate(slots):

@@ -1103,6 +1103,28 @@ def finished_keys(spec:StudySpec, # the study's spec
         done |= {r['key'] for r in rows}
     return done
 
+# %% ../nbs/10_study.ipynb #0822a397
+def _measure_table(todo:list[dict], # the jobs to plan
+                   dss:dict, # dataset name -> dataset (those the jobs use)
+                   probe:dict, # dataset name -> seconds its factor probe takes
+                   n_jobs:int, # DCI's classifiers fitted at once
+                  ) -> 'pandas.DataFrame':
+    "`plan_study`'s measurement table: per dataset its runs, its probe's seconds and one run's measurement seconds."
+    import pandas as pd
+    first = lambda d: next(j for j in todo if j['train']['dataset'] == d)
+    return pd.DataFrame([{'dataset': d, 'runs': sum(j['train']['dataset'] == d for j in todo),
+                          'seconds_probe': probe[d], 'seconds_a_run': _measure_seconds(first(d), ds, n_jobs)}
+                         for d, ds in dss.items()])
+
+# %% ../nbs/10_study.ipynb #2be29a40
+def _nothing_to_plan(finished:int, # the runs finished already (in the root or the imported rows)
+                     workers:int, # the workers the plan is for
+                    ) -> dict:
+    "`plan_study`'s answer when every run is finished: no units to time, all totals 0."
+    import pandas as pd
+    return {'units': pd.DataFrame(), 'measure': pd.DataFrame(), 'runs': 0, 'finished': finished, 'workers': workers,
+            'probe_seconds': 0.0, 'train_seconds': 0.0, 'measure_seconds': 0.0, 'wall_seconds': 0.0}
+
 # %% ../nbs/10_study.ipynb #cea5d534
 def plan_study(spec:StudySpec|str, # a StudySpec or a preset name
                fleet:int|str=1, # members per fleet, as `run_study` would use
@@ -1118,9 +1140,7 @@ def plan_study(spec:StudySpec|str, # a StudySpec or a preset name
     if workers is None: workers = min(2, os.cpu_count() or 1)
     done = finished_keys(spec, root, imports)
     todo = [j for j in jobs(spec) if j['key'] not in done]
-    if not todo: return {'units': pd.DataFrame(), 'measure': pd.DataFrame(), 'runs': 0, 'finished': len(done),
-                         'workers': workers, 'probe_seconds': 0.0, 'train_seconds': 0.0, 'measure_seconds': 0.0,
-                         'wall_seconds': 0.0}
+    if not todo: return _nothing_to_plan(len(done), workers)
     units = [[j] for j in todo] if fleet == 1 else fleets(todo, fleet, workers)
     dss = {d: load_dataset(d, **next(j['train']['dataset_kwargs'] for j in todo if j['train']['dataset'] == d))
            for d in spec.datasets if any(j['train']['dataset'] == d for j in todo)}
@@ -1128,10 +1148,8 @@ def plan_study(spec:StudySpec|str, # a StudySpec or a preset name
     probe = {d: _probe_seconds(ds, spec.probe_steps) for d, ds in dss.items()}    # as run_study: first, every core
     with _unit_context(spec.threads, max(1, (os.cpu_count() or 1) // workers)) as n_jobs:   # as a worker would
         rows = _timed_units(kinds, dss, timed_steps)
-        meas = [{'dataset': d, 'runs': sum(j['train']['dataset'] == d for j in todo), 'seconds_probe': probe[d],
-                 'seconds_a_run': _measure_seconds(next(j for j in todo if j['train']['dataset'] == d), ds, n_jobs)}
-                for d, ds in dss.items()]
-    units_df, meas_df = pd.DataFrame(rows), pd.DataFrame(meas)
+        meas_df = _measure_table(todo, dss, probe, n_jobs)
+    units_df = pd.DataFrame(rows)
     tt, tm = float(units_df.seconds_train.sum()), float((meas_df.runs * meas_df.seconds_a_run).sum())
     tp, cuda = float(sum(probe.values())), get_device(todo[0]['train']['device']).type == 'cuda'
     return {'units': units_df, 'measure': meas_df, 'runs': len(todo), 'finished': len(done), 'workers': workers,
