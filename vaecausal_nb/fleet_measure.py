@@ -20,6 +20,7 @@ from .data import FactorDataset, model_images, to_float
 from .fleet import STRUCTURAL
 from .measure import causal_images
 from .metrics import METRICS, table_pays
+from .train import time_up
 
 # %% auto #0
 __all__ = ['check_stackable', 'StackedModels', 'fleet_codes', 'fleet_code_tables', 'fleet_effects', 'fleet_profiles',
@@ -194,8 +195,10 @@ def fleet_inputs(models:list, # the fleet's trained members (one kind of model p
                  seeds:list[int], # each member's run seed (its causal images are drawn from it)
                  probes:list|None=None, # each member's factor probe, or None (no factor level)
                  progress:bool=False, # a tqdm bar over each code table
+                 until:float|None=None, # a `time.time()` deadline: no part starts past it (its members get `{}`)
                 ) -> list[dict]:
-    "Each member's `measure` inputs computed for all members at once: `{'profile': ...}` and, where it pays, `table`."
+    """Each member's `measure` inputs computed for all members at once: `{'profile': ...}` and, where it pays, `table`;
+    past `until` the parts not started are left out (those members are then measured alone, or not at all)."""
     K = len(models)
     check(len(datasets) == K and len(seeds) == K and (probes is None or len(probes) == K),
           f'models, datasets, seeds (and probes) need one entry per member: got {K}, {len(datasets)}, {len(seeds)}'
@@ -203,9 +206,11 @@ def fleet_inputs(models:list, # the fleet's trained members (one kind of model p
     out, groups = [{} for _ in range(K)], {}
     for k, ds in enumerate(datasets): groups.setdefault(id(ds), []).append(k)
     for idx in groups.values():
+        if time_up(until): break
         stack, ds = StackedModels([models[k] for k in idx]), datasets[idx[0]]
         if table_pays(settings['metric_sizes'], settings.get('metrics', METRICS), ds):
             for k, t in zip(idx, fleet_code_tables(stack, ds, progress=progress)): out[k]['table'] = t
+        if time_up(until): break
         xs = [causal_images(ds, settings['causal_images'], seeds[k]) for k in idx]
         acts = [active_latents(models[k], x).active for k, x in zip(idx, xs)]
         prs = [None if probes is None else probes[k] for k in idx]

@@ -602,15 +602,19 @@ def _stacked_inputs(todo:list[dict], # the fleet's jobs just trained
                     until:float|None=None, # a `time.time()` deadline: nothing stacked is started past it
                    ) -> list[dict]:
     """Each job's `measure` inputs from one stacked pass over the fleet (`fleet_measure.fleet_inputs`: code tables
-    where they pay, the latent sweep), or `{}` each where it is not stacked; failed members get `{}`."""
+    where they pay, the latent sweep), or `{}` each where it is not stacked; failed members get `{}`, and so does every
+    member when the device runs out of memory for the stacked pass (they are then measured one at a time)."""
     idx = [k for k, r in enumerate(runs) if not r.error]
     out = [{} for _ in runs]
     if not idx or time_up(until) or len({json.dumps(todo[k]['eval'], sort_keys=True) for k in idx}) > 1: return out
     if not (next(runs[idx[0]].model.parameters()).device.type == 'cuda' if stacked is None else stacked): return out
     ds = [dss[runs[k].config.dataset] for k in idx]
     probes = [_probe(root, d, todo[k]['eval']['probe_steps']) for k, d in zip(idx, ds)]
-    ins = fleet_inputs([runs[k].model for k in idx], ds, todo[idx[0]]['eval'], [runs[k].config.seed for k in idx],
-                       probes)
+    try: ins = fleet_inputs([runs[k].model for k in idx], ds, todo[idx[0]]['eval'],
+                            [runs[k].config.seed for k in idx], probes, until=until)
+    except torch.cuda.OutOfMemoryError:
+        logger.warning(f'measuring {len(idx)} members stacked ran out of device memory: each is measured alone')
+        torch.cuda.empty_cache(); return out
     for k, i in zip(idx, ins): out[k] = i
     return out
 
