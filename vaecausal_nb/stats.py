@@ -207,7 +207,7 @@ def by_config(df:'pandas.DataFrame', # one row per run, with `config` (study.loa
     check('config' in df.columns, "no 'config' column: load the table with study.load_results (it adds one)")
     num = [c for c in df.select_dtypes('number').columns if c not in ('seed',)]
     g = df.groupby([by, 'config'], sort=True)
-    out = g[num].mean()
+    out = g[num].mean().copy()                 # one block: a results table has 150+ columns
     out['n_seeds'] = g.size()
     out['arch'] = g['arch'].first()
     return out.reset_index()
