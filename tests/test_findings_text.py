@@ -5,7 +5,9 @@ carries one markdown paragraph `**Verdict (pilot):** <verdict> — ...`. The REA
 has one bullet `- **(i) ...** — <verdict>: ...` per finding. These tests check that
 * every finding has a verdict paragraph, and the README's bullet states the same verdict;
 * the verdict paragraph names the verdict its notebook's code printed (`VERDICT ...: <verdict>` in the stored outputs);
-* every decimal number the README's bullet quotes is, to the digits quoted, a number in that notebook's stored outputs.
+* every decimal number the README's bullet quotes is, to the digits quoted, a number in that notebook's stored outputs;
+* the same for the README's paragraph on the instrument ("What the instrument itself measures ...") and
+  findings/05_instrument.
 """
 import json
 import re
@@ -86,8 +88,37 @@ def problems(root=ROOT):
     return out
 
 
+def _unmatched(text, outputs):
+    "The decimal numbers of `text` that no number of `outputs` rounds to, to the digits quoted."
+    stored = _numbers(outputs)
+    return [f'{x:.{d}f}' for x, d in _numbers(text) if not any(abs(y - x) <= 0.5 * 10 ** -d + 1e-9 for y, _ in stored)]
+
+
+def instrument_problems(root=ROOT):
+    "The numbers of the README's instrument paragraph that findings/05_instrument's stored outputs do not have."
+    readme = (Path(root) / 'README.md').read_text(encoding='utf-8')
+    m = re.search(r'^What the instrument itself measures.*?(?=\n\n)', readme, re.S | re.M)
+    if not m: return ["README.md has no paragraph 'What the instrument itself measures'"]
+    _, _, outputs = notebook_finding(Path(root) / 'nbs' / 'findings' / '05_instrument.ipynb')
+    return [f'README quotes {x}, which no stored output of 05_instrument rounds to'
+            for x in _unmatched(m.group(0), outputs)]
+
+
 def test_readme_findings_match_notebooks():
     assert problems() == []
+
+
+def test_readme_instrument_matches_its_notebook(tmp_path):
+    assert instrument_problems() == []
+    text = (ROOT / 'README.md').read_text(encoding='utf-8')
+    (tmp_path / 'nbs').mkdir()
+    (tmp_path / 'nbs' / 'findings').symlink_to(ROOT / 'nbs' / 'findings')
+    start = text.index('What the instrument itself measures')
+    number = _NUMBER.search(text, start)
+    (tmp_path / 'README.md').write_text(text[:number.start(2)] + str(float(number.group(2)) + 1.11)
+                                        + text[number.end(2):], encoding='utf-8')
+    assert instrument_problems(tmp_path)                  # a changed number is caught
+    assert len(_numbers(text[start:text.index('\n\n', start)])) >= 8
 
 
 def test_the_parsers_read_this_repository():

@@ -134,7 +134,7 @@ def _correlation_section(runs, figs:Path) -> list:
     md += [f'Mixed model over all {me["n_runs"]} runs ({me["model"]}; DCI disentanglement ~ CES + reconstruction + '
           'dataset, random intercepts for architecture and configuration; standardised within dataset): CES '
           f'coefficient {me["coef"]:.3f}, 95 % CI [{me["ci"][0]:.3f}, {me["ci"][1]:.3f}], p = {me["p"]:.3g}.'
-          + (f' {me["note"]}' if me.get('fallback') else ''), '']
+          + (f' {me["note"]}' if me.get('dropped') else ''), '']
     _ces_dci_figure(cfg, figs)
     return md + ['![CES vs DCI](figures/ces_vs_dci.png)', '']
 

@@ -18,9 +18,9 @@ from .core import check
 if TYPE_CHECKING: import pandas
 
 # %% auto #0
-__all__ = ['CODEBOOK_MIN_USE', 'SETTLED', 'correlation', 'partial_correlation', 'hedges_g', 'sidak_alpha', 'detectable_r',
-           'configs_needed', 'detectable_g', 'by_config', 'cluster_bootstrap', 'mixed_effect', 'exclusions',
-           'compare_architectures', 'correlation_table', 'recon_adjusted', 'settled_budget']
+__all__ = ['MIN_ARCHS', 'CODEBOOK_MIN_USE', 'SETTLED', 'correlation', 'partial_correlation', 'hedges_g', 'sidak_alpha',
+           'detectable_r', 'configs_needed', 'detectable_g', 'by_config', 'cluster_bootstrap', 'mixed_effect',
+           'exclusions', 'compare_architectures', 'correlation_table', 'recon_adjusted', 'settled_budget']
 
 # %% ../nbs/10a_stats.ipynb #f4c811a1
 def _pearson(x, # values [..., n]
@@ -249,13 +249,16 @@ def _standardised(df:'pandas.DataFrame', # one row per run
     return d
 
 # %% ../nbs/10a_stats.ipynb #226ff218
+MIN_ARCHS = 3        # architectures a random intercept for architecture needs (fewer: OLS)
+
 def _mixed_fit(d:'pandas.DataFrame', # from _standardised
                rhs:str, # the formula's right-hand side
                n_runs:int, # rows of d
                n_configs:int, # configurations in d
               ) -> tuple:
-    """(fit, model, converged): v1 ~ rhs with random intercepts for architecture and configuration (MixedLM), or OLS
-    when every configuration has one run."""
+    """(fit, model, converged): v1 ~ rhs with random intercepts for architecture and configuration (MixedLM); with
+    one run per configuration (its intercept is then the residual) for architecture alone; OLS with fewer than
+    `MIN_ARCHS` architectures as well."""
     import statsmodels.formula.api as smf
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
     with warnings.catch_warnings(record=True) as w:
@@ -263,13 +266,16 @@ def _mixed_fit(d:'pandas.DataFrame', # from _standardised
         if n_runs > n_configs:
             fit = smf.mixedlm(f'v1 ~ {rhs}', d, groups=d['arch'], re_formula='1',
                               vc_formula={'config': '0 + C(config)'}).fit(reml=True)
-            model, conv = 'mixedlm', bool(fit.converged) and not any(issubclass(i.category, ConvergenceWarning)
-                                                                     for i in w)
-        else: fit, model, conv = smf.ols(f'v1 ~ {rhs}', d).fit(), 'ols (one run per configuration)', True
+            model = 'mixedlm'
+        elif d['arch'].nunique() >= MIN_ARCHS:
+            fit = smf.mixedlm(f'v1 ~ {rhs}', d, groups=d['arch'], re_formula='1').fit(reml=True)
+            model = 'mixedlm (architecture; one run per configuration)'
+        else: return smf.ols(f'v1 ~ {rhs}', d).fit(), 'ols (one run per configuration)', True
+        conv = bool(fit.converged) and not any(issubclass(i.category, ConvergenceWarning) for i in w)
     return fit, model, conv
 
 # %% ../nbs/10a_stats.ipynb #b3e1c0a7
-def _mixed_note(model:str, # 'mixedlm', 'ols (one run per configuration)' or 'too few'
+def _mixed_note(model:str, # from _mixed_fit, or 'too few'
                 converged:bool, # whether the mixed model converged
                 fixed:list, # the fixed effects left out, described
                 n_configs:int=0, # configurations (for 'too few')
@@ -280,14 +286,17 @@ def _mixed_note(model:str, # 'mixedlm', 'ols (one run per configuration)' or 'to
     if model == 'too few':
         return {'fallback': True, 'dropped': ['the whole model'],
                 'note': f'not fitted: {n_configs} configurations, the model needs at least {needed}'}
-    dropped = (rand if model != 'mixedlm' else []) + fixed
+    mixed = model.startswith('mixedlm')
+    dropped = (rand[1:] if model != 'mixedlm' and mixed else rand if not mixed else []) + fixed
     if model == 'mixedlm': note = 'mixed model (MixedLM) with random intercepts for architecture and configuration'
+    elif mixed: note = ('mixed model (MixedLM) with a random intercept for architecture; every configuration has one '
+                        'run, so its own random intercept is the residual and is not fitted')
     else: note = ('OLS fallback: every configuration has one run, so the random intercepts for architecture and '
                   'configuration were dropped; runs of one architecture count as independent, so if architectures '
                   'differ the CI and p are too narrow')
     if fixed: note += '; left out ' + ', '.join(fixed)
-    if model == 'mixedlm' and not converged: note += '; the fit did not converge (CI and p unreliable)'
-    return {'fallback': model != 'mixedlm', 'dropped': dropped, 'note': note}
+    if mixed and not converged: note += '; the fit did not converge (CI and p unreliable)'
+    return {'fallback': not mixed, 'dropped': dropped, 'note': note}
 
 # %% ../nbs/10a_stats.ipynb #e2335894
 def mixed_effect(df:'pandas.DataFrame', # one row per run: x, y, covariates, `by`, `arch`, `config`
@@ -298,7 +307,8 @@ def mixed_effect(df:'pandas.DataFrame', # one row per run: x, y, covariates, `by
                  level:float=0.95, # confidence level of the interval
                 ) -> dict:
     """The standardised effect of x on y with random intercepts for architecture and configuration (statsmodels
-    MixedLM); plain OLS when every configuration has one run. {'coef', 'se', 'p', 'ci', 'n_runs', 'n_configs',
+    MixedLM); for architecture alone when every configuration has one run, OLS when there are fewer than
+    `MIN_ARCHS` architectures too. {'coef', 'se', 'p', 'ci', 'n_runs', 'n_configs',
     'model', 'converged', 'fallback', 'dropped', 'note'}: `dropped` names every effect the fit left out."""
     cols = [x, y, *covariates]
     d = _standardised(df, cols, by)
