@@ -131,6 +131,25 @@ def _counterfactual_entries(model:torch.nn.Module, # a trained model
     if not pairs: return {}
     return counterfactual_fidelity(model, dataset, n_pairs=pairs, seed=COUNTERFACTUAL_SEED + seed).summary()
 
+# %% ../nbs/07c_measure.ipynb #4b4b89f8
+def _disentanglement_entries(model:torch.nn.Module, # a trained model
+                             dataset, # its dataset (a FactorDataset)
+                             settings:dict, # a job's 'eval' (metric_sizes; metrics, dci_estimator when given)
+                             seed:int, # the run's seed (the metrics' points are drawn from it)
+                             progress:bool=False, # tqdm bars over the metrics
+                             n_jobs:int=1, # DCI's per-factor classifiers fitted in parallel
+                             dci_later:list|None=None, # a list: DCI's arguments go there, not fitted now
+                             dci_exact:bool=False, # with dci_estimator 'fast': also the exact trees (dci_exact_*)
+                             table=None, # codes of every image (a fleet's); None: evaluate's 'auto'
+                            ) -> dict:
+    "`measure`'s disentanglement entries (`metrics.evaluate` with the job's sizes, metrics and DCI estimator)."
+    est = check_dci_estimator(settings.get('dci_estimator', 'exact'))
+    scores = evaluate(model, dataset, sizes=settings['metric_sizes'], seed=seed, progress=progress, n_jobs=n_jobs,
+                      metrics=settings.get('metrics', METRICS), dci_later=dci_later,
+                      table='auto' if table is None else table,
+                      dci_estimators=(est, 'exact') if dci_exact and est != 'exact' else (est,))
+    return {k: v for k, v in scores.items() if k != 'seconds_total'}
+
 # %% ../nbs/07c_measure.ipynb #78d181e6
 def measure(model:torch.nn.Module, # a trained model
             dataset, # its dataset (a FactorDataset)
@@ -151,12 +170,7 @@ def measure(model:torch.nn.Module, # a trained model
     check_time(until, 'not measured')
     out = loss_summary(model, dataset, seed)
     check_time(until, 'measured in part')
-    est = check_dci_estimator(settings.get('dci_estimator', 'exact'))
-    scores = evaluate(model, dataset, sizes=settings['metric_sizes'], seed=seed, progress=progress, n_jobs=n_jobs,
-                      metrics=settings.get('metrics', METRICS), dci_later=dci_later,
-                      table='auto' if table is None else table,
-                      dci_estimators=(est, 'exact') if dci_exact and est != 'exact' else (est,))
-    out.update({k: v for k, v in scores.items() if k != 'seconds_total'})
+    out.update(_disentanglement_entries(model, dataset, settings, seed, progress, n_jobs, dci_later, dci_exact, table))
     x = causal_images(dataset, settings['causal_images'], seed)
     check_time(until, 'measured in part')
     out.update(causal_summary(model, x, probe=probe, modularity_images=settings['modularity_images'],

@@ -287,7 +287,7 @@ def _mixed_note(model:str, # from _mixed_fit, or 'too few'
         return {'fallback': True, 'dropped': ['the whole model'],
                 'note': f'not fitted: {n_configs} configurations, the model needs at least {needed}'}
     mixed = model.startswith('mixedlm')
-    dropped = (rand[1:] if model != 'mixedlm' and mixed else rand if not mixed else []) + fixed
+    dropped = ([] if model == 'mixedlm' else rand[1:] if mixed else rand) + fixed    # rand[1:]: config's alone
     if model == 'mixedlm': note = 'mixed model (MixedLM) with random intercepts for architecture and configuration'
     elif mixed: note = ('mixed model (MixedLM) with a random intercept for architecture; every configuration has one '
                         'run, so its own random intercept is the residual and is not fitted')
