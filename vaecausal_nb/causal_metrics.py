@@ -16,7 +16,7 @@ import scipy.stats
 import torch
 import torch.nn as nn
 
-from .core import check, code_slots, is_quantised
+from .core import check, code_slots, inference_rows, is_quantised
 from .data import model_images
 from .interventions import (
     INPUT, SIGMA_GRID, Intervention, aggregate_posterior, check_decoder_site, has_gaussian_posterior, mediation,
@@ -147,7 +147,7 @@ def active_mask(model, # a trained model
 
 # %% ../nbs/07_causal_metrics.ipynb #54c749a2
 @torch.no_grad()
-def _sweeps(model, z, slots, values, chunk_rows=8192):
+def _sweeps(model, z, slots, values, chunk_rows=None):
     "Yield (slot, base probs [N, ...], swept probs [V, N, ...]) one slot (latent) at a time."
     y0 = torch.sigmoid(model.decode(z))
     for i, (s, vals) in enumerate(zip(slots, values)):
@@ -256,7 +256,8 @@ def _factor_change(probe:Callable, # images -> [N, K] factor predictions
                    sw:torch.Tensor, # one latent's swept images [V, N, ...]
                   ) -> np.ndarray:
     "Δf_k: the mean absolute change of each factor prediction over the values and images [K]."
-    f1 = probe(sw.flatten(0, 1)).view(sw.shape[0], sw.shape[1], -1)
+    f1 = torch.cat([probe(c) for c in sw.flatten(0, 1).split(inference_rows(sw, 4096))])
+    f1 = f1.view(sw.shape[0], sw.shape[1], -1)
     return (f1 - f0).abs().mean((0, 1)).cpu().numpy()
 
 # %% ../nbs/07_causal_metrics.ipynb #031c6d9c
@@ -630,7 +631,7 @@ def _coordinate_ces(model:nn.Module, # a quantised model
                     z:torch.Tensor, # its quantised codes [N, W]
                     values, # per coordinate j, the values of its interventions (a row of [W, V], or a sequence)
                     kind:str='set', # 'set': z_j ← v; 'add': z_j ← z_j + v
-                    chunk_rows:int=8192, # rows per decoder pass
+                    chunk_rows:int|None=None, # rows per decoder pass (None: `core.inference_rows`)
                    ) -> np.ndarray:
     "CES_j of every coordinate j of `z` under its `kind` interventions `values[j]` (the decoder gets the edited code)."
     y0, out = torch.sigmoid(model.decode(z)), np.zeros(z.shape[1])
@@ -695,10 +696,11 @@ def counterfactual_factors(dataset:FactorDataset, # the factor dataset whose gen
 @torch.no_grad()
 def own_reconstruction(model:nn.Module, # a model whose `decode` returns logits
                        z:torch.Tensor, # codes [N, W]
-                       chunk:int=512, # codes decoded at a time
+                       chunk:int|None=None, # codes decoded at a time (None: `core.inference_rows`, 512 on a GPU)
                       ) -> torch.Tensor:
     "The model's decoded probabilities σ(D(z)), flattened to `[N, P]`."
-    return torch.cat([torch.sigmoid(model.decode(c)).flatten(1) for c in z.split(chunk)])
+    rows = chunk or inference_rows(z, 512)
+    return torch.cat([torch.sigmoid(model.decode(c)).flatten(1) for c in z.split(rows)])
 
 # %% ../nbs/07d_counterfactual.ipynb #c5bbd199
 @torch.no_grad()
@@ -708,11 +710,12 @@ def counterfactual_codes(model:nn.Module, # a model with `representation` (codes
                          n:int, # pairs
                          generator:torch.Generator, # their draw
                          min_distance:float=1e-3, # pairs whose own reconstructions differ by less (RMS) are left out
-                         chunk:int=512, # images encoded (codes decoded) at a time
+                         chunk:int|None=None, # images encoded (codes decoded) at a time (None: core.inference_rows)
                         ) -> dict:
     """`n` pairs (x, x′) that differ only in `factor`: images x, x_cf (uint8), codes z, z_cf `[n, W]`, own
     reconstructions y, y_cf `[n, P]`, their distance `dist` and the `informative` mask (dist ≥ min_distance·√P)."""
     x, x_cf, _, _ = counterfactual_pairs(dataset, n, factor, generator)
+    chunk = chunk or inference_rows(model, 512)
     code = lambda im: torch.cat([model.representation(model_images(model, c, 1)) for c in im.split(chunk)])
     z, z_cf = code(x), code(x_cf)
     y, y_cf = own_reconstruction(model, z, chunk), own_reconstruction(model, z_cf, chunk)

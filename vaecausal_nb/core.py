@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['logger', 'DEVICE_ENV', 'RETAIN_MEMORY_ENV', 'CACHE_ENV', 'OWNED', 'VaeCausalError', 'check', 'log_once', 'get_device',
-           'free_memory', 'to_device', 'seed_everything', 'retain_freed_memory', 'file_mode', 'atomic_write',
-           'save_json', 'load_json', 'remove_write_leftovers', 'check_path', 'cache_root', 'save_weights',
-           'load_weights', 'settings_key', 'owned_record', 'write_owned', 'foreign_files', 'claim_files',
-           'is_quantised', 'check_slots', 'code_slots', 'same_device', 'torch_threads']
+__all__ = ['logger', 'DEVICE_ENV', 'RETAIN_MEMORY_ENV', 'CACHE_ENV', 'OWNED', 'CPU_ROWS', 'VaeCausalError', 'check', 'log_once',
+           'get_device', 'free_memory', 'to_device', 'seed_everything', 'retain_freed_memory', 'file_mode',
+           'atomic_write', 'save_json', 'load_json', 'remove_write_leftovers', 'check_path', 'cache_root',
+           'save_weights', 'load_weights', 'settings_key', 'owned_record', 'write_owned', 'foreign_files',
+           'claim_files', 'is_quantised', 'check_slots', 'code_slots', 'same_device', 'torch_threads', 'inference_rows']
 
 # %% ../nbs/00_core.ipynb #deb4a7cf
 class VaeCausalError(Exception):
@@ -439,3 +439,14 @@ def torch_threads(n:int|None, # torch's CPU threads inside the block (None: leav
     if n is not None: torch.set_num_threads(n)
     try: yield torch.get_num_threads()
     finally: torch.set_num_threads(old)
+
+# %% ../nbs/00_core.ipynb #f18133c0
+CPU_ROWS = 128   # rows per no-gradient pass on a CPU: activations in cache-sized blocks (see the text)
+
+def inference_rows(where, # a device, a device name, a tensor, or a module (the device of its parameters)
+                   accelerator_rows:int, # rows per pass on a GPU (or MPS), where large passes amortise kernel launches
+                  ) -> int:
+    "Rows per no-gradient forward pass on `where`'s device: `CPU_ROWS` on a CPU, `accelerator_rows` elsewhere."
+    if isinstance(where, torch.nn.Module): where = next(where.parameters(), torch.zeros(0))
+    device = where.device if torch.is_tensor(where) else torch.device(where)
+    return CPU_ROWS if device.type == 'cpu' else accelerator_rows

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .core import VaeCausalError, atomic_write, check
+from .core import VaeCausalError, atomic_write, check, inference_rows
 from .data import FactorDataset, counterfactual_pairs, image_grid, to_float
 from .hooks import HookPoint, get_module, hook_points, hooks, run_with_cache
 
@@ -211,7 +211,7 @@ def run_interventions(model:nn.Module, # any model; sites are HookPoint names or
                       source:torch.Tensor|None=None, # input whose activations 'patch' copies (row-aligned with x)
                       ref:torch.Tensor|None=None, # input whose activations 'mean'/'resample' use (default: x)
                       output:str|Callable='probs', # what to return: 'probs', 'logits' or a function of the output
-                      chunk_rows:int=8192, # rows per forward pass (specs × N are packed up to this)
+                      chunk_rows:int|None=None, # rows per pass, specs × N packed up to it (None: inference_rows)
                       generator:torch.Generator|None=None, # for 'resample'
                      ) -> torch.Tensor:
     "Outputs `[S, N, ...]` of `model.<method>(x)` under each of the S interventions, packed into few batched passes."
@@ -226,7 +226,7 @@ def run_interventions(model:nn.Module, # any model; sites are HookPoint names or
                                  f'source must have the shape of x {list(x.shape)}, got {list(source.shape)}')
     src = _site_acts(model, source, need_src, method) if need_src else {}
     rf = _site_acts(model, x if ref is None else ref, need_ref, method) if need_ref else {}
-    per = max(1, chunk_rows // max(1, len(x)))
+    per = max(1, (chunk_rows or inference_rows(x, 8192)) // max(1, len(x)))
     outs = []
     for g0 in range(0, len(groups), per):
         outs.append(_run_block(model, x, groups[g0:g0 + per], sites, src, rf, method, output, generator))
@@ -296,7 +296,7 @@ def latent_sweep(model:nn.Module, # a model with decode(z)
                  values:torch.Tensor, # values [L, V] for each latent (see value_grid)
                  latents:Sequence[int]|None=None, # which latents to sweep: integer indices (default all)
                  output:str|Callable='probs', # 'probs' or 'logits'
-                 chunk_rows:int=8192, # rows per decoder pass
+                 chunk_rows:int|None=None, # rows per decoder pass (None: `core.inference_rows`)
                 ) -> torch.Tensor:
     "Decoded images `[L', V, N, C, H, W]` under do(z_i = v) for every swept latent i and value v, batched."
     L = z.shape[1]

@@ -21,15 +21,16 @@ from sklearn.metrics import log_loss, mutual_info_score
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import LinearSVC
 
-from .core import VaeCausalError, check, check_slots, is_quantised
+from .core import VaeCausalError, check, check_slots, inference_rows, is_quantised
 from .data import FactorDataset, to_float
 
 # %% auto #0
-__all__ = ['DCI_FAST_PARAMS', 'DCI_ESTIMATORS', 'DCI_SCORES', 'METRICS', 'SIZES', 'MAX_TABLE_IMAGES', 'check_dci_estimator',
-           'dci_importance', 'dci_scores', 'dci', 'dci_many', 'dci_agreement', 'histogram_discretize',
-           'discrete_mutual_info', 'mig', 'slot_index', 'sap_matrix', 'sap', 'representation_function', 'FactorSampler',
-           'code_table', 'factor_vae_score', 'beta_vae_score', 'irs', 'infomec_nmi', 'active_by_range', 'infom_infoc',
-           'infoe_per_source', 'infomec', 'resolve_sizes', 'encodes_needed', 'table_pays', 'dci_prefix', 'evaluate']
+__all__ = ['DCI_FAST_PARAMS', 'DCI_ESTIMATORS', 'DCI_SCORES', 'RENDER_ROWS', 'METRICS', 'SIZES', 'MAX_TABLE_IMAGES',
+           'check_dci_estimator', 'dci_importance', 'dci_scores', 'dci', 'dci_many', 'dci_agreement',
+           'histogram_discretize', 'discrete_mutual_info', 'mig', 'slot_index', 'sap_matrix', 'sap',
+           'representation_function', 'FactorSampler', 'code_table', 'factor_vae_score', 'beta_vae_score', 'irs',
+           'infomec_nmi', 'active_by_range', 'infom_infoc', 'infoe_per_source', 'infomec', 'resolve_sizes',
+           'encodes_needed', 'table_pays', 'dci_prefix', 'evaluate']
 
 # %% ../nbs/05_metrics.ipynb #a622199d
 def _codes(mus, name='codes') -> np.ndarray:
@@ -335,7 +336,7 @@ def _codes_in_batches(f, # a function images -> codes
 # %% ../nbs/05_metrics.ipynb #ce3a53a8
 def representation_function(model_or_fn, # a model with `.representation(x)`, or any function images -> codes
                             device=None, # where the model runs (default: where its parameters are)
-                            batch_size:int=4096, # images per forward pass
+                            batch_size:int|None=None, # images per forward pass (None: `core.inference_rows`)
                            ) -> Callable[[torch.Tensor], np.ndarray]:
     """Wrap a model or function as `fn(float images [N, C, H, W] in [0, 1]) -> codes [N, L]` (numpy float64), in
     batches, without gradients."""
@@ -344,13 +345,16 @@ def representation_function(model_or_fn, # a model with `.representation(x)`, or
         was = model.training if model is not None else None
         if model is not None: model.eval()
         try:
-            with torch.inference_mode(): out = _codes_in_batches(f, x, dev, batch_size)
+            rows = batch_size or inference_rows(dev if dev is not None else x, 4096)
+            with torch.inference_mode(): out = _codes_in_batches(f, x, dev, rows)
         finally:
             if model is not None: model.train(was)
         return np.concatenate(out).astype(np.float64)
     return fn
 
 # %% ../nbs/05_metrics.ipynb #5bfaa620
+RENDER_ROWS = 1024   # images FactorSampler.codes renders (and turns to floats) at a time: bounded memory
+
 class FactorSampler:
     """Draws factor combinations from a dataset and returns the codes of their images (from a precomputed table when
     given)."""
@@ -376,10 +380,10 @@ class FactorSampler:
         return torch.randint(len(self.measured), (n,), generator=self.gen)
 
     def codes(self, factors:torch.Tensor) -> np.ndarray:
-        "Codes `[n, L]` of the images with these factor classes."
+        "Codes `[n, L]` of the images with these factor classes (rendered and encoded `RENDER_ROWS` at a time)."
         if self.table is not None: return self.table[self.ds.index_of(factors).numpy()].astype(np.float64)
         self.encoded += len(factors)
-        return self.fn(to_float(self.ds.images_of(factors)))
+        return np.concatenate([self.fn(to_float(self.ds.images_of(f))) for f in factors.split(RENDER_ROWS)])
 
     def points(self, n:int) -> tuple[np.ndarray, np.ndarray]:
         "`n` random images' codes `[n, L]` and measured factor classes `[n, K']`."
