@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 
 # %% auto #0
 __all__ = ['SPEC_VERSION', 'STUDY_ARCHS', 'CPU_HPARAMS', 'SWEEP', 'CAPACITY_DIMS', 'GPU_STEPS', 'PILOT_SWEEP', 'PRESETS',
-           'UNFINISHED', 'ROW_TEXT', 'ROW_FLAGS', 'UNIT_METRICS', 'ROW_NEEDS', 'StudySpec', 'configurations', 'preset',
-           'run_key', 'jobs', 'calibration_keys', 'machine_label', 'run_job', 'fleets', 'run_fleet', 'config_label',
-           'load_results', 'study_status', 'study_specs', 'run_study', 'read_rows_file', 'import_rows', 'finished_keys',
-           'plan_study']
+           'UNFINISHED', 'ROW_TEXT', 'ROW_FLAGS', 'UNIT_METRICS', 'ROW_NEEDS', 'PLAN_STEPS', 'StudySpec',
+           'configurations', 'preset', 'run_key', 'jobs', 'calibration_keys', 'machine_label', 'run_job', 'fleets',
+           'run_fleet', 'config_label', 'load_results', 'study_status', 'study_specs', 'run_study', 'read_rows_file',
+           'import_rows', 'finished_keys', 'plan_study']
 
 # %% ../nbs/10_study.ipynb #e830f402
 from fastcore.basics import patch
@@ -43,7 +43,7 @@ from .metrics import METRICS, SIZES, check_dci_estimator, dci_many, dci_prefix, 
 from .models import ARCHS, MODELS, check_hparams
 from .measure import (COUNTERFACTUAL_PAIRS, causal_images, check_counterfactual_pairs, check_measure_sizes,
                                   check_metric_sizes, measure)
-from .probes import factor_probe, train_probe
+from .probes import FactorProbe, factor_probe, train_probe
 from .fleet import STRUCTURAL, fleet_capacity, fleet_timing, train_fleet
 from .fleet_measure import fleet_inputs
 from .train import OutOfTime, TrainConfig, check_time, deadline, time_up, train
@@ -1077,20 +1077,23 @@ def _refit_step_seconds(model:torch.nn.Module, # a model (its decoder is trained
     return max(0.0, t[1] - t[0]) / timed
 
 # %% ../nbs/10_study.ipynb #b8201c81
+PLAN_STEPS = 25   # steps of the model a plan measures: its latents active, so every part is timed at full size
+
 def _measure_seconds(job:dict, # a job of the dataset
                      ds, # its dataset
                      n_jobs:int=1, # DCI's classifiers fitted at once
                     ) -> float:
-    """Seconds one measurement of the job's model takes here (a model trained a few steps; no factor probe), its
-    controls included: `refit_decoder`'s training as one step timed and the rest from `_refit_step_seconds`."""
-    cfg = TrainConfig.from_dict({**job['train'], 'steps': 5, 'out_dir': None, 'progress': False})
-    run = train(cfg, ds)
+    """Seconds one measurement of the job's model takes here (a model trained `PLAN_STEPS` steps, an untrained factor
+    probe), its controls included: `refit_decoder`'s training as one step timed, the rest from `_refit_step_seconds`."""
+    steps = min(PLAN_STEPS, job['train']['steps'])
+    run = train(TrainConfig.from_dict({**job['train'], 'steps': steps, 'out_dir': None, 'progress': False}), ds)
+    cfg, probe = run.config, FactorProbe(ds.image_shape, ds.factor_sizes).eval()
     t0 = time.perf_counter()
-    measure(run.model, ds, job['eval'], cfg.seed, n_jobs=n_jobs)
+    measure(run.model, ds, job['eval'], cfg.seed, probe, n_jobs=n_jobs)
     timed = [c for c in job['eval'].get('controls', ()) if c != 'fixed_variance']
     if timed:                                   # refit_decoder: its summary, and one step of its decoder's training
         x = causal_images(ds, job['eval']['causal_images'], cfg.seed)
-        control_measures(run.model, ds, x, timed, steps=1,
+        control_measures(run.model, ds, x, timed, steps=1, probe=probe,
                          modularity_images=job['eval']['modularity_images'], seed=cfg.seed,
                          batch_size=cfg.batch_size, lr=cfg.lr, metric_sizes=job['eval']['metric_sizes'],
                          dci_estimator=job['eval'].get('dci_estimator', 'exact'))
