@@ -256,7 +256,8 @@ def _factor_change(probe:Callable, # images -> [N, K] factor predictions
                    sw:torch.Tensor, # one latent's swept images [V, N, ...]
                   ) -> np.ndarray:
     "Δf_k: the mean absolute change of each factor prediction over the values and images [K]."
-    f1 = torch.cat([probe(c) for c in sw.flatten(0, 1).split(inference_rows(sw, 4096))])
+    rows = sw.flatten(0, 1)
+    f1 = torch.cat([probe(c) for c in rows.split(inference_rows(sw, len(rows)))])    # a GPU: one pass
     f1 = f1.view(sw.shape[0], sw.shape[1], -1)
     return (f1 - f0).abs().mean((0, 1)).cpu().numpy()
 
@@ -699,7 +700,7 @@ def own_reconstruction(model:nn.Module, # a model whose `decode` returns logits
                        chunk:int|None=None, # codes decoded at a time (None: `core.inference_rows`, 512 on a GPU)
                       ) -> torch.Tensor:
     "The model's decoded probabilities σ(D(z)), flattened to `[N, P]`."
-    rows = chunk or inference_rows(z, 512)
+    rows = inference_rows(z, 512) if chunk is None else chunk
     return torch.cat([torch.sigmoid(model.decode(c)).flatten(1) for c in z.split(rows)])
 
 # %% ../nbs/07d_counterfactual.ipynb #c5bbd199
@@ -715,7 +716,7 @@ def counterfactual_codes(model:nn.Module, # a model with `representation` (codes
     """`n` pairs (x, x′) that differ only in `factor`: images x, x_cf (uint8), codes z, z_cf `[n, W]`, own
     reconstructions y, y_cf `[n, P]`, their distance `dist` and the `informative` mask (dist ≥ min_distance·√P)."""
     x, x_cf, _, _ = counterfactual_pairs(dataset, n, factor, generator)
-    chunk = chunk or inference_rows(model, 512)
+    chunk = inference_rows(model, 512) if chunk is None else chunk
     code = lambda im: torch.cat([model.representation(model_images(model, c, 1)) for c in im.split(chunk)])
     z, z_cf = code(x), code(x_cf)
     y, y_cf = own_reconstruction(model, z, chunk), own_reconstruction(model, z_cf, chunk)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -447,6 +448,7 @@ def inference_rows(where, # a device, a device name, a tensor, or a module (the 
                    accelerator_rows:int, # rows per pass on a GPU (or MPS), where large passes amortise kernel launches
                   ) -> int:
     "Rows per no-gradient forward pass on `where`'s device: `CPU_ROWS` on a CPU, `accelerator_rows` elsewhere."
-    if isinstance(where, torch.nn.Module): where = next(where.parameters(), torch.zeros(0))
+    if isinstance(where, torch.nn.Module): where = next(itertools.chain(where.parameters(), where.buffers()),
+                                                        torch.zeros(0))
     device = where.device if torch.is_tensor(where) else torch.device(where)
     return CPU_ROWS if device.type == 'cpu' else accelerator_rows

@@ -226,7 +226,7 @@ def run_interventions(model:nn.Module, # any model; sites are HookPoint names or
                                  f'source must have the shape of x {list(x.shape)}, got {list(source.shape)}')
     src = _site_acts(model, source, need_src, method) if need_src else {}
     rf = _site_acts(model, x if ref is None else ref, need_ref, method) if need_ref else {}
-    per = max(1, (chunk_rows or inference_rows(x, 8192)) // max(1, len(x)))
+    per = max(1, (inference_rows(x, 8192) if chunk_rows is None else chunk_rows) // max(1, len(x)))
     outs = []
     for g0 in range(0, len(groups), per):
         outs.append(_run_block(model, x, groups[g0:g0 + per], sites, src, rf, method, output, generator))

@@ -336,7 +336,7 @@ def _codes_in_batches(f, # a function images -> codes
 # %% ../nbs/05_metrics.ipynb #ce3a53a8
 def representation_function(model_or_fn, # a model with `.representation(x)`, or any function images -> codes
                             device=None, # where the model runs (default: where its parameters are)
-                            batch_size:int|None=None, # images per forward pass (None: `core.inference_rows`)
+                            batch_size:int|None=None, # images per pass (None: `core.inference_rows`; a function: 4096)
                            ) -> Callable[[torch.Tensor], np.ndarray]:
     """Wrap a model or function as `fn(float images [N, C, H, W] in [0, 1]) -> codes [N, L]` (numpy float64), in
     batches, without gradients."""
@@ -345,7 +345,7 @@ def representation_function(model_or_fn, # a model with `.representation(x)`, or
         was = model.training if model is not None else None
         if model is not None: model.eval()
         try:
-            rows = batch_size or inference_rows(dev if dev is not None else x, 4096)
+            rows = batch_size if batch_size is not None else inference_rows(dev, 4096) if dev is not None else 4096
             with torch.inference_mode(): out = _codes_in_batches(f, x, dev, rows)
         finally:
             if model is not None: model.train(was)
@@ -353,7 +353,8 @@ def representation_function(model_or_fn, # a model with `.representation(x)`, or
     return fn
 
 # %% ../nbs/05_metrics.ipynb #5bfaa620
-RENDER_ROWS = 1024   # images FactorSampler.codes renders (and turns to floats) at a time: bounded memory
+RENDER_ROWS = 4096   # images FactorSampler.codes renders at a time: bounded memory (a GPU's encoding batch, so its
+                     # passes are what they were)
 
 class FactorSampler:
     """Draws factor combinations from a dataset and returns the codes of their images (from a precomputed table when
