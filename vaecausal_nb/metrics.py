@@ -352,10 +352,11 @@ def representation_function(model_or_fn, # a model with `.representation(x)`, or
         return np.concatenate(out).astype(np.float64)
     return fn
 
-# %% ../nbs/05_metrics.ipynb #5bfaa620
+# %% ../nbs/05_metrics.ipynb #4f9ccd45
 RENDER_ROWS = 4096   # images FactorSampler.codes renders at a time: bounded memory (a GPU's encoding batch, so its
                      # passes are what they were)
 
+# %% ../nbs/05_metrics.ipynb #5bfaa620
 class FactorSampler:
     """Draws factor combinations from a dataset and returns the codes of their images (from a precomputed table when
     given)."""
