@@ -256,8 +256,8 @@ def _factor_change(probe:Callable, # images -> [N, K] factor predictions
                    sw:torch.Tensor, # one latent's swept images [V, N, ...]
                   ) -> np.ndarray:
     "Δf_k: the mean absolute change of each factor prediction over the values and images [K]."
-    rows = sw.flatten(0, 1)
-    f1 = torch.cat([probe(c) for c in rows.split(inference_rows(sw, len(rows)))])    # a GPU: one pass
+    images = sw.flatten(0, 1)
+    f1 = torch.cat([probe(b) for b in images.split(inference_rows(sw, len(images)))])    # a GPU: one pass
     f1 = f1.view(sw.shape[0], sw.shape[1], -1)
     return (f1 - f0).abs().mean((0, 1)).cpu().numpy()
 
